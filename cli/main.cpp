@@ -1,0 +1,297 @@
+// The `musicgen` command. Uses only the public API (include/musicgen/).
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <string>
+#include <vector>
+#include <chrono>
+
+#include "musicgen/musicgen.h"
+
+double musicgen_now();
+
+namespace fs = std::filesystem;
+using musicgen::Error;
+using musicgen::ErrorCode;
+
+namespace {
+
+constexpr const char* kVersion = "0.1.0";
+
+void print_main_help() {
+  std::printf(
+      "musicgen %s - MusicGen text-to-music inference on the CPU\n\n"
+      "Usage: musicgen <command> [options]\n\n"
+      "Commands:\n"
+      "  generate   generate music from text prompts or unconditionally\n\n"
+      "Run 'musicgen <command> --help' for the options of a command.\n"
+      "Options:\n"
+      "  --help, -h      show this help\n"
+      "  --version       print the version\n",
+      kVersion);
+}
+
+void print_generate_help() {
+  std::printf(
+      "Usage: musicgen generate --model DIR [--prompt TEXT]... --output FILE.wav [options]\n\n"
+      "Generates music with a MusicGen checkpoint in the Hugging Face layout (config.json,\n"
+      "generation_config.json, model.safetensors, spiece.model). Without --prompt the music is\n"
+      "unconditional. Several --prompt options make a batch: one file per prompt.\n\n"
+      "Options:\n"
+      "  --model DIR             checkpoint directory (required)\n"
+      "  --prompt TEXT           a text prompt; repeat for a batch (default: unconditional)\n"
+      "  --samples N             batch size of an unconditional run (default 1)\n"
+      "  --output FILE.wav       output file (required); a batch writes FILE_0.wav, FILE_1.wav, ...\n"
+      "  --duration SECONDS      length of the music, up to 30 (default: generation_config.json's\n"
+      "                          max_length, 1500 steps = 29.92 s for the official checkpoints)\n"
+      "  --max-new-tokens N      length in decoder steps, as Hugging Face counts them\n"
+      "                          (N steps give N-3 frames of 20 ms); excludes --duration\n"
+      "  --guidance G            classifier-free guidance scale, >= 1; 1 disables it\n"
+      "                          (default: generation_config.json, 3.0 for official checkpoints)\n"
+      "  --top-k K               sample among the K most likely codes, K >= 1 (default 50)\n"
+      "  --top-p P               nucleus sampling mass in (0, 1] (default 1 = off)\n"
+      "  --temperature T         sampling temperature > 0 (default 1.0)\n"
+      "  --greedy                always take the most likely code (no sampling)\n"
+      "  --seed S                random seed (default 0); the same seed gives the same music\n"
+      "  --threads N             worker threads (default: all cores); does not change results\n"
+      "  --sample-format F       pcm16 (default; peak-normalised only if the peak exceeds 1.0)\n"
+      "                          or f32 (raw float samples, untouched)\n"
+      "  --codes-out FILE.json   also write the generated codes as {\"codes\": [batch][codebook][frame]}\n"
+      "  --quiet                 no progress output\n"
+      "  --help, -h              show this help\n\n"
+      "Examples:\n"
+      "  musicgen generate --model models/musicgen-small --prompt \"lo-fi hip hop beat\" \\\n"
+      "      --duration 10 --output beat.wav\n"
+      "  musicgen generate --model models/musicgen-small --prompt \"jazz trio\" \\\n"
+      "      --prompt \"epic orchestral\" --duration 5 --output batch.wav   # batch_0.wav, batch_1.wav\n"
+      "  musicgen generate --model models/musicgen-small --duration 8 --output free.wav  # unconditional\n");
+}
+
+struct UsageError {
+  std::string message;
+};
+
+[[noreturn]] void usage(const std::string& message) { throw UsageError{message}; }
+
+double parse_double(const std::string& flag, const std::string& v) {
+  char* end = nullptr;
+  errno = 0;
+  const double d = std::strtod(v.c_str(), &end);
+  if (v.empty() || *end != '\0' || errno != 0 || !std::isfinite(d))
+    usage(flag + " expects a number, got '" + v + "'");
+  return d;
+}
+
+long long parse_int(const std::string& flag, const std::string& v) {
+  char* end = nullptr;
+  errno = 0;
+  const long long i = std::strtoll(v.c_str(), &end, 10);
+  if (v.empty() || *end != '\0' || errno != 0) usage(flag + " expects an integer, got '" + v + "'");
+  return i;
+}
+
+std::string item_path(const std::string& output, int index, int batch) {
+  if (batch == 1) return output;
+  const fs::path p(output);
+  const std::string stem = p.stem().string() + "_" + std::to_string(index);
+  return (p.parent_path() / (stem + p.extension().string())).string();
+}
+
+// Fails early, before any work, if the output cannot be written.
+void check_writable(const std::string& path) {
+  const fs::path p(path);
+  const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
+  if (!fs::is_directory(dir))
+    throw Error(ErrorCode::kIo, "cannot write '" + path + "': directory '" + dir.string() +
+                                    "' does not exist; create it or choose another --output");
+  if (::access(dir.c_str(), W_OK) != 0)
+    throw Error(ErrorCode::kIo, "cannot write '" + path + "': directory '" + dir.string() +
+                                    "' is not writable; choose another --output");
+  if (fs::is_directory(p))
+    throw Error(ErrorCode::kIo, "cannot write '" + path + "': it is a directory; give a file name");
+}
+
+void write_codes_json(const std::string& path, const musicgen::GenerationResult& r) {
+  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
+  {
+    std::ofstream out(tmp);
+    if (!out) throw Error(ErrorCode::kIo, "cannot write '" + path + "'");
+    out << "{\"codes\": [";
+    for (int b = 0; b < r.batch; ++b) {
+      out << (b ? ", [" : "[");
+      for (int k = 0; k < r.num_codebooks; ++k) {
+        out << (k ? ", [" : "[");
+        for (int t = 0; t < r.frames; ++t)
+          out << (t ? ", " : "") << r.codes[(static_cast<size_t>(b) * r.num_codebooks + k) * r.frames + t];
+        out << "]";
+      }
+      out << "]";
+    }
+    out << "]}\n";
+    out.close();
+    if (!out) {
+      std::remove(tmp.c_str());
+      throw Error(ErrorCode::kIo, "writing '" + path + "' failed (disk full?)");
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw Error(ErrorCode::kIo, "cannot move the codes into '" + path + "'");
+  }
+}
+
+int cmd_generate(const std::vector<std::string>& args) {
+  std::string model_dir, output, codes_out, sample_format = "pcm16";
+  musicgen::GenerationOptions opt;
+  int threads = 0;
+  bool quiet = false;
+  std::optional<int> samples;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= args.size()) usage(a + " needs a value");
+      return args[++i];
+    };
+    if (a == "--help" || a == "-h") {
+      print_generate_help();
+      return 0;
+    } else if (a == "--model") model_dir = value();
+    else if (a == "--prompt") opt.prompts.push_back(value());
+    else if (a == "--output" || a == "-o") output = value();
+    else if (a == "--duration") opt.duration_s = parse_double(a, value());
+    else if (a == "--max-new-tokens") opt.max_new_tokens = static_cast<int>(parse_int(a, value()));
+    else if (a == "--guidance") opt.guidance_scale = static_cast<float>(parse_double(a, value()));
+    else if (a == "--top-k") opt.top_k = static_cast<int>(parse_int(a, value()));
+    else if (a == "--top-p") opt.top_p = static_cast<float>(parse_double(a, value()));
+    else if (a == "--temperature") opt.temperature = static_cast<float>(parse_double(a, value()));
+    else if (a == "--seed") opt.seed = static_cast<uint64_t>(parse_int(a, value()));
+    else if (a == "--greedy") opt.greedy = true;
+    else if (a == "--threads") {
+      const long long t = parse_int(a, value());
+      if (t < 1 || t > 256) usage("--threads must be between 1 and 256");
+      threads = static_cast<int>(t);
+    } else if (a == "--samples") {
+      const long long s = parse_int(a, value());
+      if (s < 1 || s > 64) usage("--samples must be between 1 and 64");
+      samples = static_cast<int>(s);
+    } else if (a == "--sample-format") {
+      sample_format = value();
+      if (sample_format != "pcm16" && sample_format != "f32")
+        usage("--sample-format must be pcm16 or f32, got '" + sample_format + "'");
+    } else if (a == "--codes-out") codes_out = value();
+    else if (a == "--quiet" || a == "-q") quiet = true;
+    else usage("unknown option '" + a + "'");
+  }
+  if (model_dir.empty()) usage("--model DIR is required");
+  if (output.empty()) usage("--output FILE.wav is required");
+  if (samples && !opt.prompts.empty()) usage("--samples applies to unconditional runs; give no --prompt");
+  if (samples) opt.unconditional_samples = *samples;
+  if (opt.duration_s && opt.max_new_tokens) usage("give either --duration or --max-new-tokens, not both");
+  if (opt.duration_s && *opt.duration_s <= 0) usage("--duration must be positive, got " + std::to_string(*opt.duration_s));
+  if (opt.top_k && *opt.top_k < 1) usage("--top-k must be >= 1, got " + std::to_string(*opt.top_k));
+  if (opt.top_p && !(*opt.top_p > 0 && *opt.top_p <= 1)) usage("--top-p must be in (0, 1]");
+  if (opt.temperature && *opt.temperature <= 0) usage("--temperature must be > 0");
+  if (opt.guidance_scale && *opt.guidance_scale < 1) usage("--guidance must be >= 1 (1 disables guidance)");
+
+  const int batch = opt.prompts.empty() ? opt.unconditional_samples : static_cast<int>(opt.prompts.size());
+  for (int b = 0; b < batch; ++b) check_writable(item_path(output, b, batch));
+  if (!codes_out.empty()) check_writable(codes_out);
+
+  const double t0 = musicgen_now();
+  auto model = musicgen::Model::load(model_dir);
+  const double load_s = musicgen_now() - t0;
+  if (!quiet)
+    std::fprintf(stderr, "loaded %s (%d layers, hidden %d, %d codebooks, %s) in %.2f s\n",
+                 model_dir.c_str(), model->info().num_layers, model->info().hidden_size,
+                 model->info().num_codebooks, model->info().audio_channels == 2 ? "stereo" : "mono",
+                 load_s);
+  musicgen::Session session(model, {.threads = threads});
+  const double gen_start = musicgen_now();
+  double decode_start = 0;
+  if (!quiet) {
+    opt.progress = [&](int step, int total) {
+      const double now = musicgen_now();
+      if (step == 1) decode_start = now;
+      if (step == 1 || step == total || step % 10 == 0) {
+        const double rate = step > 1 ? (step - 1) / std::max(1e-9, now - decode_start) : 0.0;
+        const double eta = rate > 0 ? (total - step) / rate : 0.0;
+        std::fprintf(stderr, "\rstep %d/%d  %.1f steps/s  ETA %.1f s   ", step, total, rate, eta);
+        if (step == total) std::fprintf(stderr, "\n");
+      }
+      return true;
+    };
+  }
+  musicgen::GenerationResult r = session.generate(opt);
+  const double total_s = musicgen_now() - gen_start;
+
+  const auto fmt = sample_format == "f32" ? musicgen::SampleFormat::kFloat32 : musicgen::SampleFormat::kPcm16;
+  std::vector<std::string> written;
+  try {
+    for (int b = 0; b < r.batch; ++b) {
+      const std::string path = item_path(output, b, r.batch);
+      musicgen::write_audio_file(path, r, b, fmt);
+      written.push_back(path);
+    }
+    if (!codes_out.empty()) write_codes_json(codes_out, r);
+  } catch (...) {
+    for (const auto& p : written) std::remove(p.c_str());
+    throw;
+  }
+  if (!quiet) {
+    const double audio_s = static_cast<double>(r.samples) / r.sample_rate;
+    const auto& t = r.timings;
+    std::fprintf(stderr,
+                 "done: %d x %.2f s of audio (%d frames)\n"
+                 "  load %.2f s | text encoding %.3f s | decoder %d steps in %.2f s (%.1f steps/s) | "
+                 "audio decoding %.2f s\n"
+                 "  real-time factor %.2f (generation time / audio duration, whole batch)\n",
+                 r.batch, audio_s, r.frames, load_s, t.text_encode_s, t.decode_steps, t.decode_s,
+                 t.decode_steps / std::max(1e-9, t.decode_s), t.audio_decode_s,
+                 total_s / std::max(1e-9, audio_s));
+    for (const auto& p : written) std::fprintf(stderr, "wrote %s\n", p.c_str());
+    if (!codes_out.empty()) std::fprintf(stderr, "wrote %s\n", codes_out.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+double musicgen_now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  try {
+    if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+      print_main_help();
+      return args.empty() ? 2 : 0;
+    }
+    if (args[0] == "--version") {
+      std::printf("musicgen %s\n", kVersion);
+      return 0;
+    }
+    const std::string cmd = args[0];
+    args.erase(args.begin());
+    if (cmd == "generate") return cmd_generate(args);
+    usage("unknown command '" + cmd + "'");
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "musicgen: error: %s (see 'musicgen --help')\n", e.message.c_str());
+    return 2;
+  } catch (const Error& e) {
+    std::fprintf(stderr, "musicgen: error: %s\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "musicgen: error: out of memory; try a shorter duration or a smaller batch\n");
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "musicgen: internal error: %s\n", e.what());
+    return 1;
+  }
+}

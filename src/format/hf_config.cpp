@@ -1,0 +1,209 @@
+#include "format/hf_config.h"
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+
+namespace musicgen {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+int EncodecConfig::hop_length() const {
+  int hop = 1;
+  for (int r : upsampling_ratios) hop *= r;
+  return hop;
+}
+
+int EncodecConfig::frame_rate() const {
+  const int hop = hop_length();
+  return (sampling_rate + hop - 1) / hop;
+}
+
+namespace {
+
+json read_json(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in) fail(ErrorCode::kNotFound, "cannot read '" + path.string() + "'");
+  try {
+    return json::parse(in);
+  } catch (const json::exception& e) {
+    fail(ErrorCode::kInvalidModel, "'" + path.string() + "' is not valid JSON (" + e.what() +
+                                       "); re-download the checkpoint");
+  }
+}
+
+class Reader {
+ public:
+  Reader(const json& j, std::string where) : j_(j), where_(std::move(where)) {}
+
+  template <typename T>
+  void get(const char* key, T* out) const {
+    if (!j_.contains(key) || j_[key].is_null()) return;
+    try {
+      *out = j_[key].get<T>();
+    } catch (const json::exception&) {
+      bad(key, "has the wrong type");
+    }
+  }
+  void positive(const char* key, int* out) const {
+    get(key, out);
+    if (*out <= 0) bad(key, "must be positive, got " + std::to_string(*out));
+  }
+  [[noreturn]] void bad(const std::string& key, const std::string& what) const {
+    fail(ErrorCode::kInvalidModel, where_ + ": '" + key + "' " + what + "; fix config.json");
+  }
+
+ private:
+  const json& j_;
+  std::string where_;
+};
+
+void parse_t5(const json& j, const std::string& where, T5Config* c) {
+  Reader r(j, where + " text_encoder");
+  r.positive("vocab_size", &c->vocab_size);
+  r.positive("d_model", &c->d_model);
+  r.positive("d_kv", &c->d_kv);
+  r.positive("d_ff", &c->d_ff);
+  r.positive("num_layers", &c->num_layers);
+  r.positive("num_heads", &c->num_heads);
+  r.positive("relative_attention_num_buckets", &c->relative_attention_num_buckets);
+  r.positive("relative_attention_max_distance", &c->relative_attention_max_distance);
+  r.get("layer_norm_epsilon", &c->layer_norm_epsilon);
+  std::string ff = "relu";
+  r.get("feed_forward_proj", &ff);
+  if (ff != "relu") r.bad("feed_forward_proj", "is '" + ff + "', only 'relu' (t5-base) is supported");
+}
+
+void parse_encodec(const json& j, const std::string& where, EncodecConfig* c) {
+  Reader r(j, where + " audio_encoder");
+  r.positive("sampling_rate", &c->sampling_rate);
+  r.positive("audio_channels", &c->audio_channels);
+  r.get("normalize", &c->normalize);
+  r.positive("hidden_size", &c->hidden_size);
+  r.positive("num_filters", &c->num_filters);
+  r.positive("num_residual_layers", &c->num_residual_layers);
+  r.get("upsampling_ratios", &c->upsampling_ratios);
+  r.positive("kernel_size", &c->kernel_size);
+  r.positive("last_kernel_size", &c->last_kernel_size);
+  r.positive("residual_kernel_size", &c->residual_kernel_size);
+  r.positive("dilation_growth_rate", &c->dilation_growth_rate);
+  r.get("use_causal_conv", &c->use_causal_conv);
+  r.get("pad_mode", &c->pad_mode);
+  r.positive("compress", &c->compress);
+  r.positive("num_lstm_layers", &c->num_lstm_layers);
+  r.positive("codebook_size", &c->codebook_size);
+  c->codebook_dim = c->hidden_size;
+  r.get("codebook_dim", &c->codebook_dim);
+  r.get("use_conv_shortcut", &c->use_conv_shortcut);
+  if (c->upsampling_ratios.empty()) r.bad("upsampling_ratios", "is empty");
+  for (int v : c->upsampling_ratios)
+    if (v <= 0) r.bad("upsampling_ratios", "has a non-positive ratio");
+  if (c->normalize) r.bad("normalize", "is true; only EnCodec without normalisation is supported");
+  if (c->use_causal_conv) r.bad("use_causal_conv", "is true; only the non-causal codec is supported");
+  if (c->pad_mode != "reflect") r.bad("pad_mode", "is '" + c->pad_mode + "', expected 'reflect'");
+  if (c->use_conv_shortcut) r.bad("use_conv_shortcut", "is true; only identity shortcuts are supported");
+  if (c->codebook_dim != c->hidden_size) r.bad("codebook_dim", "differs from hidden_size");
+  if (c->num_filters % c->compress != 0) r.bad("compress", "does not divide num_filters");
+  // HF EncodecConfig.num_quantizers = int(1000 * target_bandwidths[-1] // (frame_rate * 10)).
+  std::vector<double> bandwidths = {2.2};
+  r.get("target_bandwidths", &bandwidths);
+  if (bandwidths.empty()) r.bad("target_bandwidths", "is empty");
+  c->num_quantizers =
+      static_cast<int>(std::floor(1000.0 * bandwidths.back() / (c->frame_rate() * 10.0)));
+  if (c->num_quantizers <= 0) r.bad("target_bandwidths", "gives no quantizers");
+}
+
+void parse_decoder(const json& j, const std::string& where, DecoderConfig* c) {
+  Reader r(j, where + " decoder");
+  r.positive("vocab_size", &c->vocab_size);
+  r.positive("max_position_embeddings", &c->max_position_embeddings);
+  r.positive("num_hidden_layers", &c->num_hidden_layers);
+  r.positive("ffn_dim", &c->ffn_dim);
+  r.positive("num_attention_heads", &c->num_attention_heads);
+  r.positive("hidden_size", &c->hidden_size);
+  r.positive("num_codebooks", &c->num_codebooks);
+  r.positive("audio_channels", &c->audio_channels);
+  r.get("pad_token_id", &c->pad_token_id);
+  r.get("bos_token_id", &c->bos_token_id);
+  r.get("activation_function", &c->activation_function);
+  if (c->activation_function != "gelu")
+    r.bad("activation_function", "is '" + c->activation_function + "', expected 'gelu'");
+  if (c->hidden_size % c->num_attention_heads != 0)
+    r.bad("num_attention_heads", "does not divide hidden_size");
+  if (c->audio_channels != 1 && c->audio_channels != 2) r.bad("audio_channels", "must be 1 or 2");
+  if (c->num_codebooks % c->audio_channels != 0)
+    r.bad("num_codebooks", "is not a multiple of audio_channels");
+  if (c->hidden_size % 2 != 0 || c->hidden_size < 4) r.bad("hidden_size", "must be even and >= 4");
+}
+
+}  // namespace
+
+MusicgenConfig load_musicgen_config(const std::string& dir) {
+  if (!fs::exists(dir))
+    fail(ErrorCode::kNotFound, "model directory '" + dir +
+                                   "' does not exist; pass --model a directory holding "
+                                   "config.json and model.safetensors");
+  if (!fs::is_directory(dir))
+    fail(ErrorCode::kNotFound, "'" + dir + "' is not a directory; pass --model a checkpoint directory");
+  const fs::path config_path = fs::path(dir) / "config.json";
+  if (!fs::exists(config_path))
+    fail(ErrorCode::kNotFound, "no config.json in '" + dir +
+                                   "'; pass --model a Hugging Face MusicGen checkpoint directory");
+  const json j = read_json(config_path);
+  const std::string where = config_path.string();
+  if (!j.is_object()) fail(ErrorCode::kInvalidModel, where + " is not a JSON object");
+  MusicgenConfig c;
+  c.model_type = j.value("model_type", std::string());
+  if (c.model_type == "musicgen_melody")
+    fail(ErrorCode::kUnsupported, where + ": model_type 'musicgen_melody' (melody conditioning) "
+                                          "is not supported yet; use a musicgen text-to-music checkpoint");
+  if (c.model_type != "musicgen")
+    fail(ErrorCode::kInvalidModel, where + ": model_type '" + c.model_type +
+                                       "' is not a MusicGen model (expected 'musicgen'); point "
+                                       "--model at a MusicGen checkpoint");
+  for (const char* part : {"text_encoder", "audio_encoder", "decoder"})
+    if (!j.contains(part) || !j[part].is_object())
+      fail(ErrorCode::kInvalidModel, where + ": the '" + std::string(part) +
+                                         "' section is missing; re-download the checkpoint");
+  parse_t5(j["text_encoder"], where, &c.text_encoder);
+  parse_encodec(j["audio_encoder"], where, &c.audio_encoder);
+  parse_decoder(j["decoder"], where, &c.decoder);
+  if (c.audio_encoder.audio_channels != 1)
+    fail(ErrorCode::kInvalidModel, where + ": audio_encoder.audio_channels must be 1");
+  if (c.audio_encoder.codebook_size < c.decoder.vocab_size)
+    fail(ErrorCode::kInvalidModel, where + ": decoder vocab_size exceeds the codec's codebook_size");
+  if (c.decoder.num_codebooks / c.decoder.audio_channels != c.audio_encoder.num_quantizers)
+    fail(ErrorCode::kInvalidModel,
+         where + ": decoder num_codebooks per channel (" +
+             std::to_string(c.decoder.num_codebooks / c.decoder.audio_channels) +
+             ") differs from the codec's quantizer count (" +
+             std::to_string(c.audio_encoder.num_quantizers) + ")");
+
+  GenerationDefaults& g = c.generation;
+  g.decoder_start_token_id = c.decoder.bos_token_id;
+  g.pad_token_id = c.decoder.pad_token_id;
+  const fs::path gen_path = fs::path(dir) / "generation_config.json";
+  if (fs::exists(gen_path)) {
+    const json gj = read_json(gen_path);
+    Reader r(gj, gen_path.string());
+    r.get("do_sample", &g.do_sample);
+    r.get("guidance_scale", &g.guidance_scale);
+    r.get("max_length", &g.max_length);
+    r.get("top_k", &g.top_k);
+    r.get("top_p", &g.top_p);
+    r.get("temperature", &g.temperature);
+    r.get("decoder_start_token_id", &g.decoder_start_token_id);
+    r.get("pad_token_id", &g.pad_token_id);
+  }
+  if (g.decoder_start_token_id != c.decoder.vocab_size || g.pad_token_id != c.decoder.vocab_size)
+    fail(ErrorCode::kInvalidModel,
+         where + ": the special token (decoder_start_token_id / pad_token_id) must equal the "
+                 "decoder vocab_size " + std::to_string(c.decoder.vocab_size));
+  return c;
+}
+
+}  // namespace musicgen

@@ -1,0 +1,27 @@
+// Matrix products on float32 pointers. W is stored as PyTorch stores a Linear weight: [N, K]
+// row-major ("nt": C = A · Wᵀ). Each output element is one dot product computed with the same
+// arithmetic wherever it falls in a tile or thread range, so results do not depend on the thread
+// count.
+#pragma once
+
+#include <cstdint>
+
+namespace musicgen {
+class ThreadPool;
+}
+
+namespace musicgen::kernels {
+
+// C[m, n] = sum_k A[m, k] * W[n, k] (+ bias[n] if bias != nullptr).
+// A has row stride lda, C has row stride ldc. pool may be nullptr (single thread).
+void matmul_nt(const float* a, int64_t lda, const float* w, const float* bias, float* c,
+               int64_t ldc, int64_t m, int64_t n, int64_t k, ThreadPool* pool);
+
+// The scalar reference twin (same contract).
+void matmul_nt_scalar(const float* a, int64_t lda, const float* w, const float* bias, float* c,
+                      int64_t ldc, int64_t m, int64_t n, int64_t k, int64_t n_begin, int64_t n_end);
+// AVX2+FMA variant over output columns [n_begin, n_end).
+void matmul_nt_avx2(const float* a, int64_t lda, const float* w, const float* bias, float* c,
+                    int64_t ldc, int64_t m, int64_t n, int64_t k, int64_t n_begin, int64_t n_end);
+
+}  // namespace musicgen::kernels

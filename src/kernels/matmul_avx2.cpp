@@ -1,0 +1,118 @@
+// AVX2+FMA matmul. Compiled with -mavx2 -mfma; only called when the CPU has them.
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "kernels/matmul.h"
+
+namespace musicgen::kernels {
+namespace {
+
+inline float hsum(__m256 v) {
+  // Same reduction order as the scalar twin: (l0+l4)+(l1+l5) + (l2+l6)+(l3+l7).
+  const __m128 lo = _mm256_castps256_ps128(v);
+  const __m128 hi = _mm256_extractf128_ps(v, 1);
+  const __m128 s = _mm_add_ps(lo, hi);                 // [0+4, 1+5, 2+6, 3+7]
+  const __m128 s01 = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));  // (0+4)+(1+5)
+  const __m128 s23 = _mm_add_ss(_mm_shuffle_ps(s, s, 2), _mm_shuffle_ps(s, s, 3));
+  return _mm_cvtss_f32(_mm_add_ss(s01, s23));
+}
+
+inline float finish(__m256 acc, const float* ar, const float* wr, int64_t p, int64_t k) {
+  float tail = 0.0f;
+  for (; p < k; ++p) tail += ar[p] * wr[p];
+  return hsum(acc) + tail;
+}
+
+}  // namespace
+
+namespace {
+// Rows [i_begin, i_end) of A against weight rows [n_begin, n_end).
+void block(const float* a, int64_t lda, const float* w, float* c, int64_t ldc, int64_t i_begin,
+           int64_t m, int64_t k, int64_t n_begin, int64_t n_end) {
+  const int64_t k8 = k & ~int64_t{7};
+  int64_t j = n_begin;
+  // 4 weight rows at a time; 2 activation rows share each weight load.
+  for (; j + 4 <= n_end; j += 4) {
+    const float* w0 = w + (j + 0) * k;
+    const float* w1 = w + (j + 1) * k;
+    const float* w2 = w + (j + 2) * k;
+    const float* w3 = w + (j + 3) * k;
+    int64_t i = i_begin;
+    for (; i + 2 <= m; i += 2) {
+      const float* a0 = a + i * lda;
+      const float* a1 = a0 + lda;
+      __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c02 = _mm256_setzero_ps(),
+             c03 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps(),
+             c12 = _mm256_setzero_ps(), c13 = _mm256_setzero_ps();
+      for (int64_t p = 0; p < k8; p += 8) {
+        const __m256 x0 = _mm256_loadu_ps(a0 + p);
+        const __m256 x1 = _mm256_loadu_ps(a1 + p);
+        __m256 wv = _mm256_loadu_ps(w0 + p);
+        c00 = _mm256_fmadd_ps(x0, wv, c00);
+        c10 = _mm256_fmadd_ps(x1, wv, c10);
+        wv = _mm256_loadu_ps(w1 + p);
+        c01 = _mm256_fmadd_ps(x0, wv, c01);
+        c11 = _mm256_fmadd_ps(x1, wv, c11);
+        wv = _mm256_loadu_ps(w2 + p);
+        c02 = _mm256_fmadd_ps(x0, wv, c02);
+        c12 = _mm256_fmadd_ps(x1, wv, c12);
+        wv = _mm256_loadu_ps(w3 + p);
+        c03 = _mm256_fmadd_ps(x0, wv, c03);
+        c13 = _mm256_fmadd_ps(x1, wv, c13);
+      }
+      float* r0 = c + i * ldc + j;
+      float* r1 = r0 + ldc;
+      r0[0] = finish(c00, a0, w0, k8, k);
+      r0[1] = finish(c01, a0, w1, k8, k);
+      r0[2] = finish(c02, a0, w2, k8, k);
+      r0[3] = finish(c03, a0, w3, k8, k);
+      r1[0] = finish(c10, a1, w0, k8, k);
+      r1[1] = finish(c11, a1, w1, k8, k);
+      r1[2] = finish(c12, a1, w2, k8, k);
+      r1[3] = finish(c13, a1, w3, k8, k);
+    }
+    for (; i < m; ++i) {
+      const float* a0 = a + i * lda;
+      __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c02 = _mm256_setzero_ps(),
+             c03 = _mm256_setzero_ps();
+      for (int64_t p = 0; p < k8; p += 8) {
+        const __m256 x0 = _mm256_loadu_ps(a0 + p);
+        c00 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(w0 + p), c00);
+        c01 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(w1 + p), c01);
+        c02 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(w2 + p), c02);
+        c03 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(w3 + p), c03);
+      }
+      float* r0 = c + i * ldc + j;
+      r0[0] = finish(c00, a0, w0, k8, k);
+      r0[1] = finish(c01, a0, w1, k8, k);
+      r0[2] = finish(c02, a0, w2, k8, k);
+      r0[3] = finish(c03, a0, w3, k8, k);
+    }
+  }
+  for (; j < n_end; ++j) {
+    const float* w0 = w + j * k;
+    for (int64_t i = i_begin; i < m; ++i) {
+      const float* a0 = a + i * lda;
+      __m256 c00 = _mm256_setzero_ps();
+      for (int64_t p = 0; p < k8; p += 8)
+        c00 = _mm256_fmadd_ps(_mm256_loadu_ps(a0 + p), _mm256_loadu_ps(w0 + p), c00);
+      c[i * ldc + j] = finish(c00, a0, w0, k8, k);
+    }
+  }
+}
+}  // namespace
+
+void matmul_nt_avx2(const float* a, int64_t lda, const float* w, const float* bias, float* c,
+                    int64_t ldc, int64_t m, int64_t /*n*/, int64_t k, int64_t n_begin,
+                    int64_t n_end) {
+  // Blocks of activation rows small enough to stay in cache while the weight slice streams by.
+  const int64_t rows = k > 0 ? std::max<int64_t>(2, (96 * 1024) / (k * 4)) & ~int64_t{1} : m;
+  for (int64_t i0 = 0; i0 < m; i0 += rows)
+    block(a, lda, w, c, ldc, i0, std::min(m, i0 + rows), k, n_begin, n_end);
+  if (bias != nullptr)
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t jj = n_begin; jj < n_end; ++jj) c[i * ldc + jj] += bias[jj];
+}
+
+}  // namespace musicgen::kernels

@@ -1,0 +1,292 @@
+#include "models/musicgen_decoder.h"
+
+#include <cfloat>
+#include <cmath>
+
+#include "core/error.h"
+#include "kernels/matmul.h"
+#include "kernels/ops.h"
+
+namespace musicgen {
+
+namespace {
+std::string layer_prefix(int i) { return "decoder.model.decoder.layers." + std::to_string(i) + "."; }
+constexpr float kLayerNormEps = 1e-5f;
+}  // namespace
+
+std::vector<TensorSpec> MusicgenDecoder::tensor_specs(const DecoderConfig& c, int text_hidden) {
+  const int64_t h = c.hidden_size, f = c.ffn_dim, v = c.vocab_size;
+  std::vector<TensorSpec> s;
+  for (int k = 0; k < c.num_codebooks; ++k)
+    s.push_back({{"decoder.model.decoder.embed_tokens." + std::to_string(k) + ".weight"}, {v + 1, h}});
+  for (int i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string p = layer_prefix(i);
+    for (const char* n : {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                          "self_attn.out_proj", "encoder_attn.q_proj", "encoder_attn.k_proj",
+                          "encoder_attn.v_proj", "encoder_attn.out_proj"})
+      s.push_back({{p + n + ".weight"}, {h, h}});
+    for (const char* n : {"self_attn_layer_norm", "encoder_attn_layer_norm", "final_layer_norm"}) {
+      s.push_back({{p + n + ".weight"}, {h}});
+      s.push_back({{p + n + ".bias"}, {h}});
+    }
+    s.push_back({{p + "fc1.weight"}, {f, h}});
+    s.push_back({{p + "fc2.weight"}, {h, f}});
+  }
+  s.push_back({{"decoder.model.decoder.layer_norm.weight"}, {h}});
+  s.push_back({{"decoder.model.decoder.layer_norm.bias"}, {h}});
+  for (int k = 0; k < c.num_codebooks; ++k)
+    s.push_back({{"decoder.lm_heads." + std::to_string(k) + ".weight"}, {v, h}});
+  s.push_back({{"enc_to_dec_proj.weight"}, {h, text_hidden}});
+  s.push_back({{"enc_to_dec_proj.bias"}, {h}});
+  return s;
+}
+
+MusicgenDecoder::MusicgenDecoder(const DecoderConfig& cfg, int text_hidden, const TensorStore& store)
+    : cfg_(cfg), text_hidden_(text_hidden) {
+  validate_tensors(store, tensor_specs(cfg, text_hidden));
+  for (int k = 0; k < cfg.num_codebooks; ++k) {
+    embed_.push_back(store.get_f32("decoder.model.decoder.embed_tokens." + std::to_string(k) + ".weight"));
+    lm_heads_.push_back(store.get_f32("decoder.lm_heads." + std::to_string(k) + ".weight"));
+  }
+  auto norm = [&](const std::string& name) {
+    return Norm{store.get_f32(name + ".weight"), store.get_f32(name + ".bias")};
+  };
+  for (int i = 0; i < cfg.num_hidden_layers; ++i) {
+    const std::string p = layer_prefix(i);
+    Layer l;
+    l.self_attn_norm = norm(p + "self_attn_layer_norm");
+    l.q = Linear::load(store, p + "self_attn.q_proj", false);
+    l.k = Linear::load(store, p + "self_attn.k_proj", false);
+    l.v = Linear::load(store, p + "self_attn.v_proj", false);
+    l.out = Linear::load(store, p + "self_attn.out_proj", false);
+    l.cross_attn_norm = norm(p + "encoder_attn_layer_norm");
+    l.cross_q = Linear::load(store, p + "encoder_attn.q_proj", false);
+    l.cross_k = Linear::load(store, p + "encoder_attn.k_proj", false);
+    l.cross_v = Linear::load(store, p + "encoder_attn.v_proj", false);
+    l.cross_out = Linear::load(store, p + "encoder_attn.out_proj", false);
+    l.final_norm = norm(p + "final_layer_norm");
+    l.fc1 = Linear::load(store, p + "fc1", false);
+    l.fc2 = Linear::load(store, p + "fc2", false);
+    layers_.push_back(std::move(l));
+  }
+  final_norm_ = norm("decoder.model.decoder.layer_norm");
+  enc_to_dec_proj_ = Linear::load(store, "enc_to_dec_proj", true);
+  // HF MusicgenSinusoidalPositionalEmbedding, in float32: w_i = exp(i * -(ln 10000 / (half - 1))).
+  const int half = cfg.hidden_size / 2;
+  const float step = static_cast<float>(std::log(10000.0) / (half - 1));
+  inv_freq_.resize(half);
+  for (int i = 0; i < half; ++i) inv_freq_[i] = std::exp(static_cast<float>(i) * -step);
+}
+
+Tensor MusicgenDecoder::project_text(const Tensor& text, const std::vector<int32_t>& mask,
+                                     ThreadPool* pool) const {
+  const int64_t b = text.dim(0), s = text.dim(1), h = cfg_.hidden_size;
+  if (text.dim(2) != text_hidden_)
+    fail(ErrorCode::kInvalidArgument, "text states have width " + std::to_string(text.dim(2)) +
+                                          ", the model expects " + std::to_string(text_hidden_));
+  Tensor out({b, s, h});
+  enc_to_dec_proj_.forward(text.ptr(), b * s, out.ptr(), pool);
+  for (int64_t r = 0; r < b * s; ++r)
+    if (mask[r] == 0) std::fill_n(out.ptr() + r * h, h, 0.0f);
+    // else multiplied by 1: unchanged
+  return out;
+}
+
+DecoderState MusicgenDecoder::new_state(int batch, int capacity) const {
+  DecoderState st;
+  st.batch = batch;
+  st.capacity = capacity;
+  const size_t per_layer = static_cast<size_t>(batch) * capacity * cfg_.hidden_size;
+  st.self_k.assign(cfg_.num_hidden_layers, std::vector<float>(per_layer));
+  st.self_v.assign(cfg_.num_hidden_layers, std::vector<float>(per_layer));
+  st.cross_active.assign(batch, 0);
+  return st;
+}
+
+void MusicgenDecoder::set_text(DecoderState& st, const Tensor& projected,
+                               const std::vector<int32_t>& mask, ThreadPool* pool) const {
+  const int64_t b = projected.dim(0), s = projected.dim(1), h = cfg_.hidden_size;
+  const int64_t nh = cfg_.num_attention_heads, hd = cfg_.head_dim();
+  if (b != st.batch) fail(ErrorCode::kInvalidArgument, "text batch differs from the decoder batch");
+  st.text_length = static_cast<int>(s);
+  st.cross_bias.assign(b * s, 0.0f);
+  for (int64_t bi = 0; bi < b; ++bi) {
+    bool any = false;
+    for (int64_t j = 0; j < s; ++j) {
+      if (mask[bi * s + j] == 0) st.cross_bias[bi * s + j] = -FLT_MAX;
+      else any = true;
+    }
+    // All keys masked and K = V = 0 (no bias): HF's output is exactly zero, so skip the row.
+    st.cross_active[bi] = any ? 1 : 0;
+  }
+  st.cross_k.assign(layers_.size(), {});
+  st.cross_v.assign(layers_.size(), {});
+  std::vector<float> tmp(b * s * h);
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    for (int pass = 0; pass < 2; ++pass) {
+      const Linear& proj = pass == 0 ? layers_[l].cross_k : layers_[l].cross_v;
+      proj.forward(projected.ptr(), b * s, tmp.data(), pool);
+      // [B, S, heads, D] -> [B, heads, S, D]
+      std::vector<float>& dst = pass == 0 ? st.cross_k[l] : st.cross_v[l];
+      dst.resize(b * s * h);
+      for (int64_t bi = 0; bi < b; ++bi)
+        for (int64_t j = 0; j < s; ++j)
+          for (int64_t hh = 0; hh < nh; ++hh)
+            std::copy_n(tmp.data() + ((bi * s + j) * h + hh * hd), hd,
+                        dst.data() + ((bi * nh + hh) * s + j) * hd);
+    }
+  }
+}
+
+void MusicgenDecoder::add_positions(float* x, int n, int batch, int start) const {
+  const int half = cfg_.hidden_size / 2;
+  for (int s = 0; s < n; ++s) {
+    const float p = static_cast<float>(start + s);
+    for (int i = 0; i < half; ++i) {
+      const float a = p * inv_freq_[i];
+      const float c = std::cos(a), sn = std::sin(a);
+      for (int b = 0; b < batch; ++b) {
+        float* row = x + (static_cast<int64_t>(b) * n + s) * cfg_.hidden_size;
+        row[i] += c;
+        row[half + i] += sn;
+      }
+    }
+  }
+}
+
+void MusicgenDecoder::forward(DecoderState& st, const int32_t* tokens, int n, bool all_positions,
+                              std::vector<float>* logits, ThreadPool* pool) const {
+  const int B = st.batch, K = cfg_.num_codebooks, V = cfg_.vocab_size;
+  const int64_t H = cfg_.hidden_size, nh = cfg_.num_attention_heads, hd = cfg_.head_dim();
+  const int P = st.length;
+  if (P + n > st.capacity)
+    fail(ErrorCode::kInvalidArgument, "decoder cache full: " + std::to_string(P + n) +
+                                          " positions requested, capacity " +
+                                          std::to_string(st.capacity));
+  const int64_t rows = static_cast<int64_t>(B) * n;  // row (b, s)
+
+  // Token embeddings summed over codebooks, then positions.
+  std::vector<float> x(rows * H, 0.0f);  // [B, n, H]
+  for (int b = 0; b < B; ++b)
+    for (int k = 0; k < K; ++k)
+      for (int s = 0; s < n; ++s) {
+        const int32_t id = tokens[(static_cast<int64_t>(b) * K + k) * n + s];
+        if (id < 0 || id > V)
+          fail(ErrorCode::kInvalidArgument, "decoder token " + std::to_string(id) + " out of range");
+        kernels::add(x.data() + (static_cast<int64_t>(b) * n + s) * H, embed_[k].data + id * H, H);
+      }
+  add_positions(x.data(), n, B, P);
+
+  std::vector<float> a(rows * H), q(rows * H), kk(rows * H), vv(rows * H), att(rows * H),
+      o(rows * H), ff(rows * cfg_.ffn_dim);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const Layer& L = layers_[l];
+    // Self-attention.
+    kernels::layer_norm(x.data(), L.self_attn_norm.weight.data, L.self_attn_norm.bias.data, a.data(),
+                        rows, H, kLayerNormEps);
+    L.q.forward(a.data(), rows, q.data(), pool);
+    L.k.forward(a.data(), rows, kk.data(), pool);
+    L.v.forward(a.data(), rows, vv.data(), pool);
+    float* kc = st.self_k[l].data();
+    float* vc = st.self_v[l].data();
+    for (int b = 0; b < B; ++b)
+      for (int s = 0; s < n; ++s)
+        for (int64_t hh = 0; hh < nh; ++hh) {
+          const int64_t src = (static_cast<int64_t>(b) * n + s) * H + hh * hd;
+          const int64_t dst = ((static_cast<int64_t>(b) * nh + hh) * st.capacity + P + s) * hd;
+          std::copy_n(kk.data() + src, hd, kc + dst);
+          std::copy_n(vv.data() + src, hd, vc + dst);
+        }
+    pool->parallel_for(B * nh, [&](int64_t begin, int64_t end) {
+      std::vector<float> scores(P + n);
+      for (int64_t bh = begin; bh < end; ++bh) {
+        const int64_t b = bh / nh, hh = bh % nh;
+        const float* kb = kc + bh * st.capacity * hd;
+        const float* vb = vc + bh * st.capacity * hd;
+        for (int s = 0; s < n; ++s) {
+          const float* qs = q.data() + (b * n + s) * H + hh * hd;
+          const int keys = P + s + 1;  // causal
+          for (int j = 0; j < keys; ++j) {
+            float dot = 0.0f;
+            for (int64_t t = 0; t < hd; ++t) dot += (qs[t] * scale) * kb[j * hd + t];
+            scores[j] = dot;
+          }
+          kernels::softmax(scores.data(), keys);
+          float* out = att.data() + (b * n + s) * H + hh * hd;
+          std::fill_n(out, hd, 0.0f);
+          for (int j = 0; j < keys; ++j)
+            for (int64_t t = 0; t < hd; ++t) out[t] += scores[j] * vb[j * hd + t];
+        }
+      }
+    });
+    L.out.forward(att.data(), rows, o.data(), pool);
+    kernels::add(x.data(), o.data(), rows * H);
+
+    // Cross-attention to the text (skipped for rows whose text is fully masked: output 0).
+    if (st.text_length > 0) {
+      kernels::layer_norm(x.data(), L.cross_attn_norm.weight.data, L.cross_attn_norm.bias.data,
+                          a.data(), rows, H, kLayerNormEps);
+      L.cross_q.forward(a.data(), rows, q.data(), pool);
+      const int S = st.text_length;
+      pool->parallel_for(B * nh, [&](int64_t begin, int64_t end) {
+        std::vector<float> scores(S);
+        for (int64_t bh = begin; bh < end; ++bh) {
+          const int64_t b = bh / nh, hh = bh % nh;
+          const float* kb = st.cross_k[l].data() + bh * S * hd;
+          const float* vb = st.cross_v[l].data() + bh * S * hd;
+          for (int s = 0; s < n; ++s) {
+            float* out = att.data() + (b * n + s) * H + hh * hd;
+            std::fill_n(out, hd, 0.0f);
+            if (!st.cross_active[b]) continue;
+            const float* qs = q.data() + (b * n + s) * H + hh * hd;
+            for (int j = 0; j < S; ++j) {
+              float dot = 0.0f;
+              for (int64_t t = 0; t < hd; ++t) dot += (qs[t] * scale) * kb[j * hd + t];
+              scores[j] = dot + st.cross_bias[b * S + j];
+            }
+            kernels::softmax(scores.data(), S);
+            for (int j = 0; j < S; ++j)
+              for (int64_t t = 0; t < hd; ++t) out[t] += scores[j] * vb[j * hd + t];
+          }
+        }
+      });
+      L.cross_out.forward(att.data(), rows, o.data(), pool);
+      kernels::add(x.data(), o.data(), rows * H);
+    }
+
+    // Feed-forward.
+    kernels::layer_norm(x.data(), L.final_norm.weight.data, L.final_norm.bias.data, a.data(), rows,
+                        H, kLayerNormEps);
+    L.fc1.forward(a.data(), rows, ff.data(), pool);
+    kernels::gelu(ff.data(), rows * cfg_.ffn_dim);
+    L.fc2.forward(ff.data(), rows, o.data(), pool);
+    kernels::add(x.data(), o.data(), rows * H);
+  }
+  st.length = P + n;
+
+  // Final norm and heads, for every position or only the last one.
+  const int out_pos = all_positions ? n : 1;
+  std::vector<float> hsel(static_cast<int64_t>(B) * out_pos * H);
+  for (int b = 0; b < B; ++b)
+    for (int s = 0; s < out_pos; ++s) {
+      const int src_s = all_positions ? s : n - 1;
+      kernels::layer_norm(x.data() + (static_cast<int64_t>(b) * n + src_s) * H,
+                          final_norm_.weight.data, final_norm_.bias.data,
+                          hsel.data() + (static_cast<int64_t>(b) * out_pos + s) * H, 1, H,
+                          kLayerNormEps);
+    }
+  logits->assign(static_cast<size_t>(B) * K * out_pos * V, 0.0f);
+  // One read of each head for all rows: [B * out_pos, H] x [V, H]^T.
+  std::vector<float> tmp(static_cast<int64_t>(B) * out_pos * V);
+  for (int k = 0; k < K; ++k) {
+    kernels::matmul_nt(hsel.data(), H, lm_heads_[k].data, nullptr, tmp.data(), V,
+                       static_cast<int64_t>(B) * out_pos, V, H, pool);
+    for (int b = 0; b < B; ++b)
+      std::copy_n(tmp.data() + static_cast<int64_t>(b) * out_pos * V,
+                  static_cast<int64_t>(out_pos) * V,
+                  logits->data() + (static_cast<int64_t>(b) * K + k) * out_pos * V);
+  }
+}
+
+}  // namespace musicgen

@@ -1,0 +1,77 @@
+// The MusicGen decoder (HF MusicgenForCausalLM + enc_to_dec_proj): summed codebook embeddings,
+// sinusoidal positions, pre-norm layers with causal self-attention over a KV cache and
+// cross-attention to the projected text, final LayerNorm and one LM head per codebook.
+//
+// The model is immutable after construction and shared by sessions; everything mutable lives in
+// DecoderState, owned by one session.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "core/thread_pool.h"
+#include "format/hf_config.h"
+#include "format/safetensors.h"
+#include "nn/linear.h"
+
+namespace musicgen {
+
+// Per-session decoder state: self-attention KV cache and the cross-attention K/V of the text.
+struct DecoderState {
+  int batch = 0;     // B: rows, guidance streams included
+  int capacity = 0;  // positions the cache holds
+  int length = 0;    // P: positions already in the cache
+  // Per layer: [B, heads, capacity, head_dim].
+  std::vector<std::vector<float>> self_k, self_v;
+  // Per layer: [B, heads, S_text, head_dim]; empty when there is no text.
+  std::vector<std::vector<float>> cross_k, cross_v;
+  int text_length = 0;          // S_text
+  std::vector<float> cross_bias;  // [B, S_text]: 0 for real tokens, -FLT_MAX for padding
+  std::vector<uint8_t> cross_active;  // [B]: 0 when the row's text mask is all zero (output 0)
+};
+
+class MusicgenDecoder {
+ public:
+  MusicgenDecoder(const DecoderConfig& cfg, int text_hidden, const TensorStore& store);
+  static std::vector<TensorSpec> tensor_specs(const DecoderConfig& cfg, int text_hidden);
+
+  const DecoderConfig& config() const { return cfg_; }
+
+  // enc_to_dec_proj(text) * mask: [B, S, text_hidden] -> [B, S, H].
+  Tensor project_text(const Tensor& text_states, const std::vector<int32_t>& mask,
+                      ThreadPool* pool) const;
+
+  // A fresh state for `batch` rows and up to `capacity` positions.
+  DecoderState new_state(int batch, int capacity) const;
+  // Computes the cross-attention K/V once for a generation. projected: [B, S, H], mask [B, S].
+  void set_text(DecoderState& state, const Tensor& projected, const std::vector<int32_t>& mask,
+                ThreadPool* pool) const;
+
+  // Runs `n` new positions for every row. tokens: [B, K, n] (ids 0..vocab, vocab = special).
+  // logits: [B, K, n, V] when all_positions, else [B, K, V] for the last position only.
+  void forward(DecoderState& state, const int32_t* tokens, int n, bool all_positions,
+               std::vector<float>* logits, ThreadPool* pool) const;
+
+ private:
+  struct Layer {
+    Norm self_attn_norm;
+    Linear q, k, v, out;
+    Norm cross_attn_norm;
+    Linear cross_q, cross_k, cross_v, cross_out;
+    Norm final_norm;
+    Linear fc1, fc2;
+  };
+  void add_positions(float* h, int rows_per_batch, int batch, int start) const;
+
+  DecoderConfig cfg_;
+  int text_hidden_;
+  std::vector<ConstTensor> embed_;  // K x [V+1, H]
+  std::vector<Layer> layers_;
+  Norm final_norm_;
+  std::vector<ConstTensor> lm_heads_;  // K x [V, H]
+  Linear enc_to_dec_proj_;
+  std::vector<float> inv_freq_;  // [H/2]: the sinusoid frequencies
+};
+
+}  // namespace musicgen

@@ -1,0 +1,279 @@
+// The `musicgen` command end to end: output files, codes against the reference, reproducibility,
+// and bad input (non-zero exit, one-line error, no output left behind).
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "audio/wav_writer.h"
+#include "test_util.h"
+
+namespace musicgen {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using testing::fixture_dir;
+
+struct CliResult {
+  int exit_code = -1;
+  std::string err;
+};
+
+std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+CliResult run_cli(const std::vector<std::string>& args) {
+  static int counter = 0;
+  const std::string err_path = testing::make_temp_dir("cli") + "/stderr" + std::to_string(counter++);
+  std::string cmd = quote(MUSICGEN_CLI);
+  for (const auto& a : args) cmd += " " + quote(a);
+  cmd += " > /dev/null 2> " + quote(err_path) + " < /dev/null";
+  const int status = std::system(cmd.c_str());
+  CliResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::ifstream in(err_path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  r.err = ss.str();
+  return r;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::vector<int64_t> codes_from_json(const std::string& path) {
+  const json j = json::parse(read_file(path));
+  std::vector<int64_t> flat;
+  for (const auto& b : j.at("codes"))
+    for (const auto& k : b)
+      for (const auto& t : k) flat.push_back(t.get<int64_t>());
+  return flat;
+}
+
+// Copies a fixture checkpoint to a fresh directory that the test may damage.
+std::string copy_fixture(const std::string& name) {
+  const std::string dir = testing::make_temp_dir("model");
+  for (const auto& e : fs::directory_iterator(fixture_dir(name)))
+    if (e.path().filename() != "golden.safetensors" && e.path().filename() != "golden.json")
+      fs::copy(e.path(), fs::path(dir) / e.path().filename());
+  return dir;
+}
+
+// Rewrites a safetensors file with an edited header (data unchanged).
+void edit_header(const std::string& path, const std::function<void(json&)>& edit) {
+  const std::string bytes = read_file(path);
+  uint64_t n = 0;
+  std::memcpy(&n, bytes.data(), 8);
+  json header = json::parse(bytes.substr(8, n));
+  edit(header);
+  const std::string h = header.dump();
+  const uint64_t hn = h.size();
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(&hn), 8);
+  out << h << bytes.substr(8 + n);
+}
+
+void expect_clean_failure(const CliResult& r, const std::string& needle, const std::string& out) {
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find(needle), std::string::npos) << "stderr: " << r.err;
+  // One line: the message and its newline.
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "stderr: " << r.err;
+  EXPECT_EQ(r.err.rfind("musicgen: error: ", 0), 0u) << "stderr: " << r.err;
+  if (!out.empty()) EXPECT_FALSE(fs::exists(out)) << out << " was left behind";
+  if (!out.empty() && fs::is_directory(fs::path(out).parent_path())) {
+    for (const auto& e : fs::directory_iterator(fs::path(out).parent_path()))
+      EXPECT_EQ(e.path().string().find(".tmp-"), std::string::npos) << "temp file left";
+  }
+}
+
+TEST(Cli, GeneratesWavAndReferenceCodes) {
+  const std::string out_dir = testing::make_temp_dir("out");
+  const std::string wav = out_dir + "/song.wav", codes = out_dir + "/codes.json";
+  const json g = json::parse(read_file(fixture_dir("tiny-a") + "/golden.json"));
+  const int steps = g.at("runs").at("single_g3").at("max_new_tokens").get<int>();
+  const std::string prompt = g.at("text").at("prompts")[0].get<std::string>();
+  const CliResult r = run_cli({"generate", "--model", fixture_dir("tiny-a"), "--prompt", prompt,
+                               "--max-new-tokens", std::to_string(steps), "--greedy", "--guidance",
+                               "3", "--output", wav, "--codes-out", codes, "--quiet"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  int channels = 0, sr = 0;
+  int64_t frames = 0;
+  read_audio(wav, &channels, &frames, &sr);
+  EXPECT_EQ(sr, 32000);
+  EXPECT_EQ(channels, 1);
+  EXPECT_EQ(frames, static_cast<int64_t>(steps - 3) * 640);
+  const TensorStore golden = testing::load_golden("tiny-a");
+  EXPECT_EQ(codes_from_json(codes), golden.get_i64("single_g3.codes"));
+}
+
+TEST(Cli, DurationGivesExactFrameCountAndBatchFiles) {
+  const std::string out_dir = testing::make_temp_dir("out");
+  const CliResult r = run_cli({"generate", "--model", fixture_dir("tiny-b"), "--prompt", "jazz",
+                               "--prompt", "rock", "--duration", "0.5", "--output",
+                               out_dir + "/x.wav", "--sample-format", "f32", "--quiet"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* name : {"/x_0.wav", "/x_1.wav"}) {
+    int channels = 0, sr = 0;
+    int64_t frames = 0;
+    read_audio(out_dir + name, &channels, &frames, &sr);
+    EXPECT_EQ(frames, 25 * 640) << name;
+  }
+  EXPECT_FALSE(fs::exists(out_dir + "/x.wav"));
+}
+
+TEST(Cli, SameSeedAndAnyThreadCountGiveIdenticalCodes) {
+  const std::string out_dir = testing::make_temp_dir("out");
+  auto run = [&](const std::string& tag, const std::string& threads, const std::string& seed) {
+    const std::string codes = out_dir + "/" + tag + ".json";
+    const CliResult r = run_cli({"generate", "--model", fixture_dir("tiny-a"), "--prompt",
+                                 "happy rock", "--max-new-tokens", "20", "--seed", seed,
+                                 "--threads", threads, "--output", out_dir + "/" + tag + ".wav",
+                                 "--codes-out", codes, "--quiet"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return codes_from_json(codes);
+  };
+  const auto a = run("a", "1", "7");
+  const auto b = run("b", "2", "7");
+  const auto c = run("c", "2", "7");
+  const auto d = run("d", "2", "8");
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(b, c);
+  EXPECT_NE(a, d) << "a different seed should change sampled codes";
+}
+
+TEST(Cli, HelpDocumentsEveryOption) {
+  const std::string help = [] {
+    const std::string path = testing::make_temp_dir("help") + "/help.txt";
+    std::system((quote(MUSICGEN_CLI) + " generate --help > " + quote(path)).c_str());
+    return read_file(path);
+  }();
+  for (const char* opt : {"--model", "--prompt", "--duration", "--max-new-tokens", "--guidance",
+                          "--top-k", "--top-p", "--temperature", "--seed", "--greedy",
+                          "--threads", "--sample-format", "--codes-out", "--output"})
+    EXPECT_NE(help.find(opt), std::string::npos) << opt;
+}
+
+class CliBadInput : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    out_dir_ = testing::make_temp_dir("out");
+    out_ = out_dir_ + "/out.wav";
+  }
+  CliResult gen(const std::string& model, std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"generate", "--model", model, "--prompt", "x",
+                                     "--max-new-tokens", "8", "--output", out_, "--quiet"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run_cli(args);
+  }
+  std::string out_dir_, out_;
+};
+
+TEST_F(CliBadInput, MissingDirectory) {
+  expect_clean_failure(gen("/nonexistent/model"), "does not exist", out_);
+}
+
+TEST_F(CliBadInput, MissingWeightsFile) {
+  const std::string dir = copy_fixture("tiny-a");
+  fs::remove(dir + "/model.safetensors");
+  expect_clean_failure(gen(dir), "no model.safetensors", out_);
+}
+
+TEST_F(CliBadInput, MissingTokenizer) {
+  const std::string dir = copy_fixture("tiny-a");
+  fs::remove(dir + "/spiece.model");
+  expect_clean_failure(gen(dir), "spiece.model", out_);
+}
+
+TEST_F(CliBadInput, TruncatedSafetensors) {
+  const std::string dir = copy_fixture("tiny-a");
+  const std::string f = dir + "/model.safetensors";
+  fs::resize_file(f, fs::file_size(f) / 2);
+  expect_clean_failure(gen(dir), "truncated", out_);
+}
+
+TEST_F(CliBadInput, HeaderOffsetsOutsideFile) {
+  const std::string dir = copy_fixture("tiny-a");
+  edit_header(dir + "/model.safetensors", [](json& h) {
+    for (auto it = h.begin(); it != h.end(); ++it)
+      if (it.key() != "__metadata__") {
+        (*it)["data_offsets"][1] = (*it)["data_offsets"][1].get<uint64_t>() + (1u << 30);
+        break;
+      }
+  });
+  expect_clean_failure(gen(dir), "outside the file", out_);
+}
+
+TEST_F(CliBadInput, TensorWithWrongShape) {
+  const std::string dir = copy_fixture("tiny-a");
+  const std::string name = "decoder.model.decoder.layers.0.fc1.weight";
+  edit_header(dir + "/model.safetensors", [&](json& h) {
+    auto shape = h.at(name).at("shape");
+    h[name]["shape"] = {shape[0].get<int64_t>() / 2, shape[1].get<int64_t>() * 2};
+  });
+  expect_clean_failure(gen(dir), name, out_);
+}
+
+TEST_F(CliBadInput, UnknownModelType) {
+  const std::string dir = copy_fixture("tiny-a");
+  json cfg = json::parse(read_file(dir + "/config.json"));
+  cfg["model_type"] = "bert";
+  std::ofstream(dir + "/config.json") << cfg.dump();
+  expect_clean_failure(gen(dir), "model_type 'bert'", out_);
+}
+
+TEST_F(CliBadInput, InvalidOptions) {
+  const std::string m = fixture_dir("tiny-a");
+  expect_clean_failure(run_cli({"generate", "--model", m, "--duration", "-1", "--output", out_}),
+                       "--duration must be positive", out_);
+  expect_clean_failure(gen(m, {"--top-k", "0"}), "--top-k must be >= 1", out_);
+  expect_clean_failure(gen(m, {"--top-p", "1.5"}), "--top-p must be in (0, 1]", out_);
+  expect_clean_failure(gen(m, {"--top-p", "0"}), "--top-p must be in (0, 1]", out_);
+  expect_clean_failure(gen(m, {"--guidance", "0.5"}), "--guidance must be >= 1", out_);
+  expect_clean_failure(gen(m, {"--temperature", "0"}), "--temperature must be > 0", out_);
+  expect_clean_failure(gen(m, {"--threads", "0"}), "--threads", out_);
+  expect_clean_failure(gen(m, {"--sample-format", "mp3"}), "--sample-format", out_);
+  expect_clean_failure(gen(m, {"--bogus"}), "unknown option '--bogus'", out_);
+  expect_clean_failure(gen(m, {"--seed", "abc"}), "--seed expects an integer", out_);
+  expect_clean_failure(run_cli({"generate", "--model", m, "--prompt", "x", "--duration", "31",
+                                "--output", out_, "--quiet"}),
+                       "exceeds the 30 s", out_);
+  expect_clean_failure(run_cli({"generate", "--model", m, "--prompt", "x", "--max-new-tokens", "2",
+                                "--output", out_, "--quiet"}),
+                       "max_new_tokens must be at least", out_);
+  expect_clean_failure(run_cli({"generate", "--model", m, "--prompt", "x", "--output", out_,
+                                "--duration", "1", "--max-new-tokens", "9"}),
+                       "not both", out_);
+  expect_clean_failure(run_cli({"generate", "--prompt", "x", "--output", out_}), "--model", out_);
+}
+
+TEST_F(CliBadInput, UnwritableOutputPath) {
+  const std::string bad = out_dir_ + "/no/such/dir/out.wav";
+  const CliResult r = gen(fixture_dir("tiny-a"), {"--output", bad});
+  expect_clean_failure(r, "does not exist", bad);
+  if (::geteuid() != 0) {  // root can write anywhere
+    fs::permissions(out_dir_, fs::perms::owner_read | fs::perms::owner_exec);
+    expect_clean_failure(gen(fixture_dir("tiny-a")), "not writable", out_);
+    fs::permissions(out_dir_, fs::perms::owner_all);
+  }
+}
+
+}  // namespace
+}  // namespace musicgen

@@ -1,0 +1,136 @@
+// Kernels against their scalar twins, thread-count independence, small numeric helpers.
+#include <cmath>
+#include <random>
+
+#include "core/tensor.h"
+#include "core/thread_pool.h"
+#include "generation/delay_pattern.h"
+#include "generation/sampling.h"
+#include "kernels/cpu.h"
+#include "kernels/matmul.h"
+#include "test_util.h"
+
+namespace musicgen {
+namespace {
+
+std::vector<float> random_vec(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+TEST(Matmul, Avx2MatchesScalarTwin) {
+  if (kernels::detect_isa() != kernels::Isa::kAvx2) GTEST_SKIP() << "CPU has no AVX2+FMA";
+  for (auto [m, n, k] : {std::tuple{1, 7, 3}, {2, 16, 64}, {5, 33, 100}, {3, 4, 8}, {17, 9, 1031}}) {
+    const auto a = random_vec(m * k, 1), w = random_vec(n * k, 2), bias = random_vec(n, 3);
+    std::vector<float> c1(m * n), c2(m * n);
+    kernels::matmul_nt_scalar(a.data(), k, w.data(), bias.data(), c1.data(), n, m, n, k, 0, n);
+    kernels::matmul_nt_avx2(a.data(), k, w.data(), bias.data(), c2.data(), n, m, n, k, 0, n);
+    // Same reduction structure: equal up to FMA contraction.
+    EXPECT_LE(testing::relative_max_error(c2.data(), c1.data(), c1.size()), 1e-6)
+        << m << "x" << n << "x" << k;
+  }
+}
+
+TEST(Matmul, ResultIndependentOfThreadCount) {
+  const int m = 6, n = 300, k = 257;
+  const auto a = random_vec(m * k, 4), w = random_vec(n * k, 5);
+  std::vector<float> c1(m * n), c2(m * n), c3(m * n);
+  ThreadPool p1(1), p2(2), p3(3);
+  kernels::matmul_nt(a.data(), k, w.data(), nullptr, c1.data(), n, m, n, k, &p1);
+  kernels::matmul_nt(a.data(), k, w.data(), nullptr, c2.data(), n, m, n, k, &p2);
+  kernels::matmul_nt(a.data(), k, w.data(), nullptr, c3.data(), n, m, n, k, &p3);
+  EXPECT_EQ(c1, c2);
+  EXPECT_EQ(c1, c3);
+}
+
+TEST(Matmul, MatchesDoublePrecisionReference) {
+  const int m = 3, n = 5, k = 77;
+  const auto a = random_vec(m * k, 6), w = random_vec(n * k, 7);
+  std::vector<float> c(m * n);
+  kernels::matmul_nt(a.data(), k, w.data(), nullptr, c.data(), n, m, n, k, nullptr);
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j) {
+      double ref = 0;
+      for (int p = 0; p < k; ++p) ref += static_cast<double>(a[i * k + p]) * w[j * k + p];
+      EXPECT_NEAR(c[i * n + j], ref, 1e-4);
+    }
+}
+
+TEST(ThreadPool, CoversEveryIndexOnce) {
+  ThreadPool pool(2);
+  std::vector<int> hits(1000, 0);
+  pool.parallel_for(1000, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) ++hits[i];
+  });
+  for (int h : hits) EXPECT_EQ(h, 1);
+}
+
+TEST(HalfFloat, ConvertsSpecialValues) {
+  EXPECT_EQ(f16_to_f32(0x3c00), 1.0f);
+  EXPECT_EQ(f16_to_f32(0xc000), -2.0f);
+  EXPECT_EQ(f16_to_f32(0x0001), std::ldexp(1.0f, -24));  // smallest subnormal
+  EXPECT_TRUE(std::isinf(f16_to_f32(0x7c00)));
+  EXPECT_EQ(bf16_to_f32(0x3f80), 1.0f);
+}
+
+TEST(DelayPattern, MatchesHfLayoutForFourCodebooks) {
+  // HF example: max_length M = 8 gives N = 4 frames; codebook k is forced at steps <= k and at
+  // steps >= M - 4 + 1 + k.
+  DelayPattern p(4, 1, 8, 2048);
+  EXPECT_EQ(p.frames(), 4);
+  for (int k = 0; k < 4; ++k)
+    for (int s = 0; s < 8; ++s) EXPECT_EQ(p.forced(k, s), s <= k || s >= 5 + k) << k << "," << s;
+  std::vector<int32_t> seq(4 * 8, 2048);
+  for (int k = 0; k < 4; ++k)
+    for (int t = 0; t < 4; ++t) seq[k * 8 + t + 1 + k] = 10 * k + t;
+  const auto codes = p.undelay(seq, 1);
+  for (int k = 0; k < 4; ++k)
+    for (int t = 0; t < 4; ++t) EXPECT_EQ(codes[k * 4 + t], 10 * k + t);
+}
+
+TEST(DelayPattern, StereoPairsShareDelays) {
+  DelayPattern p(8, 2, 10, 2048);
+  for (int k = 0; k < 8; ++k) EXPECT_EQ(p.delay(k), k / 2);
+  EXPECT_EQ(p.frames(), 6);
+}
+
+TEST(Sampling, GuidanceFormula) {
+  const float c[2] = {1.0f, 2.0f}, u[2] = {0.5f, -1.0f};
+  float out[2];
+  apply_guidance(c, u, 3.0f, out, 2);
+  EXPECT_FLOAT_EQ(out[0], 0.5f + 0.5f * 3.0f);
+  EXPECT_FLOAT_EQ(out[1], -1.0f + 3.0f * 3.0f);
+}
+
+TEST(Sampling, TopKKeepsTiesAndSampleRespectsMask) {
+  std::vector<float> s = {1.0f, 3.0f, 3.0f, 0.0f, 2.0f};
+  SamplingParams p;
+  p.top_k = 2;
+  apply_warpers(s.data(), 5, p);
+  EXPECT_TRUE(std::isinf(s[0]) && std::isinf(s[3]) && std::isinf(s[4]));
+  EXPECT_EQ(s[1], 3.0f);
+  EXPECT_EQ(s[2], 3.0f);
+  for (double u : {0.0, 0.3, 0.7, 0.999999}) {
+    const int t = sample(s.data(), 5, u);
+    EXPECT_TRUE(t == 1 || t == 2);
+  }
+  EXPECT_EQ(sample(s.data(), 5, 0.25), 1);
+  EXPECT_EQ(sample(s.data(), 5, 0.75), 2);
+}
+
+TEST(Sampling, RngIsReproducible) {
+  Rng a(42), b(42), c(43);
+  for (int i = 0; i < 10; ++i) {
+    const double x = a.uniform();
+    EXPECT_EQ(x, b.uniform());
+    EXPECT_GE(x, 0.0);
+    EXPECT_LT(x, 1.0);
+  }
+  EXPECT_NE(Rng(42).uniform(), c.uniform());
+}
+
+}  // namespace
+}  // namespace musicgen
