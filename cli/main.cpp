@@ -12,7 +12,13 @@
 #include <vector>
 #include <chrono>
 
+#include "bench_command.h"
+#include "hub_commands.h"
+#include "musicgen/hub.h"
 #include "musicgen/musicgen.h"
+#include "musicgen/quantize.h"
+#include "quantize_command.h"
+#include "random_model_command.h"
 
 double musicgen_now();
 
@@ -29,7 +35,13 @@ void print_main_help() {
       "musicgen %s - MusicGen text-to-music inference on the CPU\n\n"
       "Usage: musicgen <command> [options]\n\n"
       "Commands:\n"
-      "  generate   generate music from text prompts or unconditionally\n\n"
+      "  generate            generate music from text prompts or unconditionally\n"
+      "  bench               measure speed, real-time factors and memory of a checkpoint\n"
+      "  make-random-model   write a checkpoint with official shapes and random weights\n"
+      "  quantize            convert a checkpoint into one quantized file (q8, q4, bf16)\n"
+      "  pull                download a model from the Hugging Face Hub into the shared cache\n"
+      "  list                list the models in the cache (revisions, sizes)\n"
+      "  info                describe a model: architecture, parameters, memory per weight type\n\n"
       "Run 'musicgen <command> --help' for the options of a command.\n"
       "Options:\n"
       "  --help, -h      show this help\n"
@@ -39,19 +51,34 @@ void print_main_help() {
 
 void print_generate_help() {
   std::printf(
-      "Usage: musicgen generate --model DIR [--prompt TEXT]... --output FILE.wav [options]\n\n"
+      "Usage: musicgen generate --model MODEL [--prompt TEXT]... --output FILE.wav [options]\n\n"
       "Generates music with a MusicGen checkpoint in the Hugging Face layout (config.json,\n"
       "generation_config.json, model.safetensors, spiece.model). Without --prompt the music is\n"
       "unconditional. Several --prompt options make a batch: one file per prompt.\n\n"
       "Options:\n"
-      "  --model DIR             checkpoint directory (required)\n"
+      "  --model MODEL           a checkpoint directory, a hub repo id org/name[@revision], or a\n"
+      "                          short name (small, medium, large, melody, stereo-small, ...);\n"
+      "                          hub models are downloaded once into the shared cache (required)\n"
+      "  --weights TYPE          f32 (default), bf16, q8 or q4: matrices converted at load\n"
+      "                          (docs/QUANTIZATION.md); a quantized file keeps its own type\n"
       "  --prompt TEXT           a text prompt; repeat for a batch (default: unconditional)\n"
       "  --samples N             batch size of an unconditional run (default 1)\n"
       "  --output FILE.wav       output file (required); a batch writes FILE_0.wav, FILE_1.wav, ...\n"
-      "  --duration SECONDS      length of the music, up to 30 (default: generation_config.json's\n"
-      "                          max_length, 1500 steps = 29.92 s for the official checkpoints)\n"
-      "  --max-new-tokens N      length in decoder steps, as Hugging Face counts them\n"
-      "                          (N steps give N-3 frames of 20 ms); excludes --duration\n"
+      "  --duration SECONDS      total length of the output, audio prompt included (default:\n"
+      "                          generation_config.json's max_length, 1500 steps = 29.92 s for the\n"
+      "                          official checkpoints); beyond 30 s a sliding window continues the\n"
+      "                          music (audiocraft's long-form algorithm)\n"
+      "  --max-new-tokens N      length in decoder steps after the prompt, as Hugging Face counts\n"
+      "                          them (without a prompt N steps give N-3 frames of 20 ms); excludes\n"
+      "                          --duration\n"
+      "  --extend-stride S       long-form: seconds each new 30 s window advances (default 18)\n"
+      "  --audio-prompt FILE     continue this audio (WAV, FLAC, OGG, MP3; any rate, mixed or\n"
+      "                          duplicated to the model's channels); repeat for a batch, one per\n"
+      "                          --prompt, or give one for all. The output starts with the prompt\n"
+      "  --prompt-start S        use the audio prompt from S seconds (default 0)\n"
+      "  --prompt-duration S     use S seconds of the audio prompt (default: to its end)\n"
+      "  --melody FILE           melody checkpoints: follow this melody's chroma; repeat for a\n"
+      "                          batch or give one for all (default: no melody)\n"
       "  --guidance G            classifier-free guidance scale, >= 1; 1 disables it\n"
       "                          (default: generation_config.json, 3.0 for official checkpoints)\n"
       "  --top-k K               sample among the K most likely codes, K >= 1 (default 50)\n"
@@ -70,7 +97,15 @@ void print_generate_help() {
       "      --duration 10 --output beat.wav\n"
       "  musicgen generate --model models/musicgen-small --prompt \"jazz trio\" \\\n"
       "      --prompt \"epic orchestral\" --duration 5 --output batch.wav   # batch_0.wav, batch_1.wav\n"
-      "  musicgen generate --model models/musicgen-small --duration 8 --output free.wav  # unconditional\n");
+      "  musicgen generate --model models/musicgen-small --duration 8 --output free.wav  # unconditional\n"
+      "  musicgen generate --model models/musicgen-small --audio-prompt intro.wav --prompt-duration 5 \\\n"
+      "      --prompt \"funky bass\" --duration 15 --output more.wav          # continue 5 s of intro.wav\n"
+      "  musicgen generate --model models/musicgen-stereo-small --prompt \"ambient pads\" \\\n"
+      "      --duration 10 --output pads.wav                                 # a stereo checkpoint\n"
+      "  musicgen generate --model models/musicgen-melody --melody tune.mp3 --prompt \"8-bit\" \\\n"
+      "      --duration 10 --output chiptune.wav                             # melody conditioning\n"
+      "  musicgen generate --model models/musicgen-small --prompt \"slow blues\" --duration 75 \\\n"
+      "      --output long.wav                                               # longer than 30 s\n");
 }
 
 struct UsageError {
@@ -149,9 +184,13 @@ void write_codes_json(const std::string& path, const musicgen::GenerationResult&
 int cmd_generate(const std::vector<std::string>& args) {
   std::string model_dir, output, codes_out, sample_format = "pcm16";
   musicgen::GenerationOptions opt;
+  musicgen::LoadOptions load_options;
   int threads = 0;
   bool quiet = false;
   std::optional<int> samples;
+  std::vector<std::string> audio_prompt_paths, melody_paths;
+  double prompt_start = 0.0;
+  std::optional<double> prompt_duration;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     auto value = [&]() -> std::string {
@@ -162,6 +201,12 @@ int cmd_generate(const std::vector<std::string>& args) {
       print_generate_help();
       return 0;
     } else if (a == "--model") model_dir = value();
+    else if (a == "--weights") {
+      const std::string w = value();
+      if (w != "f32" && w != "bf16" && w != "q8" && w != "q4")
+        usage("--weights must be f32, bf16, q8 or q4, got '" + w + "'");
+      load_options.weights = musicgen::parse_weight_type(w);
+    }
     else if (a == "--prompt") opt.prompts.push_back(value());
     else if (a == "--output" || a == "-o") output = value();
     else if (a == "--duration") opt.duration_s = parse_double(a, value());
@@ -188,7 +233,7 @@ int cmd_generate(const std::vector<std::string>& args) {
     else if (a == "--quiet" || a == "-q") quiet = true;
     else usage("unknown option '" + a + "'");
   }
-  if (model_dir.empty()) usage("--model DIR is required");
+  if (model_dir.empty()) usage("--model MODEL is required");
   if (output.empty()) usage("--output FILE.wav is required");
   if (samples && !opt.prompts.empty()) usage("--samples applies to unconditional runs; give no --prompt");
   if (samples) opt.unconditional_samples = *samples;
@@ -198,13 +243,35 @@ int cmd_generate(const std::vector<std::string>& args) {
   if (opt.top_p && !(*opt.top_p > 0 && *opt.top_p <= 1)) usage("--top-p must be in (0, 1]");
   if (opt.temperature && *opt.temperature <= 0) usage("--temperature must be > 0");
   if (opt.guidance_scale && *opt.guidance_scale < 1) usage("--guidance must be >= 1 (1 disables guidance)");
+  if (prompt_start < 0) usage("--prompt-start must be >= 0");
+  if (prompt_duration && *prompt_duration <= 0) usage("--prompt-duration must be positive");
+  if ((prompt_start > 0 || prompt_duration) && audio_prompt_paths.empty())
+    usage("--prompt-start and --prompt-duration need --audio-prompt");
+  if (opt.extend_stride_s <= 0 || opt.extend_stride_s >= 30)
+    usage("--extend-stride must be between 0 and 30 seconds (exclusive)");
+  if (!opt.prompts.empty() && audio_prompt_paths.size() > 1 && audio_prompt_paths.size() != opt.prompts.size())
+    usage("give one --audio-prompt per --prompt, or a single one for all");
+  if (samples && !audio_prompt_paths.empty()) usage("--samples cannot be combined with --audio-prompt");
 
-  const int batch = opt.prompts.empty() ? opt.unconditional_samples : static_cast<int>(opt.prompts.size());
+  const int batch = !opt.prompts.empty() ? static_cast<int>(opt.prompts.size())
+                    : audio_prompt_paths.size() > 1 ? static_cast<int>(audio_prompt_paths.size())
+                                                    : opt.unconditional_samples;
   for (int b = 0; b < batch; ++b) check_writable(item_path(output, b, batch));
   if (!codes_out.empty()) check_writable(codes_out);
 
+  // Read the audio inputs before loading the model: a bad file fails fast.
+  for (const auto& p : audio_prompt_paths)
+    opt.audio_prompts.push_back(
+        musicgen::slice_audio(musicgen::load_audio_file(p), prompt_start, prompt_duration));
+  for (const auto& p : melody_paths) opt.melodies.push_back(musicgen::load_audio_file(p));
+
+  musicgen::ResolveOptions resolve_options;  // a directory as is; hub models via the cache
+  if (quiet) resolve_options.progress = musicgen::ProgressDisplay::kNever;
+  if (!fs::is_regular_file(model_dir))  // a file is a `musicgen quantize` output: load it as is
+    model_dir = musicgen::resolve_model(model_dir, resolve_options);
   const double t0 = musicgen_now();
-  auto model = musicgen::Model::load(model_dir);
+  load_options.threads = threads;
+  auto model = musicgen::Model::load(model_dir, load_options);
   const double load_s = musicgen_now() - t0;
   if (!quiet)
     std::fprintf(stderr, "loaded %s (%d layers, hidden %d, %d codebooks, %s) in %.2f s\n",
@@ -280,6 +347,12 @@ int main(int argc, char** argv) {
     const std::string cmd = args[0];
     args.erase(args.begin());
     if (cmd == "generate") return cmd_generate(args);
+    if (cmd == "pull") return musicgen::cli::cmd_pull(args);
+    if (cmd == "list") return musicgen::cli::cmd_list(args);
+    if (cmd == "info") return musicgen::cli::cmd_info(args);
+    if (cmd == "bench") return musicgen::cli::run_bench(args);
+    if (cmd == "make-random-model") return musicgen::cli::run_make_random_model(args);
+    if (cmd == "quantize") return musicgen::cli::run_quantize(args);
     usage("unknown command '" + cmd + "'");
   } catch (const UsageError& e) {
     std::fprintf(stderr, "musicgen: error: %s (see 'musicgen --help')\n", e.message.c_str());

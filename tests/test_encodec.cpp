@@ -2,9 +2,12 @@
 // HF reference goldens of the tiny fixtures, thread-count independence, bad input.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -12,7 +15,9 @@
 #include "core/thread_pool.h"
 #include "format/hf_config.h"
 #include "format/safetensors.h"
+#include "kernels/cpu.h"
 #include "models/encodec.h"
+#include "nn/activation.h"
 #include "nn/conv.h"
 #include "nn/lstm.h"
 #include "test_util.h"
@@ -26,7 +31,9 @@ using testing::load_golden;
 
 constexpr double kTol = 1e-4;
 using Pads = std::pair<int64_t, int64_t>;
-Pads P(int64_t l, int64_t r) { return {l, r}; }
+Pads P(int64_t l, int64_t r) {
+  return {l, r};
+}
 
 Tensor make_input(int64_t batch, int64_t steps, int64_t channels, const std::vector<float>& v) {
   Tensor x({batch, steps, channels});
@@ -102,8 +109,8 @@ TEST(ConvPadding, StridedConvByHand) {
   nn::Conv1d conv({1, 10, 100, 1000}, {}, 1, 1, 4, 2);
   Tensor y = conv.forward(make_input(1, 5, 1, {1, 2, 3, 4, 5}), nullptr);
   // padded = [2,1,2,3,4,5,4,3]
-  EXPECT_EQ(y.data, (std::vector<float>{2 + 10 + 200 + 3000, 2 + 30 + 400 + 5000,
-                                        4 + 50 + 400 + 3000}));
+  EXPECT_EQ(y.data,
+            (std::vector<float>{2 + 10 + 200 + 3000, 2 + 30 + 400 + 5000, 4 + 50 + 400 + 3000}));
 }
 
 TEST(ConvPadding, ConvTransposeByHand) {
@@ -124,6 +131,60 @@ TEST(ConvPadding, ConvTransposeByHand) {
   EXPECT_EQ(y.data, (std::vector<float>{3, 2, 0, 4}));
 }
 
+TEST(ConvChunks, ChunkedLayersMatchWholeAndNaive) {
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  auto random = [&](size_t n) {
+    std::vector<float> v(n);
+    for (float& x : v) x = u(rng);
+    return v;
+  };
+  ThreadPool pool(2);
+  // Conv1d k7 with ELU: long enough for several chunks; whole-range forward_rows is the
+  // unchunked computation and must agree bitwise.
+  const int in = 8, out = 12, k = 7;
+  const int64_t len = 20011;
+  nn::Conv1d conv(random(out * in * k), random(out), in, out, k);
+  ASSERT_LT(conv.chunk_rows(), len / 2);
+  Tensor x({1, len, in});
+  x.data = random(len * in);
+  Tensor chunked = conv.forward(x, &pool, nn::PreActivation::kElu);
+  std::vector<float> whole(len * out), scratch;
+  conv.forward_rows(x.ptr(), len, 0, len, whole.data(), nn::PreActivation::kElu, &scratch);
+  EXPECT_EQ(0, std::memcmp(chunked.ptr(), whole.data(), sizeof(float) * whole.size()));
+
+  // ConvTranspose1d k10 s5 against a direct double-precision transposed convolution.
+  const int cin = 6, cout = 4, kt = 10, st = 5;
+  const int64_t tin = 3001;
+  std::vector<float> w = random(cin * cout * kt), bias = random(cout);
+  nn::ConvTranspose1d up(w, bias, cin, cout, kt, st);
+  Tensor xi({2, tin, cin});
+  xi.data = random(2 * tin * cin);
+  Tensor y = up.forward(xi, &pool);
+  ASSERT_EQ(y.shape, (Shape{2, tin * st, cout}));
+  const int64_t pad_left = (kt - st) - (kt - st) / 2;
+  double max_err = 0.0;
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t o = 0; o < tin * st; ++o)
+      for (int co = 0; co < cout; ++co) {
+        double ref = bias[co];
+        const int64_t p = o + pad_left;
+        for (int64_t t = 0; t < tin; ++t) {
+          const int64_t j = p - t * st;
+          if (j < 0 || j >= kt) continue;
+          for (int ci = 0; ci < cin; ++ci)
+            ref += static_cast<double>(xi.data[(b * tin + t) * cin + ci]) *
+                   w[(ci * cout + co) * kt + j];
+        }
+        max_err = std::max(max_err, std::fabs(ref - y.data[(b * tin * st + o) * cout + co]));
+      }
+  EXPECT_LT(max_err, 1e-5);
+  // One thread and no pool give the same bits.
+  ThreadPool one(1);
+  EXPECT_TRUE(up.forward(xi, &one).data == y.data);
+  EXPECT_TRUE(conv.forward(x, nullptr, nn::PreActivation::kElu).data == chunked.data);
+}
+
 TEST(Lstm, SingleStepByHand) {
   // H = 1, input 1: gates = [i, f, g, o] rows; zero state → c = i·g, h = o·tanh(c).
   nn::LstmLayerWeights w{{1, 1, 1, 1}, {0, 0, 0, 0}, {0, 0, 0, 0}, {0, 0, 0, 0}};
@@ -131,6 +192,78 @@ TEST(Lstm, SingleStepByHand) {
   Tensor y = lstm.forward(make_input(1, 1, 1, {0.5f}), nullptr);
   const float s = 1.0f / (1.0f + std::exp(-0.5f));
   EXPECT_NEAR(y.data[0], s * std::tanh(s * std::tanh(0.5f)), 1e-7);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Codec kernels: packed matmul and ELU, each against its scalar twin (bitwise) and a reference
+
+TEST(PackedMatmul, MatchesScalarTwinAndReference) {
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  struct Case {
+    int64_t m, n, k, lda;
+  };
+  // Edge tiles in both directions, overlapping rows (lda < k, as in a convolution), n < 8.
+  for (const Case& t :
+       {Case{1, 16, 8, 8}, Case{7, 17, 13, 13}, Case{13, 40, 96, 96}, Case{29, 35, 12, 4},
+        Case{64, 8, 300, 300}, Case{5, 3, 21, 21}, Case{100, 130, 33, 40}, Case{1, 80, 37, 37},
+        Case{2, 70, 19, 19}, Case{1, 4096, 64, 64}, Case{2, 200, 1, 1}}) {
+    std::vector<float> a(static_cast<size_t>((t.m - 1) * t.lda + t.k)), w(t.n * t.k), bias(t.n);
+    for (float& v : a) v = u(rng);
+    for (float& v : w) v = u(rng);
+    for (float& v : bias) v = u(rng);
+    nn::PackedWeights packed(w.data(), t.n, t.k);
+    std::vector<float> scalar(t.m * t.n), vec(t.m * t.n), pooled(t.m * t.n);
+    nn::matmul_packed_scalar(a.data(), t.lda, packed, bias.data(), scalar.data(), t.n, 0, t.m, 0,
+                             packed.panels());
+    if (kernels::detect_isa() == kernels::Isa::kAvx2) {
+      nn::matmul_packed_avx2(a.data(), t.lda, packed, bias.data(), vec.data(), t.n, 0, t.m, 0,
+                             packed.panels());
+      EXPECT_EQ(0, std::memcmp(scalar.data(), vec.data(), sizeof(float) * vec.size()))
+          << "m=" << t.m << " n=" << t.n << " k=" << t.k;
+    }
+    ThreadPool pool(3);
+    nn::matmul_packed(a.data(), t.lda, packed, bias.data(), pooled.data(), t.n, t.m, &pool);
+    EXPECT_EQ(0, std::memcmp(scalar.data(), pooled.data(), sizeof(float) * pooled.size()));
+    nn::WeightMatrix wm(w, t.n, t.k);
+    std::vector<float> via(t.m * t.n);
+    wm.multiply(a.data(), t.lda, bias.data(), via.data(), t.n, t.m, &pool);
+    double max_err = 0.0;
+    for (int64_t i = 0; i < t.m; ++i)
+      for (int64_t j = 0; j < t.n; ++j) {
+        double ref = bias[j];
+        for (int64_t p = 0; p < t.k; ++p)
+          ref += static_cast<double>(a[i * t.lda + p]) * w[j * t.k + p];
+        max_err = std::max(max_err, std::fabs(ref - scalar[i * t.n + j]));
+        max_err = std::max(max_err, std::fabs(ref - via[i * t.n + j]));
+      }
+    EXPECT_LT(max_err, 1e-4) << "m=" << t.m << " n=" << t.n << " k=" << t.k;
+  }
+}
+
+TEST(Elu, MatchesExpm1AndScalarTwin) {
+  std::vector<float> x;
+  for (float v = -100.0f; v <= 5.0f; v += 0.0137f) x.push_back(v);
+  for (float v = -1e-3f; v <= 1e-3f; v += 1.3e-6f) x.push_back(v);
+  for (float v : {0.0f, -0.0f, -1e-30f, 1e-30f, -87.5f, -1e4f, -INFINITY, INFINITY}) x.push_back(v);
+  std::vector<float> s(x.size()), v(x.size());
+  nn::elu_scalar(x.data(), s.data(), static_cast<int64_t>(x.size()));
+  double worst_ulps = 0.0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double ref = x[i] > 0 ? x[i] : std::expm1(static_cast<double>(x[i]));
+    const float rf = static_cast<float>(ref);
+    const double ulp =
+        std::max(static_cast<double>(std::fabs(std::nextafter(rf, 0.0f) - rf)), 1e-45);
+    worst_ulps = std::max(worst_ulps, std::fabs(s[i] - ref) / ulp);
+  }
+  EXPECT_LE(worst_ulps, 2.0);
+  if (kernels::detect_isa() == kernels::Isa::kAvx2) {
+    nn::elu_avx2(x.data(), v.data(), static_cast<int64_t>(x.size()));
+    EXPECT_EQ(0, std::memcmp(s.data(), v.data(), sizeof(float) * s.size()));
+  }
+  float nan = NAN;
+  nn::elu(&nan, &nan, 1);
+  EXPECT_TRUE(std::isnan(nan));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -234,7 +367,8 @@ TEST_P(EncodecFixture, EncodeShapesAndRoundTrip) {
   EncodecModel codec(f.cfg, f.store);
   const int hop = codec.hop_length();
   // Frames are ceil(L / hop), for lengths down to a single sample (reflect-pad workaround).
-  for (int64_t len : {int64_t{1}, int64_t{7}, int64_t{hop - 1}, int64_t{hop}, int64_t{3 * hop + 5}}) {
+  for (int64_t len :
+       {int64_t{1}, int64_t{7}, int64_t{hop - 1}, int64_t{hop}, int64_t{3 * hop + 5}}) {
     std::vector<float> audio(static_cast<size_t>(2 * len));
     for (size_t i = 0; i < audio.size(); ++i) audio[i] = 0.3f * std::sin(0.05f * i);
     int frames = -1;
@@ -274,9 +408,9 @@ TEST_P(EncodecFixture, EncodeMatchesReference) {
   const ConstTensor expected_latent = f.golden.get_f32("encodec.encode_latent");
   EXPECT_EQ(latent.shape, expected_latent.shape);
   expect_close(latent.data, expected_latent, kTol, GetParam() + " encodec.encode_latent");
-  std::printf("[ %s ] encode latent rel. max error %.3g\n", GetParam().c_str(),
-              testing::relative_max_error(latent.ptr(), expected_latent.data,
-                                          expected_latent.numel()));
+  std::printf(
+      "[ %s ] encode latent rel. max error %.3g\n", GetParam().c_str(),
+      testing::relative_max_error(latent.ptr(), expected_latent.data, expected_latent.numel()));
 
   int frames = 0;
   const std::vector<int32_t> codes = codec.encode(input.data, batch, samples, &pool, &frames);

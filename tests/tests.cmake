@@ -5,3 +5,25 @@ musicgen_add_test(test_encodec SOURCES test_encodec.cpp LIBS musicgen_models)
 musicgen_add_test(test_cli SOURCES test_cli.cpp LIBS musicgen_audio nlohmann_json::nlohmann_json)
 target_compile_definitions(test_cli PRIVATE MUSICGEN_CLI="$<TARGET_FILE:musicgen_cli>")
 add_dependencies(test_cli musicgen_cli)
+musicgen_add_test(test_audio_input SOURCES test_audio_input.cpp
+  LIBS musicgen_audio musicgen_models PkgConfig::SNDFILE)
+musicgen_add_test(test_longform SOURCES test_longform.cpp
+  LIBS musicgen_generation musicgen_models musicgen_tokenizer)
+musicgen_add_test(test_quant_kernels SOURCES test_quant_kernels.cpp LIBS musicgen_kernels)
+musicgen_add_test(test_chroma SOURCES test_chroma.cpp LIBS musicgen_models musicgen_audio)
+# Hub downloads against an in-process fake hub on 127.0.0.1 (cpp-httplib), plus the CLI's pull/list/info.
+find_package(OpenSSL REQUIRED)
+pkg_check_modules(CPP_HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
+musicgen_add_test(test_hub SOURCES test_hub.cpp
+  LIBS musicgen PkgConfig::CPP_HTTPLIB OpenSSL::Crypto nlohmann_json::nlohmann_json)
+target_compile_definitions(test_hub PRIVATE MUSICGEN_CLI="$<TARGET_FILE:musicgen_cli>")
+add_dependencies(test_hub musicgen_cli)
+musicgen_add_test(test_random_model SOURCES test_random_model.cpp
+  LIBS musicgen nlohmann_json::nlohmann_json PkgConfig::SENTENCEPIECE)
+target_compile_definitions(test_random_model PRIVATE MUSICGEN_CLI="$<TARGET_FILE:musicgen_cli>")
+add_dependencies(test_random_model musicgen_cli)
+musicgen_add_test(test_bench SOURCES test_bench.cpp LIBS nlohmann_json::nlohmann_json)
+target_compile_definitions(test_bench PRIVATE MUSICGEN_CLI="$<TARGET_FILE:musicgen_cli>")
+add_dependencies(test_bench musicgen_cli)
+musicgen_add_test(test_modes SOURCES test_modes.cpp
+  LIBS musicgen musicgen_models nlohmann_json::nlohmann_json)

@@ -30,7 +30,8 @@ namespace musicgen {
 enum class SampleFormat { kPcm16, kFloat32 };
 
 struct ModelInfo {
-  std::string model_type;       // "musicgen"
+  std::string model_type;       // "musicgen" or "musicgen_melody"
+  bool melody = false;          // takes a melody (chroma) condition
   int num_codebooks = 0;        // K
   int audio_channels = 0;       // 1 mono, 2 stereo
   int sample_rate = 0;          // 32000
@@ -47,12 +48,31 @@ struct ModelInfo {
   int default_max_length = 1500;
 };
 
+// Storage type of the model's matrices (docs/QUANTIZATION.md: what each costs in accuracy, and
+// the tensors that stay float32 whatever the type).
+enum class WeightType {
+  kF32,   // float32: exact (the parity tests' path)
+  kBF16,  // bfloat16: half the bytes
+  kQ8,    // 8-bit blocks of 32 with an f16 scale: ~1/4 the bytes
+  kQ4,    // 4-bit blocks of 32 with an f16 scale and minimum: ~1/6 the bytes
+};
+
+struct LoadOptions {
+  // Type of the decoder's and text encoder's matrices, converted once at load from a checkpoint
+  // directory. A quantized file (`musicgen quantize`) loads with the type it stores: leave this
+  // at kF32 or name that same type.
+  WeightType weights = WeightType::kF32;
+  // Threads that convert the weights at load; 0: all hardware threads.
+  int threads = 0;
+};
+
 class Model {
  public:
   // Loads a Hugging Face MusicGen checkpoint directory (config.json, generation_config.json,
-  // model.safetensors or a sharded index, spiece.model). Weights are memory-mapped and
-  // validated. Throws Error.
-  static std::shared_ptr<const Model> load(const std::string& dir);
+  // model.safetensors or a sharded index, spiece.model), or a single file written by
+  // `musicgen quantize` (docs/MODEL_FORMAT.md). Weights are memory-mapped and validated.
+  // Throws Error.
+  static std::shared_ptr<const Model> load(const std::string& path, const LoadOptions& options = {});
   ~Model();
   const ModelInfo& info() const;
 
@@ -64,8 +84,24 @@ class Model {
   std::unique_ptr<Impl> impl_;
 };
 
+// Planar float audio: samples[c * frames + t]. Any sample rate and channel count: the engine
+// resamples (libsoxr) and mixes/duplicates channels to what the model needs.
+struct AudioData {
+  int sample_rate = 0;
+  int channels = 0;
+  int64_t frames = 0;
+  std::vector<float> samples;
+};
+
+// Reads WAV, FLAC, OGG/Vorbis, Opus or MP3 (libsndfile). Throws Error for a missing, unreadable,
+// empty or absurd file.
+AudioData load_audio_file(const std::string& path);
+// The part [start_s, start_s + duration_s) of `audio` (no duration: until the end), with sample
+// indices computed in integers. Throws Error(kInvalidArgument) for an empty or out-of-range slice.
+AudioData slice_audio(const AudioData& audio, double start_s, std::optional<double> duration_s);
+
 // Progress after each decoder step; return false to cancel (generate then throws
-// Error(kCancelled)).
+// Error(kCancelled)). With long-form generation, steps count across all windows.
 using ProgressCallback = std::function<bool(int step, int total_steps)>;
 
 struct GenerationOptions {
@@ -73,11 +109,23 @@ struct GenerationOptions {
   std::vector<std::string> prompts;
   // Batch size of an unconditional request (ignored when prompts are given).
   int unconditional_samples = 1;
-  // Length: exactly one of these may be set. duration_s gives round(duration * frame_rate)
-  // frames; max_new_tokens counts decoder steps as HF does (N steps give N - 3 frames).
-  // Neither: generation_config.json's max_length (1500 steps = 1496 frames).
+  // Audio prompts to continue (HF generate(input_values=...)), one per batch item, or one shared
+  // by every item. Prompts of different lengths are left-padded with silence as HF's processor
+  // does; the padding is removed from the output (GenerationResult::leading_padding). The output
+  // holds the (re-synthesised) prompt followed by the continuation.
+  std::vector<AudioData> audio_prompts;
+  // Melody checkpoints only: the melody to follow (chroma), one per batch item or one shared.
+  // None: the "no melody" condition of the reference.
+  std::vector<AudioData> melodies;
+  // Length: at most one of these. duration_s is the total length of the output (audio prompt
+  // included): floor(duration * frame_rate) frames; longer than 30 s runs audiocraft's sliding
+  // window. max_new_tokens counts decoder steps after the prompt exactly as HF does (without a
+  // prompt N steps give N - 3 frames). Neither: generation_config.json's max_length (1500 steps).
   std::optional<double> duration_s;
   std::optional<int> max_new_tokens;
+  // Long-form: each new 30 s window is prompted by the previous window's last 30 - stride
+  // seconds (audiocraft's extend_stride, default 18 s).
+  double extend_stride_s = 18.0;
   // Unset fields take generation_config.json's values (else HF's defaults).
   std::optional<float> guidance_scale;  // >= 1; 1 disables classifier-free guidance
   std::optional<float> temperature;     // > 0
@@ -97,6 +145,9 @@ struct Timings {
 
 struct GenerationResult {
   int batch = 0;
+  // Per item, samples of left padding at the start of its audio (batches of audio prompts of
+  // different lengths); write_audio_file skips them, as HF's processor.batch_decode does.
+  std::vector<int64_t> leading_padding;
   int channels = 0;
   int frames = 0;          // N codec frames
   int sample_rate = 0;

@@ -3,17 +3,22 @@
 #include <cmath>
 #include <filesystem>
 
+#include "audio/audio_reader.h"
 #include "audio/wav_writer.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "core/timer.h"
+#include "api/weight_types.h"
 #include "format/hf_config.h"
+#include "format/quantized_file.h"
 #include "format/safetensors.h"
 #include "generation/delay_pattern.h"
 #include "generation/generator.h"
+#include "models/chroma.h"
 #include "models/encodec.h"
 #include "models/musicgen_decoder.h"
 #include "models/t5_encoder.h"
+#include "models/weight_policy.h"
 #include "musicgen/musicgen.h"
 #include "tokenizer/t5_tokenizer.h"
 
@@ -29,32 +34,51 @@ struct Model::Impl {
   std::unique_ptr<T5Encoder> t5;
   std::unique_ptr<MusicgenDecoder> decoder;
   std::unique_ptr<EncodecModel> codec;
+  std::unique_ptr<ChromaExtractor> chroma;  // melody checkpoints
 };
 
 Model::Model() : impl_(std::make_unique<Impl>()) {}
 Model::~Model() = default;
 const ModelInfo& Model::info() const { return impl_->info; }
 
-std::shared_ptr<const Model> Model::load(const std::string& dir) {
+std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptions& options) {
   std::shared_ptr<Model> model(new Model());
   Impl& m = *model->impl_;
-  m.config = load_musicgen_config(dir);
-  m.tokenizer = std::make_unique<T5Tokenizer>((fs::path(dir) / "spiece.model").string());
-  m.store = TensorStore::open_checkpoint(dir);
+  if (options.threads < 0)
+    fail(ErrorCode::kInvalidArgument, "load threads must be >= 0 (0 = all cores)");
+  ThreadPool load_pool(options.threads);  // converts weights to their storage type
+  WeightStorage weights = to_storage(options.weights);
+  if (is_quantized_file(dir)) {  // `musicgen quantize` output: one mapped, validated file
+    QuantizedFile f = read_quantized_file(dir);
+    weights = quantized_file_storage(f.info.weights, options.weights, dir);
+    m.config = parse_musicgen_config(f.info.config_json, f.info.generation_config_json, dir);
+    m.tokenizer = std::make_unique<T5Tokenizer>(T5Tokenizer::Serialized{f.info.tokenizer, dir});
+    m.store = std::move(f.store);
+  } else {
+    m.config = load_musicgen_config(dir);
+    m.tokenizer = std::make_unique<T5Tokenizer>((fs::path(dir) / "spiece.model").string());
+    m.store = TensorStore::open_checkpoint(dir);
+  }
   // One error naming every missing or misshapen tensor of every part.
   std::vector<TensorSpec> specs = T5Encoder::tensor_specs(m.config.text_encoder);
-  for (auto& s : MusicgenDecoder::tensor_specs(m.config.decoder, m.config.text_encoder.d_model))
+  const int num_chroma = m.config.melody ? m.config.num_chroma : 0;
+  for (auto& s : MusicgenDecoder::tensor_specs(m.config.decoder, m.config.text_encoder.d_model, num_chroma))
     specs.push_back(std::move(s));
   for (auto& s : EncodecModel::tensor_specs(m.config.audio_encoder, "audio_encoder."))
     specs.push_back(std::move(s));
   validate_tensors(m.store, specs);
-  m.t5 = std::make_unique<T5Encoder>(m.config.text_encoder, m.store);
-  m.decoder = std::make_unique<MusicgenDecoder>(m.config.decoder, m.config.text_encoder.d_model, m.store);
+  m.t5 = std::make_unique<T5Encoder>(m.config.text_encoder, m.store, "text_encoder.",
+                                     LinearLoadOptions{t5_storage(weights), &load_pool});
+  m.decoder = std::make_unique<MusicgenDecoder>(m.config.decoder, m.config.text_encoder.d_model,
+                                                m.store, num_chroma,
+                                                DecoderLoadOptions{weights, &load_pool});
+  if (m.config.melody) m.chroma = std::make_unique<ChromaExtractor>();
   m.codec = std::make_unique<EncodecModel>(m.config.audio_encoder, m.store, "audio_encoder.");
 
   ModelInfo& i = m.info;
   const MusicgenConfig& c = m.config;
   i.model_type = c.model_type;
+  i.melody = c.melody;
   i.num_codebooks = c.decoder.num_codebooks;
   i.audio_channels = c.decoder.audio_channels;
   i.sample_rate = c.audio_encoder.sampling_rate;
@@ -89,9 +113,44 @@ namespace {
 
 [[noreturn]] void bad_option(const std::string& msg) { fail(ErrorCode::kInvalidArgument, msg); }
 
-constexpr double kMaxDurationS = 30.0;
+constexpr double kWindowSeconds = 30.0;  // audiocraft max_duration: one decoder window
+constexpr double kMaxDurationS = 3600.0;
+
+AudioBuffer to_buffer(const AudioData& a) {
+  AudioBuffer b;
+  b.sample_rate = a.sample_rate;
+  b.channels = a.channels;
+  b.frames = a.frames;
+  b.samples = a.samples;
+  if (a.channels <= 0 || a.frames <= 0 || a.sample_rate <= 0 ||
+      a.samples.size() != static_cast<size_t>(a.channels) * a.frames)
+    bad_option("audio input is empty or its size does not match its channels and frames");
+  return b;
+}
+
+AudioData from_buffer(AudioBuffer b) {
+  AudioData a;
+  a.sample_rate = b.sample_rate;
+  a.channels = b.channels;
+  a.frames = b.frames;
+  a.samples = std::move(b.samples);
+  return a;
+}
+
+// Picks item b of a list that is empty, shared (one entry) or per item.
+template <typename T>
+const T* item(const std::vector<T>& v, int b) {
+  if (v.empty()) return nullptr;
+  return v.size() == 1 ? &v[0] : &v[b];
+}
 
 }  // namespace
+
+AudioData load_audio_file(const std::string& path) { return from_buffer(load_audio(path)); }
+
+AudioData slice_audio(const AudioData& audio, double start_s, std::optional<double> duration_s) {
+  return from_buffer(slice_seconds(to_buffer(audio), start_s, duration_s));
+}
 
 GenerationResult Session::decode_codes(const std::vector<int32_t>& codes, int batch, int frames) {
   const Model::Impl& m = impl_->model->impl();
@@ -107,6 +166,7 @@ GenerationResult Session::decode_codes(const std::vector<int32_t>& codes, int ba
   r.samples = static_cast<int64_t>(frames) * m.config.audio_encoder.hop_length();
   r.num_codebooks = K;
   r.codes = codes;
+  r.leading_padding.assign(batch, 0);
   r.audio.assign(static_cast<size_t>(batch) * C * r.samples, 0.0f);
   Stopwatch sw;
   for (int ch = 0; ch < C; ++ch) {
@@ -125,39 +185,79 @@ GenerationResult Session::decode_codes(const std::vector<int32_t>& codes, int ba
   return r;
 }
 
+namespace {
+
+// Audio prompts -> codes [B, K, Tp] (HF: processor left-pads to the longest item, the codec
+// encodes each channel, stereo codebooks are interleaved [L0, R0, L1, R1, ...]).
+std::vector<int32_t> encode_prompts(const Model::Impl& m, const std::vector<AudioData>& prompts,
+                                    int batch, ThreadPool* pool, int* frames,
+                                    std::vector<int64_t>* padding) {
+  const int C = m.config.decoder.audio_channels, K = m.config.decoder.num_codebooks, kc = K / C;
+  const int rate = m.config.audio_encoder.sampling_rate;
+  std::vector<AudioBuffer> items;
+  int64_t longest = 0;
+  for (int b = 0; b < batch; ++b) {
+    items.push_back(resample(to_channels(to_buffer(*item(prompts, b)), C), rate));
+    longest = std::max(longest, items.back().frames);
+  }
+  padding->assign(batch, 0);
+  std::vector<int32_t> codes;
+  for (int ch = 0; ch < C; ++ch) {
+    std::vector<float> audio(static_cast<size_t>(batch) * longest, 0.0f);  // [B, L], left padded
+    for (int b = 0; b < batch; ++b) {
+      const int64_t pad = longest - items[b].frames;
+      (*padding)[b] = pad;
+      std::copy_n(items[b].channel(ch), items[b].frames, audio.data() + b * longest + pad);
+    }
+    int t = 0;
+    const std::vector<int32_t> c = m.codec->encode(audio.data(), batch, longest, pool, &t);
+    if (codes.empty()) {
+      *frames = t;
+      codes.assign(static_cast<size_t>(batch) * K * t, 0);
+    }
+    for (int b = 0; b < batch; ++b)
+      for (int q = 0; q < kc; ++q)
+        std::copy_n(c.data() + (static_cast<size_t>(b) * m.codec->num_quantizers() + q) * t, t,
+                    codes.data() + (static_cast<size_t>(b) * K + q * C + ch) * t);
+  }
+  return codes;
+}
+
+// Melody prefix for one stream: [chroma (chroma_length rows), text rows] per item.
+Tensor melody_prefix(const Model::Impl& m, const std::vector<Tensor>& chroma_onehot,
+                     const Tensor& text, ThreadPool* pool) {
+  const int B = static_cast<int>(chroma_onehot.size());
+  const int64_t H = m.config.decoder.hidden_size, P = m.config.chroma_length, L = text.dim(1);
+  Tensor prefix({B, P + L, H});
+  for (int b = 0; b < B; ++b) {
+    // HF: project, then tile ceil(P / T) times and keep the first P rows.
+    const Tensor proj = m.decoder->project_chroma(chroma_onehot[b], pool);  // [1, T, H]
+    const int64_t T = proj.dim(1);
+    float* dst = prefix.ptr() + b * (P + L) * H;
+    for (int64_t r = 0; r < P; ++r) std::copy_n(proj.ptr() + (r % T) * H, H, dst + r * H);
+    std::copy_n(text.ptr() + b * L * H, L * H, dst + P * H);
+  }
+  return prefix;
+}
+
+Tensor null_chroma(int num_chroma) {
+  Tensor t({1, 1, num_chroma});
+  t.data[0] = 1.0f;  // one-hot at bin 0 (C): the reference's "no melody" condition
+  return t;
+}
+
+}  // namespace
+
 GenerationResult Session::generate(const GenerationOptions& opt) {
   const Model::Impl& m = impl_->model->impl();
   const MusicgenConfig& cfg = m.config;
   const int K = cfg.decoder.num_codebooks, C = cfg.decoder.audio_channels, kc = K / C;
   const int frame_rate = cfg.audio_encoder.frame_rate();
+  const int window_frames = static_cast<int>(std::floor(kWindowSeconds * frame_rate + 1e-9));
 
   // Validate every option before any work.
   if (opt.duration_s && opt.max_new_tokens)
     bad_option("give either a duration or max_new_tokens, not both");
-  const int min_steps = DelayPattern::min_max_length(K, C) - 1;
-  int max_length = cfg.generation.max_length;
-  if (opt.duration_s) {
-    const double d = *opt.duration_s;
-    if (!std::isfinite(d) || d <= 0)
-      bad_option("duration must be a positive number of seconds, got " + std::to_string(d));
-    if (d > kMaxDurationS)
-      bad_option("duration " + std::to_string(d) + " s exceeds the 30 s a single window holds; "
-                 "ask for 30 s or less");
-    const int frames = static_cast<int>(std::floor(d * frame_rate + 1e-9));
-    max_length = frames + kc;
-    if (max_length - 1 < min_steps)
-      bad_option("duration " + std::to_string(d) + " s is too short: ask for at least " +
-                 std::to_string(static_cast<double>(min_steps + 1 - kc) / frame_rate) + " s");
-  } else if (opt.max_new_tokens) {
-    const int n = *opt.max_new_tokens;
-    if (n < min_steps)
-      bad_option("max_new_tokens must be at least " + std::to_string(min_steps) + ", got " +
-                 std::to_string(n));
-    if (n > cfg.decoder.max_position_embeddings)
-      bad_option("max_new_tokens " + std::to_string(n) + " exceeds the model's " +
-                 std::to_string(cfg.decoder.max_position_embeddings) + " positions");
-    max_length = n + 1;
-  }
   SamplingParams sp;
   sp.do_sample = opt.greedy ? !*opt.greedy : cfg.generation.do_sample;
   sp.guidance_scale = opt.guidance_scale.value_or(cfg.generation.guidance_scale);
@@ -171,35 +271,161 @@ GenerationResult Session::generate(const GenerationOptions& opt) {
   if (sp.top_k < 1) bad_option("top-k must be >= 1, got " + std::to_string(sp.top_k));
   if (!(sp.top_p > 0.0f && sp.top_p <= 1.0f))
     bad_option("top-p must be in (0, 1], got " + std::to_string(sp.top_p));
+  if (!std::isfinite(opt.extend_stride_s) || opt.extend_stride_s <= 0 ||
+      opt.extend_stride_s >= kWindowSeconds)
+    bad_option("extend stride must be between 0 and 30 s (exclusive), got " +
+               std::to_string(opt.extend_stride_s));
   const bool conditional = !opt.prompts.empty();
-  const int batch = conditional ? static_cast<int>(opt.prompts.size()) : opt.unconditional_samples;
+  int batch = conditional ? static_cast<int>(opt.prompts.size()) : opt.unconditional_samples;
+  if (!conditional && opt.audio_prompts.size() > 1) batch = static_cast<int>(opt.audio_prompts.size());
   if (batch < 1 || batch > 64) bad_option("batch size must be between 1 and 64, got " + std::to_string(batch));
+  if (opt.audio_prompts.size() > 1 && static_cast<int>(opt.audio_prompts.size()) != batch)
+    bad_option("give one audio prompt per text prompt, or a single one for all (" +
+               std::to_string(opt.audio_prompts.size()) + " audio prompts for " +
+               std::to_string(batch) + " text prompts)");
+  if (!opt.melodies.empty() && !cfg.melody)
+    bad_option("this checkpoint takes no melody (model_type '" + cfg.model_type +
+               "'); use a musicgen-melody checkpoint or drop the melody");
+  if (opt.melodies.size() > 1 && static_cast<int>(opt.melodies.size()) != batch)
+    bad_option("give one melody per prompt, or a single one for all");
 
   GenerationResult result;
   Timings t;
+  Rng rng(opt.seed);
   CodeGenRequest req;
   req.batch = batch;
-  req.max_length = max_length;
   req.sampling = sp;
-  req.seed = opt.seed;
+  req.rng = &rng;
   req.on_step = opt.progress;
-  Tensor projected;
-  std::vector<int32_t> mask;
-  if (conditional) {
+
+  // Audio prompt.
+  std::vector<int32_t> prompt_codes;
+  std::vector<int64_t> padding(batch, 0);
+  int prompt_frames = 0;
+  if (!opt.audio_prompts.empty()) {
     Stopwatch sw;
-    const TokenBatch tokens = m.tokenizer->encode_batch(opt.prompts);
-    const Tensor text = m.t5->forward(tokens.ids, tokens.mask, tokens.batch, tokens.length, &impl_->pool);
-    projected = m.decoder->project_text(text, tokens.mask, &impl_->pool);
-    mask = tokens.mask;
-    req.text = &projected;
-    req.text_mask = &mask;
-    t.text_encode_s = sw.seconds();
+    prompt_codes = encode_prompts(m, opt.audio_prompts, batch, &impl_->pool, &prompt_frames, &padding);
+    req.prompt_codes = &prompt_codes;
+    req.prompt_frames = prompt_frames;
+    t.text_encode_s += sw.seconds();
   }
+
+  // Length.
+  int total_frames = 0;
+  bool long_form = false;
+  if (opt.duration_s) {
+    const double d = *opt.duration_s;
+    if (!std::isfinite(d) || d <= 0)
+      bad_option("duration must be a positive number of seconds, got " + std::to_string(d));
+    if (d > kMaxDurationS) bad_option("duration is limited to one hour");
+    total_frames = static_cast<int>(std::floor(d * frame_rate + 1e-9));
+    long_form = total_frames > window_frames;
+  } else {
+    int max_length = cfg.generation.max_length;
+    if (opt.max_new_tokens) {
+      const int n = *opt.max_new_tokens;
+      const int min_steps = DelayPattern::min_max_length(K, C) - 1;
+      if (n < min_steps)
+        bad_option("max_new_tokens must be at least " + std::to_string(min_steps) + ", got " + std::to_string(n));
+      if (prompt_frames + n > cfg.decoder.max_position_embeddings)
+        bad_option("max_new_tokens " + std::to_string(n) + " exceeds the model's " +
+                   std::to_string(cfg.decoder.max_position_embeddings) +
+                   " positions; use --duration for long-form generation");
+      max_length = prompt_frames + 1 + n;
+    }
+    total_frames = max_length - kc;
+  }
+  if (total_frames < DelayPattern::min_max_length(K, C) - kc)
+    bad_option("the requested length is too short: ask for at least " +
+               std::to_string(DelayPattern::min_max_length(K, C) - kc) + " frames");
+  if (prompt_frames >= total_frames)
+    bad_option("the audio prompt (" + std::to_string(prompt_frames) + " frames) is as long as or "
+               "longer than the requested output (" + std::to_string(total_frames) +
+               " frames); ask for a longer --duration or a shorter prompt");
+
+  // Text conditioning.
+  Tensor projected, text_raw;
+  std::vector<int32_t> mask;
+  Stopwatch sw_text;
+  if (conditional) {
+    const TokenBatch tokens = m.tokenizer->encode_batch(opt.prompts);
+    text_raw = m.t5->forward(tokens.ids, tokens.mask, tokens.batch, tokens.length, &impl_->pool);
+    mask = tokens.mask;
+    projected = m.decoder->project_text(text_raw, tokens.mask, &impl_->pool);
+    if (!cfg.melody) {
+      req.text = &projected;
+      req.text_mask = &mask;
+    }
+  }
+
+  // Melody conditioning: prefix [chroma, text] for the conditional and the null stream.
+  Tensor prefix_cond, prefix_uncond;
+  std::vector<AudioBuffer> melody_audio;  // mono, model rate, per item
+  auto set_melody_prefix = [&](int64_t start_sample, bool wrap) {
+    std::vector<Tensor> chroma;
+    for (int b = 0; b < batch; ++b) {
+      if (melody_audio.empty()) {
+        chroma.push_back(null_chroma(cfg.num_chroma));
+        continue;
+      }
+      const AudioBuffer& a = melody_audio[b];
+      std::vector<float> wav;
+      if (wrap) {  // audiocraft long-form: 30 s from start_sample, wrapping periodically
+        const int64_t n = static_cast<int64_t>(kWindowSeconds * a.sample_rate);
+        wav.resize(n);
+        for (int64_t i = 0; i < n; ++i) wav[i] = a.samples[(start_sample + i) % a.frames];
+      } else {
+        wav = a.samples;
+      }
+      const int64_t frames = ChromaExtractor::num_frames(static_cast<int64_t>(wav.size()));
+      Tensor onehot({1, frames, cfg.num_chroma});
+      onehot.data = m.chroma->extract(wav.data(), static_cast<int64_t>(wav.size()));
+      chroma.push_back(std::move(onehot));
+    }
+    // Text rows: the projected text times its mask; a melody without text gets one zero row.
+    Tensor text_rows = conditional ? projected : Tensor({batch, 1, cfg.decoder.hidden_size});
+    prefix_cond = melody_prefix(m, chroma, text_rows, &impl_->pool);
+    std::vector<Tensor> nulls(batch, null_chroma(cfg.num_chroma));
+    prefix_uncond = melody_prefix(m, nulls, Tensor(text_rows.shape), &impl_->pool);
+    req.prefix_cond = &prefix_cond;
+    req.prefix_uncond = &prefix_uncond;
+  };
+  if (cfg.melody && (conditional || !opt.melodies.empty())) {
+    for (int b = 0; b < static_cast<int>(opt.melodies.size() == 1 ? batch : opt.melodies.size()); ++b)
+      melody_audio.push_back(resample(to_channels(to_buffer(*item(opt.melodies, b)), 1),
+                                      cfg.audio_encoder.sampling_rate));
+    set_melody_prefix(0, false);
+  }
+  t.text_encode_s += sw_text.seconds();
+
   Stopwatch sw;
-  const CodeGenResult codes = generate_codes(*m.decoder, req, &impl_->pool);
+  CodeGenResult codes;
+  if (!long_form) {
+    req.max_length = total_frames + kc;
+    codes = generate_codes(*m.decoder, req, &impl_->pool);
+    t.decode_steps = codegen_steps(req);
+  } else {
+    LongFormRequest lr;
+    lr.base = req;
+    lr.total_frames = total_frames;
+    lr.window_frames = window_frames;
+    lr.stride_frames = static_cast<int>(std::floor(opt.extend_stride_s * frame_rate + 1e-9));
+    if (!melody_audio.empty())
+      lr.before_window = [&](const Window& w, CodeGenRequest* r) {
+        if (w.offset > 0) {
+          set_melody_prefix(static_cast<int64_t>(w.offset) * cfg.audio_encoder.hop_length(), true);
+          r->prefix_cond = &prefix_cond;
+          r->prefix_uncond = &prefix_uncond;
+        }
+      };
+    lr.after_window = [&](const Window&, const CodeGenRequest& r, const CodeGenResult&) {
+      t.decode_steps += codegen_steps(r);
+    };
+    codes = generate_long(*m.decoder, lr, &impl_->pool);
+  }
   t.decode_s = sw.seconds();
-  t.decode_steps = max_length - 1;
   result = decode_codes(codes.codes, batch, codes.frames);
+  result.leading_padding = padding;
   t.audio_decode_s = result.timings.audio_decode_s;
   result.timings = t;
   return result;
@@ -207,8 +433,13 @@ GenerationResult Session::generate(const GenerationOptions& opt) {
 
 void write_audio_file(const std::string& path, const GenerationResult& r, int index, SampleFormat format) {
   if (index < 0 || index >= r.batch) fail(ErrorCode::kInvalidArgument, "batch index out of range");
-  write_wav(path, r.audio.data() + static_cast<size_t>(index) * r.channels * r.samples, r.channels,
-            r.samples, r.sample_rate,
+  const int64_t skip = index < static_cast<int>(r.leading_padding.size()) ? r.leading_padding[index] : 0;
+  const int64_t n = r.samples - skip;
+  std::vector<float> planar(static_cast<size_t>(r.channels) * n);
+  for (int c = 0; c < r.channels; ++c)
+    std::copy_n(r.audio.data() + (static_cast<size_t>(index) * r.channels + c) * r.samples + skip, n,
+                planar.data() + static_cast<size_t>(c) * n);
+  write_wav(path, planar.data(), r.channels, n, r.sample_rate,
             format == SampleFormat::kPcm16 ? WavFormat::kPcm16 : WavFormat::kFloat32);
 }
 

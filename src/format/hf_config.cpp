@@ -142,6 +142,11 @@ void parse_decoder(const json& j, const std::string& where, DecoderConfig* c) {
 
 }  // namespace
 
+namespace {
+MusicgenConfig config_from_json(const json& j, const std::string& where, const json* gj,
+                                const std::string& gen_where);
+}  // namespace
+
 MusicgenConfig load_musicgen_config(const std::string& dir) {
   if (!fs::exists(dir))
     fail(ErrorCode::kNotFound, "model directory '" + dir +
@@ -154,17 +159,45 @@ MusicgenConfig load_musicgen_config(const std::string& dir) {
     fail(ErrorCode::kNotFound, "no config.json in '" + dir +
                                    "'; pass --model a Hugging Face MusicGen checkpoint directory");
   const json j = read_json(config_path);
-  const std::string where = config_path.string();
+  const fs::path gen_path = fs::path(dir) / "generation_config.json";
+  const bool has_gen = fs::exists(gen_path);
+  const json gj = has_gen ? read_json(gen_path) : json();
+  return config_from_json(j, config_path.string(), has_gen ? &gj : nullptr, gen_path.string());
+}
+
+MusicgenConfig parse_musicgen_config(const std::string& config_json,
+                                     const std::string& generation_config_json,
+                                     const std::string& where) {
+  auto parse = [&](const std::string& text, const char* name) {
+    try {
+      return json::parse(text);
+    } catch (const json::exception& e) {
+      fail(ErrorCode::kInvalidModel, where + ": " + name + " is not valid JSON (" + e.what() + ")");
+    }
+  };
+  const json j = parse(config_json, "config.json");
+  const bool has_gen = !generation_config_json.empty();
+  const json gj = has_gen ? parse(generation_config_json, "generation_config.json") : json();
+  return config_from_json(j, where + " (config.json)", has_gen ? &gj : nullptr,
+                          where + " (generation_config.json)");
+}
+
+namespace {
+MusicgenConfig config_from_json(const json& j, const std::string& where, const json* gj,
+                                const std::string& gen_where) {
   if (!j.is_object()) fail(ErrorCode::kInvalidModel, where + " is not a JSON object");
   MusicgenConfig c;
   c.model_type = j.value("model_type", std::string());
-  if (c.model_type == "musicgen_melody")
-    fail(ErrorCode::kUnsupported, where + ": model_type 'musicgen_melody' (melody conditioning) "
-                                          "is not supported yet; use a musicgen text-to-music checkpoint");
-  if (c.model_type != "musicgen")
+  if (c.model_type != "musicgen" && c.model_type != "musicgen_melody")
     fail(ErrorCode::kInvalidModel, where + ": model_type '" + c.model_type +
-                                       "' is not a MusicGen model (expected 'musicgen'); point "
-                                       "--model at a MusicGen checkpoint");
+                                       "' is not a MusicGen model (expected 'musicgen' or "
+                                       "'musicgen_melody'); point --model at a MusicGen checkpoint");
+  c.melody = c.model_type == "musicgen_melody";
+  if (c.melody) {
+    Reader r(j, where);
+    r.positive("num_chroma", &c.num_chroma);
+    r.positive("chroma_length", &c.chroma_length);
+  }
   for (const char* part : {"text_encoder", "audio_encoder", "decoder"})
     if (!j.contains(part) || !j[part].is_object())
       fail(ErrorCode::kInvalidModel, where + ": the '" + std::string(part) +
@@ -186,10 +219,8 @@ MusicgenConfig load_musicgen_config(const std::string& dir) {
   GenerationDefaults& g = c.generation;
   g.decoder_start_token_id = c.decoder.bos_token_id;
   g.pad_token_id = c.decoder.pad_token_id;
-  const fs::path gen_path = fs::path(dir) / "generation_config.json";
-  if (fs::exists(gen_path)) {
-    const json gj = read_json(gen_path);
-    Reader r(gj, gen_path.string());
+  if (gj != nullptr) {
+    Reader r(*gj, gen_where);
     r.get("do_sample", &g.do_sample);
     r.get("guidance_scale", &g.guidance_scale);
     r.get("max_length", &g.max_length);
@@ -205,5 +236,7 @@ MusicgenConfig load_musicgen_config(const std::string& dir) {
                  "decoder vocab_size " + std::to_string(c.decoder.vocab_size));
   return c;
 }
+
+}  // namespace
 
 }  // namespace musicgen

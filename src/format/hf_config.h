@@ -71,7 +71,12 @@ struct GenerationDefaults {
 };
 
 struct MusicgenConfig {
-  std::string model_type;  // "musicgen"
+  std::string model_type;  // "musicgen" or "musicgen_melody"
+  // Melody checkpoints condition on chroma + text prepended to the decoder input (no
+  // cross-attention).
+  bool melody = false;
+  int num_chroma = 12;
+  int chroma_length = 235;  // chroma frames of 30 s at hop 4096
   T5Config text_encoder;
   EncodecConfig audio_encoder;
   DecoderConfig decoder;
@@ -80,7 +85,12 @@ struct MusicgenConfig {
 
 // Reads DIR/config.json and DIR/generation_config.json (optional). Throws Error(kNotFound) if
 // config.json is missing, Error(kInvalidModel) for malformed or unsupported values (including
-// model types other than "musicgen").
+// model types other than "musicgen" and "musicgen_melody").
 MusicgenConfig load_musicgen_config(const std::string& dir);
+// The same from the texts of config.json and generation_config.json (empty: absent), as a
+// musicgen quantized file embeds them; `where` names the source in messages.
+MusicgenConfig parse_musicgen_config(const std::string& config_json,
+                                     const std::string& generation_config_json,
+                                     const std::string& where);
 
 }  // namespace musicgen

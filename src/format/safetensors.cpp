@@ -25,6 +25,8 @@ const char* dtype_name(DType dtype) {
     case DType::kI8: return "I8";
     case DType::kU8: return "U8";
     case DType::kBool: return "BOOL";
+    case DType::kQ8: return "Q8";
+    case DType::kQ4: return "Q4";
   }
   return "?";
 }
@@ -41,6 +43,8 @@ size_t dtype_size(DType dtype) {
     case DType::kI8:
     case DType::kU8:
     case DType::kBool: return 1;
+    case DType::kQ8:
+    case DType::kQ4: return 0;  // block formats: sizes from kernels/quant.h
   }
   return 0;
 }
@@ -152,6 +156,18 @@ TensorStore TensorStore::open_file(const std::string& path) {
   TensorStore store;
   store.source_ = path;
   store.add(SafetensorsFile::open(path));
+  return store;
+}
+
+TensorStore TensorStore::from_tensors(std::vector<TensorInfo> tensors, const std::string& source) {
+  TensorStore store;
+  store.source_ = source;
+  for (TensorInfo& t : tensors) {
+    if (store.index_.count(t.name))
+      fail(ErrorCode::kInvalidModel, "tensor '" + t.name + "' appears twice in " + source);
+    const std::string name = t.name;
+    store.index_[name] = std::move(t);
+  }
   return store;
 }
 
@@ -290,7 +306,8 @@ void validate_tensors(const TensorStore& store, const std::vector<TensorSpec>& s
       problems.push_back(info->name + " (shape " + shape_str(info->shape) + ", expected " +
                          shape_str(spec.shape) + ")");
     else if (info->dtype != DType::kF32 && info->dtype != DType::kF16 &&
-             info->dtype != DType::kBF16)
+             info->dtype != DType::kBF16 && info->dtype != DType::kQ8 &&
+             info->dtype != DType::kQ4)
       problems.push_back(info->name + " (dtype " + std::string(dtype_name(info->dtype)) +
                          ", expected F32, F16 or BF16)");
   }

@@ -14,7 +14,10 @@
 
 namespace musicgen {
 
-enum class DType { kF32, kF16, kBF16, kF64, kI64, kI32, kI16, kI8, kU8, kBool };
+enum class DType { kF32, kF16, kBF16, kF64, kI64, kI32, kI16, kI8, kU8, kBool,
+                   // Block-quantized matrices of musicgen quantized files (kernels/quant.h);
+                   // never in safetensors files. dtype_size() is 0 for them.
+                   kQ8, kQ4 };
 
 const char* dtype_name(DType dtype);
 size_t dtype_size(DType dtype);
@@ -51,6 +54,9 @@ class TensorStore {
   static TensorStore open_checkpoint(const std::string& dir);
   // One safetensors file.
   static TensorStore open_file(const std::string& path);
+  // Tensors that live elsewhere (a musicgen quantized file); each info.file keeps its mapping
+  // alive. Names must be unique.
+  static TensorStore from_tensors(std::vector<TensorInfo> tensors, const std::string& source);
 
   bool has(const std::string& name) const { return index_.count(name) != 0; }
   const TensorInfo* find(const std::string& name) const;

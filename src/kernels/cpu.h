@@ -6,7 +6,7 @@ namespace musicgen::kernels {
 
 enum class Isa { kScalar = 0, kAvx2 = 1 };
 
-// The best instruction set this CPU supports (AVX2 needs FMA too).
+// The best instruction set this CPU supports (AVX2 needs FMA and F16C too).
 Isa detect_isa();
 // The instruction set kernels use now: detect_isa() unless forced. MUSICGEN_ISA=scalar in the
 // environment forces the scalar kernels.

@@ -67,7 +67,8 @@ CodecLayout make_layout(const EncodecConfig& c, const std::string& prefix) {
   CodecLayout lay;
   auto res_site = [&](const std::string& path, int dim, int dilation) {
     ResSite r;
-    r.conv1 = {path + ".block.1", dim, dim / c.compress, c.residual_kernel_size, 1, dilation, false};
+    r.conv1 = {path + ".block.1", dim,  dim / c.compress, c.residual_kernel_size, 1,
+               dilation,          false};
     r.conv2 = {path + ".block.3", dim / c.compress, dim, 1, 1, 1, false};
     return r;
   };
@@ -81,14 +82,15 @@ CodecLayout make_layout(const EncodecConfig& c, const std::string& prefix) {
   {
     const std::string p = prefix + "encoder.layers.";
     int n = 0;
-    lay.enc_first = {p + std::to_string(n++), c.audio_channels, c.num_filters, c.kernel_size, 1, 1,
-                     false};
+    lay.enc_first = {
+        p + std::to_string(n++), c.audio_channels, c.num_filters, c.kernel_size, 1, 1, false};
     int scaling = 1;
     for (auto it = c.upsampling_ratios.rbegin(); it != c.upsampling_ratios.rend(); ++it) {
       const int ratio = *it, dim = scaling * c.num_filters;
       EncoderStageSite stage;
       for (int j = 0; j < c.num_residual_layers; ++j)
-        stage.res.push_back(res_site(p + std::to_string(n++), dim, pow_int(c.dilation_growth_rate, j)));
+        stage.res.push_back(
+            res_site(p + std::to_string(n++), dim, pow_int(c.dilation_growth_rate, j)));
       ++n;  // ELU
       stage.down = {p + std::to_string(n++), dim, 2 * dim, 2 * ratio, ratio, 1, false};
       lay.enc_stages.push_back(std::move(stage));
@@ -96,16 +98,26 @@ CodecLayout make_layout(const EncodecConfig& c, const std::string& prefix) {
     }
     lay.enc_lstm = {p + std::to_string(n++) + ".lstm", scaling * c.num_filters, c.num_lstm_layers};
     ++n;  // ELU
-    lay.enc_last = {p + std::to_string(n++), scaling * c.num_filters, c.hidden_size,
-                    c.last_kernel_size, 1, 1, false};
+    lay.enc_last = {p + std::to_string(n++),
+                    scaling * c.num_filters,
+                    c.hidden_size,
+                    c.last_kernel_size,
+                    1,
+                    1,
+                    false};
   }
   // Decoder: Conv → LSTM → per ratio: ELU, ConvTranspose, res blocks → ELU, Conv.
   {
     const std::string p = prefix + "decoder.layers.";
     int n = 0;
     int scaling = pow_int(2, static_cast<int>(c.upsampling_ratios.size()));
-    lay.dec_first = {p + std::to_string(n++), c.hidden_size, scaling * c.num_filters, c.kernel_size,
-                     1, 1, false};
+    lay.dec_first = {p + std::to_string(n++),
+                     c.hidden_size,
+                     scaling * c.num_filters,
+                     c.kernel_size,
+                     1,
+                     1,
+                     false};
     lay.dec_lstm = {p + std::to_string(n++) + ".lstm", scaling * c.num_filters, c.num_lstm_layers};
     for (int ratio : c.upsampling_ratios) {
       const int dim = scaling * c.num_filters;
@@ -119,8 +131,8 @@ CodecLayout make_layout(const EncodecConfig& c, const std::string& prefix) {
       scaling /= 2;
     }
     ++n;  // ELU
-    lay.dec_last = {p + std::to_string(n++), c.num_filters, c.audio_channels, c.last_kernel_size, 1,
-                    1, false};
+    lay.dec_last = {
+        p + std::to_string(n++), c.num_filters, c.audio_channels, c.last_kernel_size, 1, 1, false};
   }
   return lay;
 }
@@ -160,7 +172,9 @@ ConstTensor load(const TensorStore& store, const std::vector<std::string>& names
   return TensorStore::to_f32(*info);
 }
 
-std::vector<float> copy_of(const ConstTensor& t) { return std::vector<float>(t.data, t.data + t.numel()); }
+std::vector<float> copy_of(const ConstTensor& t) {
+  return std::vector<float>(t.data, t.data + t.numel());
+}
 
 // Weight norm, folded: W = v · (g / ‖v‖) with one norm per index of dim 0 (PyTorch's
 // _weight_norm with dim = 0).
@@ -250,7 +264,9 @@ EncodecModel::EncodecModel(const EncodecConfig& cfg, const TensorStore& store,
     : cfg_(cfg), hop_(cfg.hop_length()) {
   validate_tensors(store, tensor_specs(cfg, prefix));
   const CodecLayout lay = make_layout(cfg, prefix);
-  auto load_res = [&](const ResSite& r) { return ResBlock{load_conv(store, r.conv1), load_conv(store, r.conv2)}; };
+  auto load_res = [&](const ResSite& r) {
+    return ResBlock{load_conv(store, r.conv1), load_conv(store, r.conv2)};
+  };
 
   enc_first_ = load_conv(store, lay.enc_first);
   for (const EncoderStageSite& st : lay.enc_stages) {
@@ -274,8 +290,8 @@ EncodecModel::EncodecModel(const EncodecConfig& cfg, const TensorStore& store,
 
   const int64_t dim = cfg_.codebook_dim;
   for (int q = 0; q < cfg_.num_quantizers; ++q) {
-    std::vector<float> embed =
-        copy_of(load(store, {prefix + "quantizer.layers." + std::to_string(q) + ".codebook.embed"}));
+    std::vector<float> embed = copy_of(
+        load(store, {prefix + "quantizer.layers." + std::to_string(q) + ".codebook.embed"}));
     // ‖e_j‖², as the reference's embed.pow(2).sum(0), in float.
     std::vector<float> sq(cfg_.codebook_size);
     for (int j = 0; j < cfg_.codebook_size; ++j) {
@@ -291,14 +307,31 @@ EncodecModel::EncodecModel(const EncodecConfig& cfg, const TensorStore& store,
 // ---------------------------------------------------------------------------------------------
 // Building blocks
 
-void EncodecModel::res_block(const ResBlock& block, Tensor& x, ThreadPool* pool) {
+Tensor EncodecModel::res_block(const ResBlock& block, const Tensor& x, ThreadPool* pool) {
   const int64_t batch = x.shape[0], steps = x.shape[1], dim = x.shape[2];
-  Tensor h = block.conv1.forward(x, pool, nn::PreActivation::kElu);  // [B, T, dim/compress]
-  nn::elu_inplace(h.ptr(), h.numel(), pool);
-  const int64_t hidden = h.shape[2];
-  for (int64_t b = 0; b < batch; ++b)  // x + conv2(·): kernel 1, no padding
-    block.conv2.forward_item(h.ptr() + b * steps * hidden, steps, x.ptr() + b * steps * dim, pool,
-                             nn::PreActivation::kNone, /*accumulate=*/true);
+  const int64_t hidden = block.conv1.out_channels();
+  Tensor y({batch, steps, dim});  // [B, T, dim]
+  for (int64_t b = 0; b < batch; ++b) {
+    const float* xb = x.ptr() + b * steps * dim;
+    float* yb = y.ptr() + b * steps * dim;
+    nn::parallel_chunks(
+        pool, steps, block.conv1.chunk_rows(),
+        [&](int64_t t0, int64_t t1, std::vector<float>* scratch) {
+          const int64_t rows = t1 - t0;
+          std::vector<float> h(static_cast<size_t>(rows * hidden));  // [rows, dim/c]
+          std::vector<float> r(static_cast<size_t>(rows * dim));     // [rows, dim]
+          block.conv1.forward_rows(xb, steps, t0, t1, h.data(), nn::PreActivation::kElu, scratch);
+          nn::elu(h.data(), h.data(), rows * hidden);
+          // conv2 has kernel 1 (no padding): the chunk alone is exact.
+          block.conv2.forward_rows(h.data(), rows, 0, rows, r.data(), nn::PreActivation::kNone,
+                                   scratch);
+          // x + block(x), the reference's addition order.
+          const float* xr = xb + t0 * dim;
+          float* yr = yb + t0 * dim;
+          for (int64_t i = 0; i < rows * dim; ++i) yr[i] = xr[i] + r[i];
+        });
+  }
+  return y;
 }
 
 void EncodecModel::lstm_skip(const nn::Lstm& lstm, Tensor& x, ThreadPool* pool) {
@@ -311,9 +344,8 @@ Tensor EncodecModel::decoder_forward(Tensor z, ThreadPool* pool) const {
   Tensor x = dec_first_.forward(z, pool);  // [B, T, 2^n·F]
   lstm_skip(dec_lstm_, x, pool);
   for (const DecoderStage& stage : dec_stages_) {
-    nn::elu_inplace(x.ptr(), x.numel(), pool);
-    x = stage.up.forward(x, pool);  // [B, T·r, C/2]
-    for (const ResBlock& r : stage.res) res_block(r, x, pool);
+    x = stage.up.forward(x, pool, nn::PreActivation::kElu);  // [B, T·r, C/2]
+    for (const ResBlock& r : stage.res) x = res_block(r, x, pool);
   }
   return dec_last_.forward(x, pool, nn::PreActivation::kElu);  // [B, T·hop, 1]
 }
@@ -321,7 +353,7 @@ Tensor EncodecModel::decoder_forward(Tensor z, ThreadPool* pool) const {
 Tensor EncodecModel::encoder_forward(Tensor audio, ThreadPool* pool) const {
   Tensor x = enc_first_.forward(audio, pool);  // [B, L, F]
   for (const EncoderStage& stage : enc_stages_) {
-    for (const ResBlock& r : stage.res) res_block(r, x, pool);
+    for (const ResBlock& r : stage.res) x = res_block(r, x, pool);
     x = stage.down.forward(x, pool, nn::PreActivation::kElu);  // [B, ceil(L/r), 2C]
   }
   lstm_skip(enc_lstm_, x, pool);
@@ -343,8 +375,8 @@ void EncodecModel::check_codes(const std::vector<int32_t>& codes, int batch, int
   const size_t expected = static_cast<size_t>(batch) * n_q * frames;
   if (codes.size() != expected)
     fail(ErrorCode::kInvalidArgument,
-         "EnCodec decode: " + std::to_string(codes.size()) + " codes given, expected batch·n_q·frames = " +
-             std::to_string(expected));
+         "EnCodec decode: " + std::to_string(codes.size()) +
+             " codes given, expected batch·n_q·frames = " + std::to_string(expected));
   for (size_t i = 0; i < codes.size(); ++i)
     if (codes[i] < 0 || codes[i] >= cfg_.codebook_size)
       fail(ErrorCode::kInvalidArgument,
@@ -382,8 +414,8 @@ Tensor EncodecModel::decode_latent(const Tensor& latent, ThreadPool* pool) const
                                           shape_str(latent.shape));
   const int64_t batch = latent.shape[0], frames = latent.shape[2];
   Tensor z = transpose_last2(latent.ptr(), batch, cfg_.hidden_size, frames);  // [B, T, D]
-  Tensor audio = decoder_forward(std::move(z), pool);  // [B, T·hop, 1]
-  audio.reshape({batch, 1, audio.shape[1]});         // one channel: same memory
+  Tensor audio = decoder_forward(std::move(z), pool);                         // [B, T·hop, 1]
+  audio.reshape({batch, 1, audio.shape[1]});  // one channel: same memory
   return audio;
 }
 
@@ -398,7 +430,7 @@ Tensor EncodecModel::encode_latent(const float* audio, int batch, int64_t sample
                                           std::to_string(samples) + "); pass at least one sample");
   Tensor x({batch, samples, 1});  // [B, L, 1], time-major mono
   std::copy(audio, audio + batch * samples, x.ptr());
-  Tensor z = encoder_forward(std::move(x), pool);  // [B, T, D]
+  Tensor z = encoder_forward(std::move(x), pool);                  // [B, T, D]
   return transpose_last2(z.ptr(), batch, z.shape[1], z.shape[2]);  // [B, D, T]
 }
 

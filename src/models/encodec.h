@@ -16,6 +16,7 @@
 #include "format/safetensors.h"
 #include "nn/conv.h"
 #include "nn/lstm.h"
+#include "nn/packed_matmul.h"
 
 namespace musicgen {
 
@@ -35,7 +36,7 @@ class EncodecModel {
                                               const std::string& prefix = "audio_encoder.");
 
   const EncodecConfig& config() const { return cfg_; }
-  int hop_length() const { return hop_; }             // samples per frame (640 for 32 kHz)
+  int hop_length() const { return hop_; }  // samples per frame (640 for 32 kHz)
   int num_quantizers() const { return cfg_.num_quantizers; }
   int codebook_size() const { return cfg_.codebook_size; }
 
@@ -74,8 +75,8 @@ class EncodecModel {
     std::vector<ResBlock> res;
   };
 
-  // x [B, T, dim] ← x + conv2(ELU(conv1(ELU(x)))), in place.
-  static void res_block(const ResBlock& block, Tensor& x, ThreadPool* pool);
+  // x [B, T, dim] → x + conv2(ELU(conv1(ELU(x)))), in time chunks.
+  static Tensor res_block(const ResBlock& block, const Tensor& x, ThreadPool* pool);
   // x ← LSTM(x) + x, in place.
   static void lstm_skip(const nn::Lstm& lstm, Tensor& x, ThreadPool* pool);
   // Time-major forward passes: [B, T, hidden] → [B, T·hop, 1] and [B, L, 1] → [B, T, hidden].

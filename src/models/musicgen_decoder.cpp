@@ -4,8 +4,12 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "kernels/attention.h"
+#include "kernels/fast_math.h"
 #include "kernels/matmul.h"
+#include "kernels/quant.h"
 #include "kernels/ops.h"
+#include "models/weight_policy.h"
 
 namespace musicgen {
 
@@ -14,7 +18,9 @@ std::string layer_prefix(int i) { return "decoder.model.decoder.layers." + std::
 constexpr float kLayerNormEps = 1e-5f;
 }  // namespace
 
-std::vector<TensorSpec> MusicgenDecoder::tensor_specs(const DecoderConfig& c, int text_hidden) {
+std::vector<TensorSpec> MusicgenDecoder::tensor_specs(const DecoderConfig& c, int text_hidden,
+                                                      int num_chroma) {
+  const bool cross = num_chroma == 0;
   const int64_t h = c.hidden_size, f = c.ffn_dim, v = c.vocab_size;
   std::vector<TensorSpec> s;
   for (int k = 0; k < c.num_codebooks; ++k)
@@ -22,10 +28,14 @@ std::vector<TensorSpec> MusicgenDecoder::tensor_specs(const DecoderConfig& c, in
   for (int i = 0; i < c.num_hidden_layers; ++i) {
     const std::string p = layer_prefix(i);
     for (const char* n : {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                          "self_attn.out_proj", "encoder_attn.q_proj", "encoder_attn.k_proj",
-                          "encoder_attn.v_proj", "encoder_attn.out_proj"})
+                          "self_attn.out_proj"})
       s.push_back({{p + n + ".weight"}, {h, h}});
+    if (cross)
+      for (const char* n : {"encoder_attn.q_proj", "encoder_attn.k_proj", "encoder_attn.v_proj",
+                            "encoder_attn.out_proj"})
+        s.push_back({{p + n + ".weight"}, {h, h}});
     for (const char* n : {"self_attn_layer_norm", "encoder_attn_layer_norm", "final_layer_norm"}) {
+      if (!cross && std::string(n) == "encoder_attn_layer_norm") continue;
       s.push_back({{p + n + ".weight"}, {h}});
       s.push_back({{p + n + ".bias"}, {h}});
     }
@@ -38,15 +48,23 @@ std::vector<TensorSpec> MusicgenDecoder::tensor_specs(const DecoderConfig& c, in
     s.push_back({{"decoder.lm_heads." + std::to_string(k) + ".weight"}, {v, h}});
   s.push_back({{"enc_to_dec_proj.weight"}, {h, text_hidden}});
   s.push_back({{"enc_to_dec_proj.bias"}, {h}});
+  if (!cross) {
+    s.push_back({{"audio_enc_to_dec_proj.weight"}, {h, num_chroma}});
+    s.push_back({{"audio_enc_to_dec_proj.bias"}, {h}});
+  }
   return s;
 }
 
-MusicgenDecoder::MusicgenDecoder(const DecoderConfig& cfg, int text_hidden, const TensorStore& store)
-    : cfg_(cfg), text_hidden_(text_hidden) {
-  validate_tensors(store, tensor_specs(cfg, text_hidden));
+MusicgenDecoder::MusicgenDecoder(const DecoderConfig& cfg, int text_hidden, const TensorStore& store,
+                                 int num_chroma, const DecoderLoadOptions& options)
+    : cfg_(cfg), text_hidden_(text_hidden), num_chroma_(num_chroma), weights_(options.weights) {
+  const LinearLoadOptions lin{decoder_layer_storage(options.weights), options.pool};
+  const LinearLoadOptions head{lm_head_storage(options.weights), options.pool};
+  validate_tensors(store, tensor_specs(cfg, text_hidden, num_chroma));
+  const bool cross = num_chroma == 0;
   for (int k = 0; k < cfg.num_codebooks; ++k) {
     embed_.push_back(store.get_f32("decoder.model.decoder.embed_tokens." + std::to_string(k) + ".weight"));
-    lm_heads_.push_back(store.get_f32("decoder.lm_heads." + std::to_string(k) + ".weight"));
+    lm_heads_.push_back(Linear::load(store, "decoder.lm_heads." + std::to_string(k), false, head));
   }
   auto norm = [&](const std::string& name) {
     return Norm{store.get_f32(name + ".weight"), store.get_f32(name + ".bias")};
@@ -55,22 +73,25 @@ MusicgenDecoder::MusicgenDecoder(const DecoderConfig& cfg, int text_hidden, cons
     const std::string p = layer_prefix(i);
     Layer l;
     l.self_attn_norm = norm(p + "self_attn_layer_norm");
-    l.q = Linear::load(store, p + "self_attn.q_proj", false);
-    l.k = Linear::load(store, p + "self_attn.k_proj", false);
-    l.v = Linear::load(store, p + "self_attn.v_proj", false);
-    l.out = Linear::load(store, p + "self_attn.out_proj", false);
-    l.cross_attn_norm = norm(p + "encoder_attn_layer_norm");
-    l.cross_q = Linear::load(store, p + "encoder_attn.q_proj", false);
-    l.cross_k = Linear::load(store, p + "encoder_attn.k_proj", false);
-    l.cross_v = Linear::load(store, p + "encoder_attn.v_proj", false);
-    l.cross_out = Linear::load(store, p + "encoder_attn.out_proj", false);
+    l.q = Linear::load(store, p + "self_attn.q_proj", false, lin);
+    l.k = Linear::load(store, p + "self_attn.k_proj", false, lin);
+    l.v = Linear::load(store, p + "self_attn.v_proj", false, lin);
+    l.out = Linear::load(store, p + "self_attn.out_proj", false, lin);
+    if (cross) {
+      l.cross_attn_norm = norm(p + "encoder_attn_layer_norm");
+      l.cross_q = Linear::load(store, p + "encoder_attn.q_proj", false, lin);
+      l.cross_k = Linear::load(store, p + "encoder_attn.k_proj", false, lin);
+      l.cross_v = Linear::load(store, p + "encoder_attn.v_proj", false, lin);
+      l.cross_out = Linear::load(store, p + "encoder_attn.out_proj", false, lin);
+    }
     l.final_norm = norm(p + "final_layer_norm");
-    l.fc1 = Linear::load(store, p + "fc1", false);
-    l.fc2 = Linear::load(store, p + "fc2", false);
+    l.fc1 = Linear::load(store, p + "fc1", false, lin);
+    l.fc2 = Linear::load(store, p + "fc2", false, lin);
     layers_.push_back(std::move(l));
   }
   final_norm_ = norm("decoder.model.decoder.layer_norm");
   enc_to_dec_proj_ = Linear::load(store, "enc_to_dec_proj", true);
+  if (!cross) audio_enc_to_dec_proj_ = Linear::load(store, "audio_enc_to_dec_proj", true);
   // HF MusicgenSinusoidalPositionalEmbedding, in float32: w_i = exp(i * -(ln 10000 / (half - 1))).
   const int half = cfg.hidden_size / 2;
   const float step = static_cast<float>(std::log(10000.0) / (half - 1));
@@ -92,13 +113,29 @@ Tensor MusicgenDecoder::project_text(const Tensor& text, const std::vector<int32
   return out;
 }
 
+Tensor MusicgenDecoder::project_chroma(const Tensor& chroma, ThreadPool* pool) const {
+  if (num_chroma_ == 0) fail(ErrorCode::kInvalidArgument, "this model takes no melody (chroma) input");
+  if (chroma.dim(2) != num_chroma_)
+    fail(ErrorCode::kInvalidArgument, "chroma has " + std::to_string(chroma.dim(2)) +
+                                          " bins, the model expects " + std::to_string(num_chroma_));
+  Tensor out({chroma.dim(0), chroma.dim(1), cfg_.hidden_size});
+  audio_enc_to_dec_proj_.forward(chroma.ptr(), chroma.dim(0) * chroma.dim(1), out.ptr(), pool);
+  return out;
+}
+
 DecoderState MusicgenDecoder::new_state(int batch, int capacity) const {
   DecoderState st;
   st.batch = batch;
   st.capacity = capacity;
   const size_t per_layer = static_cast<size_t>(batch) * capacity * cfg_.hidden_size;
-  st.self_k.assign(cfg_.num_hidden_layers, std::vector<float>(per_layer));
-  st.self_v.assign(cfg_.num_hidden_layers, std::vector<float>(per_layer));
+  st.kv_f16 = weights_ != WeightStorage::kF32;
+  if (st.kv_f16) {
+    st.self_k16.assign(cfg_.num_hidden_layers, std::vector<uint16_t>(per_layer));
+    st.self_v16.assign(cfg_.num_hidden_layers, std::vector<uint16_t>(per_layer));
+  } else {
+    st.self_k.assign(cfg_.num_hidden_layers, std::vector<float>(per_layer));
+    st.self_v.assign(cfg_.num_hidden_layers, std::vector<float>(per_layer));
+  }
   st.cross_active.assign(batch, 0);
   return st;
 }
@@ -107,6 +144,8 @@ void MusicgenDecoder::set_text(DecoderState& st, const Tensor& projected,
                                const std::vector<int32_t>& mask, ThreadPool* pool) const {
   const int64_t b = projected.dim(0), s = projected.dim(1), h = cfg_.hidden_size;
   const int64_t nh = cfg_.num_attention_heads, hd = cfg_.head_dim();
+  if (!has_cross_attention())
+    fail(ErrorCode::kInvalidArgument, "melody models take text as a prefix, not cross-attention");
   if (b != st.batch) fail(ErrorCode::kInvalidArgument, "text batch differs from the decoder batch");
   st.text_length = static_cast<int>(s);
   st.cross_bias.assign(b * s, 0.0f);
@@ -154,27 +193,35 @@ void MusicgenDecoder::add_positions(float* x, int n, int batch, int start) const
   }
 }
 
-void MusicgenDecoder::forward(DecoderState& st, const int32_t* tokens, int n, bool all_positions,
-                              std::vector<float>* logits, ThreadPool* pool) const {
+void MusicgenDecoder::forward(DecoderState& st, const int32_t* tokens, int n_tokens,
+                              bool all_positions, std::vector<float>* logits, ThreadPool* pool,
+                              const float* prefix, int prefix_len) const {
   const int B = st.batch, K = cfg_.num_codebooks, V = cfg_.vocab_size;
   const int64_t H = cfg_.hidden_size, nh = cfg_.num_attention_heads, hd = cfg_.head_dim();
   const int P = st.length;
+  const int n = prefix_len + n_tokens;  // positions this call adds
   if (P + n > st.capacity)
     fail(ErrorCode::kInvalidArgument, "decoder cache full: " + std::to_string(P + n) +
                                           " positions requested, capacity " +
                                           std::to_string(st.capacity));
   const int64_t rows = static_cast<int64_t>(B) * n;  // row (b, s)
 
-  // Token embeddings summed over codebooks, then positions.
+  // Prefix rows (melody conditioning), then token embeddings summed over codebooks, then
+  // positions over the whole sequence.
   std::vector<float> x(rows * H, 0.0f);  // [B, n, H]
-  for (int b = 0; b < B; ++b)
+  for (int b = 0; b < B; ++b) {
+    if (prefix_len > 0)
+      std::copy_n(prefix + static_cast<int64_t>(b) * prefix_len * H, prefix_len * H,
+                  x.data() + static_cast<int64_t>(b) * n * H);
     for (int k = 0; k < K; ++k)
-      for (int s = 0; s < n; ++s) {
-        const int32_t id = tokens[(static_cast<int64_t>(b) * K + k) * n + s];
+      for (int s = 0; s < n_tokens; ++s) {
+        const int32_t id = tokens[(static_cast<int64_t>(b) * K + k) * n_tokens + s];
         if (id < 0 || id > V)
           fail(ErrorCode::kInvalidArgument, "decoder token " + std::to_string(id) + " out of range");
-        kernels::add(x.data() + (static_cast<int64_t>(b) * n + s) * H, embed_[k].data + id * H, H);
+        kernels::add(x.data() + (static_cast<int64_t>(b) * n + prefix_len + s) * H,
+                     embed_[k].data + id * H, H);
       }
+  }
   add_positions(x.data(), n, B, P);
 
   std::vector<float> a(rows * H), q(rows * H), kk(rows * H), vv(rows * H), att(rows * H),
@@ -188,35 +235,37 @@ void MusicgenDecoder::forward(DecoderState& st, const int32_t* tokens, int n, bo
     L.q.forward(a.data(), rows, q.data(), pool);
     L.k.forward(a.data(), rows, kk.data(), pool);
     L.v.forward(a.data(), rows, vv.data(), pool);
-    float* kc = st.self_k[l].data();
-    float* vc = st.self_v[l].data();
+    float* kc = st.kv_f16 ? nullptr : st.self_k[l].data();
+    float* vc = st.kv_f16 ? nullptr : st.self_v[l].data();
+    uint16_t* kc16 = st.kv_f16 ? st.self_k16[l].data() : nullptr;
+    uint16_t* vc16 = st.kv_f16 ? st.self_v16[l].data() : nullptr;
     for (int b = 0; b < B; ++b)
       for (int s = 0; s < n; ++s)
         for (int64_t hh = 0; hh < nh; ++hh) {
           const int64_t src = (static_cast<int64_t>(b) * n + s) * H + hh * hd;
           const int64_t dst = ((static_cast<int64_t>(b) * nh + hh) * st.capacity + P + s) * hd;
-          std::copy_n(kk.data() + src, hd, kc + dst);
-          std::copy_n(vv.data() + src, hd, vc + dst);
+          if (st.kv_f16) {
+            kernels::convert_f32_to_f16(kk.data() + src, kc16 + dst, hd);
+            kernels::convert_f32_to_f16(vv.data() + src, vc16 + dst, hd);
+          } else {
+            std::copy_n(kk.data() + src, hd, kc + dst);
+            std::copy_n(vv.data() + src, hd, vc + dst);
+          }
         }
     pool->parallel_for(B * nh, [&](int64_t begin, int64_t end) {
       std::vector<float> scores(P + n);
       for (int64_t bh = begin; bh < end; ++bh) {
         const int64_t b = bh / nh, hh = bh % nh;
-        const float* kb = kc + bh * st.capacity * hd;
-        const float* vb = vc + bh * st.capacity * hd;
         for (int s = 0; s < n; ++s) {
           const float* qs = q.data() + (b * n + s) * H + hh * hd;
           const int keys = P + s + 1;  // causal
-          for (int j = 0; j < keys; ++j) {
-            float dot = 0.0f;
-            for (int64_t t = 0; t < hd; ++t) dot += (qs[t] * scale) * kb[j * hd + t];
-            scores[j] = dot;
-          }
-          kernels::softmax(scores.data(), keys);
           float* out = att.data() + (b * n + s) * H + hh * hd;
-          std::fill_n(out, hd, 0.0f);
-          for (int j = 0; j < keys; ++j)
-            for (int64_t t = 0; t < hd; ++t) out[t] += scores[j] * vb[j * hd + t];
+          if (st.kv_f16)
+            kernels::attend_f16(qs, kc16 + bh * st.capacity * hd, vc16 + bh * st.capacity * hd,
+                                keys, hd, scale, nullptr, scores.data(), out);
+          else
+            kernels::attend(qs, kc + bh * st.capacity * hd, vc + bh * st.capacity * hd, keys, hd,
+                            scale, nullptr, scores.data(), out);
         }
       }
     });
@@ -237,17 +286,13 @@ void MusicgenDecoder::forward(DecoderState& st, const int32_t* tokens, int n, bo
           const float* vb = st.cross_v[l].data() + bh * S * hd;
           for (int s = 0; s < n; ++s) {
             float* out = att.data() + (b * n + s) * H + hh * hd;
-            std::fill_n(out, hd, 0.0f);
-            if (!st.cross_active[b]) continue;
-            const float* qs = q.data() + (b * n + s) * H + hh * hd;
-            for (int j = 0; j < S; ++j) {
-              float dot = 0.0f;
-              for (int64_t t = 0; t < hd; ++t) dot += (qs[t] * scale) * kb[j * hd + t];
-              scores[j] = dot + st.cross_bias[b * S + j];
+            if (!st.cross_active[b]) {
+              std::fill_n(out, hd, 0.0f);
+              continue;
             }
-            kernels::softmax(scores.data(), S);
-            for (int j = 0; j < S; ++j)
-              for (int64_t t = 0; t < hd; ++t) out[t] += scores[j] * vb[j * hd + t];
+            const float* qs = q.data() + (b * n + s) * H + hh * hd;
+            kernels::attend(qs, kb, vb, S, hd, scale, st.cross_bias.data() + b * S, scores.data(),
+                            out);
           }
         }
       });
@@ -259,18 +304,18 @@ void MusicgenDecoder::forward(DecoderState& st, const int32_t* tokens, int n, bo
     kernels::layer_norm(x.data(), L.final_norm.weight.data, L.final_norm.bias.data, a.data(), rows,
                         H, kLayerNormEps);
     L.fc1.forward(a.data(), rows, ff.data(), pool);
-    kernels::gelu(ff.data(), rows * cfg_.ffn_dim);
+    kernels::gelu_erf(ff.data(), rows * cfg_.ffn_dim);
     L.fc2.forward(ff.data(), rows, o.data(), pool);
     kernels::add(x.data(), o.data(), rows * H);
   }
   st.length = P + n;
 
-  // Final norm and heads, for every position or only the last one.
-  const int out_pos = all_positions ? n : 1;
+  // Final norm and heads, for every token position or only the last one (never the prefix).
+  const int out_pos = all_positions ? n_tokens : 1;
   std::vector<float> hsel(static_cast<int64_t>(B) * out_pos * H);
   for (int b = 0; b < B; ++b)
     for (int s = 0; s < out_pos; ++s) {
-      const int src_s = all_positions ? s : n - 1;
+      const int src_s = all_positions ? prefix_len + s : n - 1;
       kernels::layer_norm(x.data() + (static_cast<int64_t>(b) * n + src_s) * H,
                           final_norm_.weight.data, final_norm_.bias.data,
                           hsel.data() + (static_cast<int64_t>(b) * out_pos + s) * H, 1, H,
@@ -280,8 +325,7 @@ void MusicgenDecoder::forward(DecoderState& st, const int32_t* tokens, int n, bo
   // One read of each head for all rows: [B * out_pos, H] x [V, H]^T.
   std::vector<float> tmp(static_cast<int64_t>(B) * out_pos * V);
   for (int k = 0; k < K; ++k) {
-    kernels::matmul_nt(hsel.data(), H, lm_heads_[k].data, nullptr, tmp.data(), V,
-                       static_cast<int64_t>(B) * out_pos, V, H, pool);
+    lm_heads_[k].forward(hsel.data(), static_cast<int64_t>(B) * out_pos, tmp.data(), pool);
     for (int b = 0; b < B; ++b)
       std::copy_n(tmp.data() + static_cast<int64_t>(b) * out_pos * V,
                   static_cast<int64_t>(out_pos) * V,

@@ -22,8 +22,10 @@ struct DecoderState {
   int batch = 0;     // B: rows, guidance streams included
   int capacity = 0;  // positions the cache holds
   int length = 0;    // P: positions already in the cache
-  // Per layer: [B, heads, capacity, head_dim].
+  // Per layer: [B, heads, capacity, head_dim], float32 or (kv_f16) IEEE half.
+  bool kv_f16 = false;
   std::vector<std::vector<float>> self_k, self_v;
+  std::vector<std::vector<uint16_t>> self_k16, self_v16;
   // Per layer: [B, heads, S_text, head_dim]; empty when there is no text.
   std::vector<std::vector<float>> cross_k, cross_v;
   int text_length = 0;          // S_text
@@ -31,12 +33,29 @@ struct DecoderState {
   std::vector<uint8_t> cross_active;  // [B]: 0 when the row's text mask is all zero (output 0)
 };
 
+// How the decoder stores its weights (docs/QUANTIZATION.md lists what stays float32).
+struct DecoderLoadOptions {
+  // Every Linear layer and the LM heads. Anything but kF32 also keeps the self-attention KV cache
+  // in IEEE half (float32 with kF32: the parity tests' exact path).
+  WeightStorage weights = WeightStorage::kF32;
+  ThreadPool* pool = nullptr;  // splits the quantization at load; nullptr: one thread
+};
+
 class MusicgenDecoder {
  public:
-  MusicgenDecoder(const DecoderConfig& cfg, int text_hidden, const TensorStore& store);
-  static std::vector<TensorSpec> tensor_specs(const DecoderConfig& cfg, int text_hidden);
+  // num_chroma > 0 builds the melody variant (HF MusicgenMelody): no cross-attention layers, and
+  // an audio_enc_to_dec_proj [H, num_chroma] for the chroma prefix.
+  MusicgenDecoder(const DecoderConfig& cfg, int text_hidden, const TensorStore& store,
+                  int num_chroma = 0, const DecoderLoadOptions& options = {});
+  static std::vector<TensorSpec> tensor_specs(const DecoderConfig& cfg, int text_hidden,
+                                              int num_chroma = 0);
 
   const DecoderConfig& config() const { return cfg_; }
+  WeightStorage weight_storage() const { return weights_; }
+  bool has_cross_attention() const { return num_chroma_ == 0; }
+
+  // Melody only: audio_enc_to_dec_proj(chroma): [B, T, num_chroma] -> [B, T, H].
+  Tensor project_chroma(const Tensor& chroma, ThreadPool* pool) const;
 
   // enc_to_dec_proj(text) * mask: [B, S, text_hidden] -> [B, S, H].
   Tensor project_text(const Tensor& text_states, const std::vector<int32_t>& mask,
@@ -50,8 +69,11 @@ class MusicgenDecoder {
 
   // Runs `n` new positions for every row. tokens: [B, K, n] (ids 0..vocab, vocab = special).
   // logits: [B, K, n, V] when all_positions, else [B, K, V] for the last position only.
+  // prefix (melody conditioning): [B, prefix_len, H] hidden states placed before the tokens (they
+  // take positions too; no logits are returned for them).
   void forward(DecoderState& state, const int32_t* tokens, int n, bool all_positions,
-               std::vector<float>* logits, ThreadPool* pool) const;
+               std::vector<float>* logits, ThreadPool* pool, const float* prefix = nullptr,
+               int prefix_len = 0) const;
 
  private:
   struct Layer {
@@ -66,10 +88,13 @@ class MusicgenDecoder {
 
   DecoderConfig cfg_;
   int text_hidden_;
+  int num_chroma_;
+  Linear audio_enc_to_dec_proj_;  // melody only
   std::vector<ConstTensor> embed_;  // K x [V+1, H]
   std::vector<Layer> layers_;
   Norm final_norm_;
-  std::vector<ConstTensor> lm_heads_;  // K x [V, H]
+  std::vector<Linear> lm_heads_;  // K x [V, H]
+  WeightStorage weights_ = WeightStorage::kF32;
   Linear enc_to_dec_proj_;
   std::vector<float> inv_freq_;  // [H/2]: the sinusoid frequencies
 };

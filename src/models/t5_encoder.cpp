@@ -39,7 +39,8 @@ std::vector<TensorSpec> T5Encoder::tensor_specs(const T5Config& c, const std::st
   return specs;
 }
 
-T5Encoder::T5Encoder(const T5Config& cfg, const TensorStore& store, const std::string& prefix)
+T5Encoder::T5Encoder(const T5Config& cfg, const TensorStore& store, const std::string& prefix,
+                     const LinearLoadOptions& linear)
     : cfg_(cfg) {
   validate_tensors(store, tensor_specs(cfg, prefix));
   embed_ = TensorStore::to_f32(*store.find_any(embed_names(prefix)));
@@ -49,13 +50,13 @@ T5Encoder::T5Encoder(const T5Config& cfg, const TensorStore& store, const std::s
     const std::string p = block_prefix(prefix, i);
     Block b;
     b.attn_norm.weight = store.get_f32(p + "layer.0.layer_norm.weight");
-    b.q = Linear::load(store, p + "layer.0.SelfAttention.q", false);
-    b.k = Linear::load(store, p + "layer.0.SelfAttention.k", false);
-    b.v = Linear::load(store, p + "layer.0.SelfAttention.v", false);
-    b.o = Linear::load(store, p + "layer.0.SelfAttention.o", false);
+    b.q = Linear::load(store, p + "layer.0.SelfAttention.q", false, linear);
+    b.k = Linear::load(store, p + "layer.0.SelfAttention.k", false, linear);
+    b.v = Linear::load(store, p + "layer.0.SelfAttention.v", false, linear);
+    b.o = Linear::load(store, p + "layer.0.SelfAttention.o", false, linear);
     b.ff_norm.weight = store.get_f32(p + "layer.1.layer_norm.weight");
-    b.wi = Linear::load(store, p + "layer.1.DenseReluDense.wi", false);
-    b.wo = Linear::load(store, p + "layer.1.DenseReluDense.wo", false);
+    b.wi = Linear::load(store, p + "layer.1.DenseReluDense.wi", false, linear);
+    b.wo = Linear::load(store, p + "layer.1.DenseReluDense.wo", false, linear);
     blocks_.push_back(std::move(b));
   }
   final_norm_.weight = store.get_f32(prefix + "encoder.final_layer_norm.weight");

@@ -14,7 +14,9 @@ namespace musicgen {
 
 class T5Encoder {
  public:
-  T5Encoder(const T5Config& cfg, const TensorStore& store, const std::string& prefix = "text_encoder.");
+  // linear: storage type of the attention and feed-forward matrices (models/weight_policy.h).
+  T5Encoder(const T5Config& cfg, const TensorStore& store, const std::string& prefix = "text_encoder.",
+            const LinearLoadOptions& linear = {});
   static std::vector<TensorSpec> tensor_specs(const T5Config& cfg,
                                               const std::string& prefix = "text_encoder.");
 

@@ -1,20 +1,26 @@
 // 1-D convolutions as EnCodec's SEANet uses them (HF EncodecConv1d / EncodecConvTranspose1d,
-// non-causal, reflect padding), computed as matrix products with kernels::matmul_nt.
+// non-causal, reflect padding), computed as matrix products against weights packed once
+// (nn/packed_matmul.h).
 //
 // Activation layout: time-major, [B, T, C] row-major (one row of C channels per time step, batch
 // items one after another). In this layout the receptive window of an output step is a contiguous
 // run of k·C floats of the padded input, so a dilation-1 convolution needs no im2col copy: the
-// padded input itself is the matrix A with row stride stride·C.
+// padded input itself is the matrix A with row stride stride·C. Layers work in time chunks (a few
+// hundred steps) so the padded copy and the products stay in cache, and split the chunks over
+// the thread pool.
 //
 // Weights are given in PyTorch layout with weight norm already folded (W = g·v/‖v‖) and are
 // reordered once at construction. Layers are immutable; forward() may run concurrently.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <utility>
 #include <vector>
 
 #include "core/tensor.h"
+#include "nn/activation.h"
+#include "nn/packed_matmul.h"
 
 namespace musicgen {
 class ThreadPool;
@@ -46,21 +52,29 @@ class Conv1d {
 
   int in_channels() const { return in_; }
   int out_channels() const { return out_; }
+  int kernel_size() const { return kernel_; }
   // Output steps for an input of `length` steps (after the reference's padding).
   int64_t output_length(int64_t length) const;
 
   // x [B, T, in] → [B, output_length(T), out]. `pre` is applied to the input first (the ELU that
   // precedes most SEANet convolutions). pool may be nullptr.
   Tensor forward(const Tensor& x, ThreadPool* pool, PreActivation pre = PreActivation::kNone) const;
-  // The same on raw pointers: x [length, in] of one batch item, y [output_length(length), out].
-  // If accumulate is true, y += conv(x) (y = y + (Σ + bias), the residual-add order).
+  // One batch item: x [length, in] → y [output_length(length), out], in time chunks that keep
+  // the padded windows in cache, the chunks split over the pool.
   void forward_item(const float* x, int64_t length, float* y, ThreadPool* pool,
-                    PreActivation pre = PreActivation::kNone, bool accumulate = false) const;
+                    PreActivation pre = PreActivation::kNone) const;
+  // Output rows [o0, o1) of the convolution of x [length, in] into y (row stride out), on this
+  // thread. `scratch` is reused between calls. Every row is computed the same way whatever the
+  // chunking.
+  void forward_rows(const float* x, int64_t length, int64_t o0, int64_t o1, float* y,
+                    PreActivation pre, std::vector<float>* scratch) const;
+  // A good number of output rows per chunk for forward_rows.
+  int64_t chunk_rows() const;
 
  private:
   int in_ = 0, out_ = 0, kernel_ = 0, stride_ = 1, dilation_ = 1;
-  std::vector<float> weight_;  // [out, kernel, in]: row co is the window k·in, time-major
-  std::vector<float> bias_;    // [out] or empty
+  WeightMatrix weight_;      // [out, kernel·in]: row co is the window, time-major
+  std::vector<float> bias_;  // [out] or empty
 };
 
 class ConvTranspose1d {
@@ -76,21 +90,23 @@ class ConvTranspose1d {
   // (pad_right = padding_total/2 from the end, the rest from the start): length·stride.
   int64_t output_length(int64_t length) const;
 
-  // x [B, T, in] → [B, output_length(T), out]: one matmul per item producing every tap's
-  // contribution [T, kernel·out], then an overlap-add of the kept (untrimmed) rows plus the bias.
-  Tensor forward(const Tensor& x, ThreadPool* pool) const;
+  // x [B, T, in] → [B, output_length(T), out]. Per time chunk: one matmul giving every tap's
+  // contribution of the chunk's input steps [steps, kernel·out], then an overlap-add of the kept
+  // (untrimmed) rows plus the bias. `pre` is applied to the input first.
+  Tensor forward(const Tensor& x, ThreadPool* pool, PreActivation pre = PreActivation::kNone) const;
 
  private:
+  void forward_rows(const float* x, int64_t length, int64_t o0, int64_t o1, float* y,
+                    PreActivation pre, std::vector<float>* scratch) const;
+
   int in_ = 0, out_ = 0, kernel_ = 0, stride_ = 1;
-  std::vector<float> weight_;  // [kernel, out, in]: row j·out + co holds W[:, co, j]
-  std::vector<float> bias_;    // [out] or empty
+  WeightMatrix weight_;      // [kernel·out, in]: row j·out + co holds W[:, co, j]
+  std::vector<float> bias_;  // [out] or empty
 };
 
-// Shared helpers for the layers (time-major activations).
-// C = A·Wᵀ + bias, split over the pool by output columns when there are many, else by rows.
-void gemm_nt(const float* a, int64_t lda, const float* w, const float* bias, float* c, int64_t ldc,
-             int64_t m, int64_t n, int64_t k, ThreadPool* pool);
-// ELU (alpha 1) in place over n values, split over the pool.
-void elu_inplace(float* x, int64_t n, ThreadPool* pool);
+// Splits [0, n) into chunks of `chunk` and runs fn(begin, end, scratch) over the pool, each
+// worker reusing one scratch buffer.
+void parallel_chunks(ThreadPool* pool, int64_t n, int64_t chunk,
+                     const std::function<void(int64_t, int64_t, std::vector<float>*)>& fn);
 
 }  // namespace musicgen::nn

@@ -1,32 +1,55 @@
-// A Linear layer over float32 weights (PyTorch layout [out, in]), y = x · Wᵀ + b.
+// A Linear layer, y = x · Wᵀ + b, with W [out, in] (PyTorch layout) stored as float32 or in a
+// reduced-precision storage type (bf16, q8, q4: kernels/quant.h). The type is chosen at load:
+// float32 checkpoints are converted (quantized) once; tensors already stored in the requested
+// type (a bf16 checkpoint, a musicgen quantized file) are used in place from the mapping.
+// The bias, when present, stays float32.
 #pragma once
+
+#include <memory>
+#include <string>
 
 #include "core/tensor.h"
 #include "core/thread_pool.h"
 #include "format/safetensors.h"
 #include "kernels/matmul.h"
+#include "kernels/quant.h"
 
 namespace musicgen {
 
-struct Linear {
-  ConstTensor weight;  // [out, in]
-  ConstTensor bias;    // [out] or empty
+// Storage type of a Linear weight.
+enum class WeightStorage { kF32, kBF16, kQ8, kQ4 };
+const char* weight_storage_name(WeightStorage s);
+// The tensor dtype that holds a storage type in a musicgen quantized file.
+DType weight_storage_dtype(WeightStorage s);
 
-  int64_t in_features() const { return weight.dim(1); }
-  int64_t out_features() const { return weight.dim(0); }
+struct LinearLoadOptions {
+  WeightStorage storage = WeightStorage::kF32;
+  ThreadPool* pool = nullptr;  // splits the quantization at load; nullptr: one thread
+};
+
+struct Linear {
+  WeightStorage storage = WeightStorage::kF32;
+  ConstTensor weight;      // [out, in] when storage is kF32, else empty
+  kernels::QMatrix qweight;  // when storage is not kF32
+  std::shared_ptr<const void> qowner;  // keeps qweight's bytes alive
+  ConstTensor bias;        // [out] or empty
+
+  int64_t in_features() const { return storage == WeightStorage::kF32 ? weight.dim(1) : qweight.k; }
+  int64_t out_features() const { return storage == WeightStorage::kF32 ? weight.dim(0) : qweight.n; }
+  // Bytes the weight occupies (what one forward pass streams).
+  size_t weight_bytes() const;
 
   // x [rows, in] (row stride in_features) -> y [rows, out].
-  void forward(const float* x, int64_t rows, float* y, ThreadPool* pool) const {
-    kernels::matmul_nt(x, in_features(), weight.data, bias.empty() ? nullptr : bias.data, y,
-                       out_features(), rows, out_features(), in_features(), pool);
-  }
+  void forward(const float* x, int64_t rows, float* y, ThreadPool* pool) const;
 
-  static Linear load(const TensorStore& store, const std::string& name, bool has_bias) {
-    Linear l;
-    l.weight = store.get_f32(name + ".weight");
-    if (has_bias) l.bias = store.get_f32(name + ".bias");
-    return l;
-  }
+  // Loads name.weight (and name.bias) in the requested storage type. A weight stored in the
+  // file as bf16/q8/q4 (dtype BF16 / Q8 / Q4) is used in place when it already has that type;
+  // a quantized weight cannot be converted to another type (Error kInvalidModel).
+  static Linear load(const TensorStore& store, const std::string& name, bool has_bias,
+                     const LinearLoadOptions& options = {});
+  // The same from a float32 matrix in memory.
+  static Linear from_f32(const ConstTensor& weight, const ConstTensor& bias, WeightStorage storage,
+                         ThreadPool* pool);
 };
 
 // LayerNorm / RMSNorm parameters.

@@ -5,33 +5,37 @@
 
 #include "core/error.h"
 #include "core/thread_pool.h"
-#include "nn/conv.h"
 
 namespace musicgen::nn {
 namespace {
 
-inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+inline float sigmoid(float x) {
+  return 1.0f / (1.0f + std::exp(-x));
+}
 
 }  // namespace
 
 Lstm::Lstm(int input_size, int hidden_size, std::vector<LstmLayerWeights> layers)
-    : input_(input_size), hidden_(hidden_size), layers_(std::move(layers)) {
-  if (input_ < 1 || hidden_ < 1 || layers_.empty())
+    : input_(input_size), hidden_(hidden_size) {
+  if (input_ < 1 || hidden_ < 1 || layers.empty())
     fail(ErrorCode::kInvalidModel, "LSTM: sizes must be positive and there must be a layer");
   const size_t gates = 4 * static_cast<size_t>(hidden_);
-  for (size_t l = 0; l < layers_.size(); ++l) {
+  for (size_t l = 0; l < layers.size(); ++l) {
     const size_t in = l == 0 ? input_ : hidden_;
-    const LstmLayerWeights& w = layers_[l];
-    if (w.w_ih.size() != gates * in || w.w_hh.size() != gates * hidden_ ||
-        w.b_ih.size() != gates || w.b_hh.size() != gates)
+    LstmLayerWeights& w = layers[l];
+    if (w.w_ih.size() != gates * in || w.w_hh.size() != gates * hidden_ || w.b_ih.size() != gates ||
+        w.b_hh.size() != gates)
       fail(ErrorCode::kInvalidModel, "LSTM layer " + std::to_string(l) + ": inconsistent sizes");
+    layers_.push_back({WeightMatrix(w.w_ih, static_cast<int64_t>(gates), static_cast<int64_t>(in)),
+                       WeightMatrix(w.w_hh, static_cast<int64_t>(gates), hidden_),
+                       std::move(w.b_ih), std::move(w.b_hh)});
   }
 }
 
 Tensor Lstm::forward(const Tensor& x, ThreadPool* pool) const {
   if (x.shape.size() != 3 || x.shape[2] != input_)
-    fail(ErrorCode::kInvalidArgument, "LSTM: expected input [B, T, " + std::to_string(input_) +
-                                          "], got " + shape_str(x.shape));
+    fail(ErrorCode::kInvalidArgument,
+         "LSTM: expected input [B, T, " + std::to_string(input_) + "], got " + shape_str(x.shape));
   const int64_t batch = x.shape[0], steps = x.shape[1];
   const int64_t h = hidden_, g4 = 4 * h;
   Tensor seq_in;  // the current layer's input when it is not x
@@ -41,18 +45,17 @@ Tensor Lstm::forward(const Tensor& x, ThreadPool* pool) const {
   std::vector<float> hs(static_cast<size_t>(batch * h));              // [B, H]
   std::vector<float> cs(static_cast<size_t>(batch * h));              // [B, H]
   for (size_t l = 0; l < layers_.size(); ++l) {
-    const LstmLayerWeights& w = layers_[l];
+    const Layer& w = layers_[l];
     const Tensor& in = l == 0 ? x : seq_in;
     const int64_t in_size = in.shape[2];
     // x_t · W_ihᵀ + b_ih for every step at once.
-    gemm_nt(in.ptr(), in_size, w.w_ih.data(), w.b_ih.data(), xproj.data(), g4, batch * steps, g4,
-            in_size, pool);
+    w.w_ih.multiply(in.ptr(), in_size, w.b_ih.data(), xproj.data(), g4, batch * steps, pool);
     out = Tensor({batch, steps, h});  // [B, T, H]
     std::fill(hs.begin(), hs.end(), 0.0f);
     std::fill(cs.begin(), cs.end(), 0.0f);
     for (int64_t t = 0; t < steps; ++t) {
       // h_{t−1} · W_hhᵀ + b_hh, all batch items against one read of W_hh.
-      gemm_nt(hs.data(), h, w.w_hh.data(), w.b_hh.data(), hproj.data(), g4, batch, g4, h, pool);
+      w.w_hh.multiply(hs.data(), h, w.b_hh.data(), hproj.data(), g4, batch, pool);
       for (int64_t b = 0; b < batch; ++b) {
         const float* xg = xproj.data() + (b * steps + t) * g4;
         const float* hg = hproj.data() + b * g4;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "nn/packed_matmul.h"
 
 namespace musicgen {
 class ThreadPool;
@@ -39,8 +40,12 @@ class Lstm {
   Tensor forward(const Tensor& x, ThreadPool* pool) const;
 
  private:
+  struct Layer {
+    WeightMatrix w_ih, w_hh;        // [4H, in], [4H, H]
+    std::vector<float> b_ih, b_hh;  // [4H]
+  };
   int input_ = 0, hidden_ = 0;
-  std::vector<LstmLayerWeights> layers_;
+  std::vector<Layer> layers_;
 };
 
 }  // namespace musicgen::nn

@@ -24,6 +24,13 @@ T5Tokenizer::T5Tokenizer(const std::string& path) : impl_(std::make_unique<Impl>
                                        "; replace it with t5-base's spiece.model");
 }
 
+T5Tokenizer::T5Tokenizer(const Serialized& model) : impl_(std::make_unique<Impl>()) {
+  const auto status = impl_->sp.LoadFromSerializedProto(model.bytes);
+  if (!status.ok())
+    fail(ErrorCode::kInvalidModel, "cannot load the tokenizer of " + model.where + ": " +
+                                       status.ToString() + "; quantize the checkpoint again");
+}
+
 T5Tokenizer::~T5Tokenizer() = default;
 
 int T5Tokenizer::vocab_size() const { return impl_->sp.GetPieceSize(); }

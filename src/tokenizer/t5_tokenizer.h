@@ -20,6 +20,13 @@ class T5Tokenizer {
  public:
   // Throws Error(kNotFound / kInvalidModel) if spiece.model is missing or unreadable.
   explicit T5Tokenizer(const std::string& spiece_model_path);
+  // From the bytes of a spiece.model (a musicgen quantized file embeds them); `where` names the
+  // source in messages. Throws Error(kInvalidModel) if they do not parse.
+  struct Serialized {
+    std::string bytes;
+    std::string where;
+  };
+  explicit T5Tokenizer(const Serialized& model);
   ~T5Tokenizer();
   T5Tokenizer(const T5Tokenizer&) = delete;
   T5Tokenizer& operator=(const T5Tokenizer&) = delete;

@@ -12,8 +12,10 @@ Structure (so that more fixture kinds can be added later):
   * build_tokenizer / build_config / init_weights / calibrate_codec_gain / round_weights_to_bf16:
     construct the checkpoint in memory.
   * GOLDEN_CASES: name -> function(ctx) that adds tensors to the golden file.  Each FixtureSpec lists the
-    cases it wants.  New kinds (audio continuation, stereo, melody) = a new case function (+ a new spec).
-  * save_checkpoint_fp32 / save_checkpoint_bf16_sharded_renamed: the storage formats.
+    cases it wants (text, guidance, warpers, unconditional, EnCodec decode/encode, audio continuation, stereo,
+    melody/chroma).  A new kind = a new case function (+ a new spec).
+  * save_checkpoint_fp32 / save_checkpoint_bf16_sharded_renamed / save_checkpoint_bf16_single: storage formats.
+  * build_audio_fixture: tests/fixtures/audio (resampling inputs, Python-soxr goldens, tiny-a codes).
 """
 
 import argparse
@@ -28,8 +30,10 @@ import platform
 import shutil
 import sys
 import warnings
+import wave
 from typing import Callable, Dict, List, Optional
 
+import numpy as np
 import torch
 
 warnings.filterwarnings("ignore", message="To copy construct from a tensor")
@@ -40,10 +44,17 @@ import sentencepiece as spm  # noqa: E402
 import transformers  # noqa: E402
 from transformers import (  # noqa: E402
     EncodecConfig,
+    EncodecFeatureExtractor,
     GenerationConfig,
     MusicgenConfig,
     MusicgenDecoderConfig,
     MusicgenForConditionalGeneration,
+    MusicgenMelodyConfig,
+    MusicgenMelodyDecoderConfig,
+    MusicgenMelodyFeatureExtractor,
+    MusicgenMelodyForConditionalGeneration,
+    MusicgenMelodyProcessor,
+    MusicgenProcessor,
     T5Config,
     T5Tokenizer,
 )
@@ -61,6 +72,18 @@ PROMPTS = ["80s pop track with bassy drums and synth", "jazz"]
 # Minimum top-1 minus top-2 gap required for every row of every step of every golden greedy generation.
 MIN_GAP = 1e-2
 MAX_SEED_ATTEMPTS = 200
+
+# Audio inputs (EnCodec encoder, audio prompts, melody, resampling).
+SAMPLE_RATE = 32000
+HOP = 640  # EnCodec 32 kHz frame = 640 samples
+# Minimum relative RVQ decision margin (d2 - d1) / d2 (squared L2 distances to the nearest and second-nearest codebook
+# vector) over every frame and level of every golden encode, so float32 reorderings cannot flip a code.
+MIN_RVQ_MARGIN = 1e-3
+# Minimum relative chroma margin (c1 - c2) / c1 (largest and second-largest raw chroma bin) over every frame.
+MIN_CHROMA_MARGIN = 1e-3
+MAX_INPUT_ATTEMPTS = 200
+ENCODE_LEN = 9000  # encodec.encode_input length: not a multiple of 640 (ceil(9000/640) = 15 frames)
+CONT_MAX_NEW_TOKENS = 12  # decoder steps after an audio prompt
 
 # --------------------------------------------------------------------------------------------------------------
 # Tokenizer corpus (inline, fixed order).  ~150 short music descriptions.
@@ -263,6 +286,19 @@ class FixtureSpec:
     encodec_seed: int = 0
     max_new_tokens: int = 16
     cases: List[str] = dataclasses.field(default_factory=list)
+    # model kind: "musicgen" (MusicgenForConditionalGeneration) or "melody" (MusicgenMelodyForConditionalGeneration)
+    kind: str = "musicgen"
+    audio_channels: int = 1  # decoder audio_channels (2 = stereo, num_codebooks 8); the codec itself is always mono
+    max_position_embeddings: int = 2048
+    # seeds of the synthetic audio inputs (each input-searched case adds its own offset, see README)
+    wave_seed: int = 0
+    melody_seed: int = 0
+    melody_channels: int = 1  # channels of melody.wav (2: HF mono-mixes it with a mean)
+    melody_seconds: float = 3.0
+    # cases run for every weight seed during the seed search (None: the cases in GENERATION_CASES)
+    seed_cases: Optional[List[str]] = None
+    # cases recomputed from the saved checkpoint files (must reproduce bit-exactly)
+    verify_cases: List[str] = dataclasses.field(default_factory=lambda: ["logits", "greedy_g3"])
 
 
 DEFAULT_CASES = [
@@ -285,7 +321,8 @@ FIXTURES: Dict[str, FixtureSpec] = {
         storage="fp32_single",
         base_seed=1000, lm_head_scale=4.0,
         logits_seed=11, encodec_seed=12,
-        cases=list(DEFAULT_CASES),
+        cases=list(DEFAULT_CASES) + ["encodec_encode", "cont_text", "cont_notext", "cont_batch"],
+        wave_seed=1100,
     ),
     "tiny-b": FixtureSpec(
         name="tiny-b",
@@ -295,9 +332,56 @@ FIXTURES: Dict[str, FixtureSpec] = {
         storage="bf16_sharded_renamed", max_shard_size="700KB", spm_vocab_size=160,
         base_seed=2000, lm_head_scale=4.0,
         logits_seed=21, encodec_seed=22,
-        cases=list(DEFAULT_CASES),
+        cases=list(DEFAULT_CASES) + ["encodec_encode"],
+        wave_seed=2100,
+    ),
+    # Stereo (musicgen-stereo-* layout): 8 codebooks [L0, R0, L1, R1, ...], mono codec applied per channel.
+    "tiny-stereo": FixtureSpec(
+        name="tiny-stereo",
+        hidden=64, layers=2, heads=4, ffn=256, num_codebooks=8, vocab=128,
+        t5_d_model=32, t5_d_kv=8, t5_heads=4, t5_d_ff=64, t5_layers=2,
+        codec_filters=4, codec_hidden=16, codec_codebook_size=128,
+        storage="fp32_single",
+        base_seed=3000, lm_head_scale=4.0,
+        logits_seed=31, encodec_seed=32,
+        cases=["text", "logits", "stereo_text", "stereo_cont"],
+        audio_channels=2, wave_seed=3100,
+        seed_cases=["stereo_text", "stereo_cont"],
+        verify_cases=["logits", "stereo_text", "stereo_cont"],
+    ),
+    # Melody (model_type musicgen_melody): chroma + text prepended to the decoder input, no cross-attention.
+    "tiny-melody": FixtureSpec(
+        name="tiny-melody",
+        hidden=64, layers=2, heads=4, ffn=256, num_codebooks=4, vocab=128,
+        t5_d_model=32, t5_d_kv=8, t5_heads=4, t5_d_ff=64, t5_layers=2,
+        codec_filters=4, codec_hidden=16, codec_codebook_size=128,
+        storage="fp32_single",
+        base_seed=4000, lm_head_scale=4.0,
+        logits_seed=41, encodec_seed=42,
+        cases=["text", "chroma", "logits", "melody_text", "melody_none"],
+        kind="melody", melody_seed=4100, melody_channels=1, melody_seconds=2.0,
+        seed_cases=["melody_text", "melody_none"],
+        verify_cases=["logits", "melody_text"],
+    ),
+    # Stereo melody: 8 codebooks, a stereo melody.wav (HF averages the channels); smaller decoder, T5 and codec, and
+    # stored as one bf16 model.safetensors (old weight-norm names) to keep the fixtures small.
+    "tiny-stereo-melody": FixtureSpec(
+        name="tiny-stereo-melody",
+        hidden=32, layers=2, heads=2, ffn=128, num_codebooks=8, vocab=128,
+        t5_d_model=24, t5_d_kv=8, t5_heads=3, t5_d_ff=48, t5_layers=2,
+        codec_filters=2, codec_hidden=16, codec_codebook_size=128,
+        storage="bf16_single",
+        base_seed=5000, lm_head_scale=4.0,
+        logits_seed=51, encodec_seed=52,
+        cases=["text", "chroma", "logits", "smelody_text", "encodec"],
+        kind="melody", audio_channels=2, melody_seed=5100, melody_channels=2, melody_seconds=1.5,
+        seed_cases=["smelody_text"],
+        verify_cases=["logits", "smelody_text"],
     ),
 }
+
+# The resampling fixture (tests/fixtures/audio) is not a checkpoint; it is built by build_audio_fixture.
+AUDIO_FIXTURE = "audio"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -393,20 +477,32 @@ def build_config(spec: FixtureSpec, t5_vocab: int) -> MusicgenConfig:
         chunk_length_s=None,
         overlap=None,
     )
-    dec = MusicgenDecoderConfig(
+    dec_cls = MusicgenMelodyDecoderConfig if spec.kind == "melody" else MusicgenDecoderConfig
+    dec = dec_cls(
         vocab_size=spec.vocab,
         hidden_size=spec.hidden,
         num_hidden_layers=spec.layers,
         num_attention_heads=spec.heads,
         ffn_dim=spec.ffn,
         num_codebooks=spec.num_codebooks,
-        audio_channels=1,
-        max_position_embeddings=2048,
+        audio_channels=spec.audio_channels,
+        max_position_embeddings=spec.max_position_embeddings,
         activation_function="gelu",
         pad_token_id=spec.vocab,
         bos_token_id=spec.vocab,
     )
+    if spec.kind == "melody":
+        # num_chroma / chroma_length as in the released melody checkpoints
+        return MusicgenMelodyConfig.from_sub_models_config(t5, codec, dec, num_chroma=12, chroma_length=235)
     return MusicgenConfig.from_sub_models_config(t5, codec, dec)
+
+
+def model_class(spec: FixtureSpec):
+    return MusicgenMelodyForConditionalGeneration if spec.kind == "melody" else MusicgenForConditionalGeneration
+
+
+def config_class(spec: FixtureSpec):
+    return MusicgenMelodyConfig if spec.kind == "melody" else MusicgenConfig
 
 
 def make_generation_config(spec: FixtureSpec) -> GenerationConfig:
@@ -421,7 +517,7 @@ def make_generation_config(spec: FixtureSpec) -> GenerationConfig:
 
 
 def build_model(spec: FixtureSpec, t5_vocab: int) -> MusicgenForConditionalGeneration:
-    model = MusicgenForConditionalGeneration(build_config(spec, t5_vocab))
+    model = model_class(spec)(build_config(spec, t5_vocab))
     model.generation_config = make_generation_config(spec)
     model.eval()
     return model
@@ -549,6 +645,20 @@ class Ctx:
         self.tensors: Dict[str, torch.Tensor] = {}
         self.info: Dict[str, dict] = {}
         self.gaps: Dict[str, float] = {}
+        self.margins: Dict[str, float] = {}  # RVQ / chroma decision margins (relative)
+        self.files: Dict[str, bytes] = {}  # extra files written into the fixture directory (melody.wav)
+        self.cache: Dict[str, object] = {}
+
+    def merge(self, other: "Ctx") -> None:
+        self.tensors.update(other.tensors)
+        self.gaps.update(other.gaps)
+        self.margins.update(other.margins)
+        self.files.update(other.files)
+        for k, v in other.info.items():
+            if isinstance(v, dict) and isinstance(self.info.get(k), dict):
+                self.info[k].update(v)
+            else:
+                self.info[k] = v
 
     def put(self, name: str, t: torch.Tensor) -> None:
         t = t.detach().cpu()
@@ -606,18 +716,48 @@ def top_gap(scores: torch.Tensor) -> torch.Tensor:
     return top2[..., 0] - top2[..., 1]
 
 
-def run_generation(ctx: Ctx, name: str, inputs: dict, guidance_scale: Optional[float], batch: int) -> None:
-    """Greedy HF generate; records un-delayed codes (captured at audio_encoder.decode), audio and scores."""
+def run_generation(
+    ctx: Ctx,
+    name: str,
+    inputs: dict,
+    guidance_scale: Optional[float],
+    batch: int,
+    max_new_tokens: Optional[int] = None,
+) -> dict:
+    """Greedy HF generate; records un-delayed codes (captured at audio_encoder.decode), audio and scores.
+
+    Also captures what HF passes to audio_encoder.encode (audio prompts: `{name}.prompt_codes`, interleaved for stereo
+    exactly as HF builds decoder_input_ids) and the keyword arguments of the first decoder forward (returned).
+    """
     spec, model = ctx.spec, ctx.model
     K = spec.num_codebooks
-    captured = []
+    C = spec.audio_channels
+    max_new = spec.max_new_tokens if max_new_tokens is None else max_new_tokens
+    captured, encoded, first_decoder_call = [], [], {}
     orig_decode = model.audio_encoder.decode
+    orig_encode = model.audio_encoder.encode
+    orig_decoder_forward = model.decoder.forward
 
     def recording_decode(audio_codes, *args, **kwargs):
         captured.append(audio_codes.detach().clone())
         return orig_decode(audio_codes, *args, **kwargs)
 
+    def recording_encode(*args, **kwargs):
+        out = orig_encode(*args, **kwargs)
+        encoded.append(out.audio_codes.detach().clone())
+        return out
+
+    def recording_decoder_forward(*args, **kwargs):
+        if not first_decoder_call:
+            first_decoder_call.update(
+                {k: (v.detach().clone() if torch.is_tensor(v) else v) for k, v in kwargs.items()
+                 if k in ("input_ids", "encoder_hidden_states", "encoder_attention_mask", "attention_mask")}
+            )
+        return orig_decoder_forward(*args, **kwargs)
+
     model.audio_encoder.decode = recording_decode
+    model.audio_encoder.encode = recording_encode
+    model.decoder.forward = recording_decoder_forward
     try:
         kwargs = dict(inputs)
         if guidance_scale is not None:
@@ -626,40 +766,64 @@ def run_generation(ctx: Ctx, name: str, inputs: dict, guidance_scale: Optional[f
             out = model.generate(
                 **kwargs,
                 do_sample=False,
-                max_new_tokens=spec.max_new_tokens,
+                max_new_tokens=max_new,
                 return_dict_in_generate=True,
                 output_scores=True,
             )
     finally:
-        del model.audio_encoder.decode  # back to the bound class method
-    assert len(captured) == 1, len(captured)
-    codes4 = captured[0]
-    N = spec.max_new_tokens - 3
-    assert tuple(codes4.shape) == (1, batch, K, N), codes4.shape
-    codes = codes4[0]
+        # back to the bound class methods
+        del model.audio_encoder.decode
+        del model.audio_encoder.encode
+        del model.decoder.forward
+    assert len(captured) == C, len(captured)  # stereo: left codebooks (::2) decoded, then right (1::2)
+    # audio prompt codes (HF: audio_codes[0] reshaped to decoder_input_ids; stereo: left ::2, right 1::2)
+    prompt_codes = None
+    if encoded:
+        assert len(encoded) == C, len(encoded)
+        prompt_codes = torch.empty((batch, K) + tuple(encoded[0].shape[3:]), dtype=torch.int64)
+        for c in range(C):
+            assert encoded[c].shape[0] == 1 and encoded[c].shape[1] == batch and encoded[c].shape[2] == K // C
+            prompt_codes[:, c::C] = encoded[c][0]
+    Tp = 0 if prompt_codes is None else prompt_codes.shape[-1]
+    N = Tp + max_new - 3
+    codes = torch.empty((batch, K, N), dtype=torch.int64)
+    for c in range(C):
+        assert tuple(captured[c].shape) == (1, batch, K // C, N), captured[c].shape
+        codes[:, c::C] = captured[c][0]
     audio = out.sequences
-    assert tuple(audio.shape) == (batch, 1, N * 640), audio.shape
+    assert tuple(audio.shape) == (batch, C, N * HOP), audio.shape
     scores = torch.stack(out.scores, dim=0)
-    assert tuple(scores.shape) == (spec.max_new_tokens, batch * K, spec.vocab), scores.shape
+    assert tuple(scores.shape) == (max_new, batch * K, spec.vocab), scores.shape
     assert torch.isfinite(scores).all() and torch.isfinite(audio).all()
-    # Self-check of what the scores are: frame t of codebook k is the argmax of step t + k, row b*K + k.
+    # Self-check of what the scores are: frame t of codebook k (delay d = k, or k // 2 for stereo) sits at sequence
+    # position t + 1 + d; step s predicts position (Tp + 1) + s, row b*K + k. Prompt frames (t < Tp) are forced.
     for b in range(batch):
         for k in range(K):
+            d = k // C
             for t in range(N):
-                assert codes[b, k, t].item() == scores[t + k, b * K + k].argmax().item(), (name, b, k, t)
+                if t < Tp:
+                    assert codes[b, k, t].item() == prompt_codes[b, k, t].item(), (name, b, k, t)
+                else:
+                    s = t + d - Tp
+                    assert codes[b, k, t].item() == scores[s, b * K + k].argmax().item(), (name, b, k, t)
     ctx.gaps[name] = top_gap(scores).min().item()
     ctx.put(f"{name}.codes", codes)
     ctx.put(f"{name}.audio", audio)
     ctx.put(f"{name}.scores", scores)
+    if prompt_codes is not None:
+        ctx.put(f"{name}.prompt_codes", prompt_codes)
     ctx.info.setdefault("runs", {})[name] = {
         "batch": batch,
         "do_sample": False,
-        "max_new_tokens": spec.max_new_tokens,
+        "max_new_tokens": max_new,
         "frames": N,
-        "steps": spec.max_new_tokens,
+        "steps": max_new,
         "min_gap": ctx.gaps[name],
         "audio_rms": audio.pow(2).mean().sqrt().item(),
     }
+    if prompt_codes is not None:
+        ctx.info["runs"][name]["prompt_frames"] = Tp
+    return first_decoder_call
 
 
 def case_greedy_g3(ctx: Ctx) -> None:
@@ -743,15 +907,547 @@ def case_encodec(ctx: Ctx) -> None:
     ctx.info["encodec"] = {"seed": spec.encodec_seed, "audio_rms": audio.pow(2).mean().sqrt().item()}
 
 
+# --------------------------------------------------------------------------------------------------------------
+# Synthetic audio inputs
+# --------------------------------------------------------------------------------------------------------------
+def synth_tones(g: torch.Generator, length: int, sr: int, amp: float = 0.5) -> torch.Tensor:
+    """float64 [length]: three sines (frequency U(80, 1500) Hz, random phase, random weights summing to 0.9·amp) plus
+    white noise of std 0.05·amp, all drawn from g in that order."""
+    n = torch.arange(length, dtype=torch.float64) / sr
+    f = 80.0 + 1420.0 * torch.rand(3, generator=g, dtype=torch.float64)
+    ph = 2 * math.pi * torch.rand(3, generator=g, dtype=torch.float64)
+    a = 0.2 + torch.rand(3, generator=g, dtype=torch.float64)
+    a = a / a.sum() * (0.9 * amp)
+    x = (a[:, None] * torch.sin(2 * math.pi * f[:, None] * n[None, :] + ph[:, None])).sum(0)
+    return x + 0.05 * amp * torch.randn(length, generator=g, dtype=torch.float64)
+
+
+def quantize16(x: torch.Tensor) -> torch.Tensor:
+    """Round to the 16-bit PCM grid: float32 value = int16 / 32768 (what libsndfile's sf_read_float returns)."""
+    return (torch.round(x * 32768.0).clamp(-32768, 32767) / 32768.0).to(torch.float32)
+
+
+def wav_bytes(x: torch.Tensor, sr: int) -> bytes:
+    """x [C, L] float32 on the 16-bit grid -> a canonical 44-byte-header PCM16 WAV (Python's wave module)."""
+    q = torch.round(x.double() * 32768.0)
+    assert torch.equal(q / 32768.0, x.double()), "signal is not on the 16-bit grid"
+    pcm = q.to(torch.int16).t().contiguous().numpy().astype("<i2").tobytes()  # interleaved frames
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(x.shape[0])
+        w.setsampwidth(2)
+        w.setframerate(sr)
+        w.writeframes(pcm)
+    return buf.getvalue()
+
+
+def read_wav(data: bytes) -> (torch.Tensor, int):
+    """Inverse of wav_bytes: [C, L] float32 = int16 / 32768."""
+    with wave.open(io.BytesIO(data), "rb") as w:
+        c, sr, n = w.getnchannels(), w.getframerate(), w.getnframes()
+        pcm = np.frombuffer(w.readframes(n), dtype="<i2").reshape(n, c).T
+    return torch.from_numpy(pcm.astype(np.float32) / 32768.0), sr
+
+
+def rvq_margin(model, x: torch.Tensor) -> float:
+    """Smallest relative RVQ decision margin (d2 - d1) / d2 over every frame and level when encoding x [B, 1, L]:
+    d1, d2 = squared L2 distance (float64) from the residual to the nearest and second-nearest codebook vector. The
+    residuals follow HF's own float32 computation, and HF's chosen index is asserted to be the float64 nearest one."""
+    codec = model.audio_encoder
+    worst = math.inf
+    with torch.no_grad():
+        r = codec.encoder(x)
+        nq = codec.quantizer.get_num_quantizers_for_bandwidth(codec.config.target_bandwidths[0])
+        for layer in codec.quantizer.layers[:nq]:
+            idx = layer.encode(r)  # [B, T]
+            e = layer.codebook.embed.double()  # [V, D]
+            v = r.permute(0, 2, 1).reshape(-1, r.shape[1]).double()  # [B*T, D]
+            d = (v[:, None, :] - e[None, :, :]).pow(2).sum(-1)
+            top = d.topk(2, dim=1, largest=False)
+            rel = (top.values[:, 1] - top.values[:, 0]) / top.values[:, 1]
+            worst = min(worst, rel.min().item())
+            if rel.min().item() >= MIN_RVQ_MARGIN:
+                assert torch.equal(top.indices[:, 0], idx.reshape(-1)), "HF RVQ index is not the nearest vector"
+            r = r - layer.decode(idx)
+    return worst
+
+
+def musicgen_processor(ctx: Ctx) -> MusicgenProcessor:
+    """The processor of the released checkpoints (preprocessor_config.json of facebook/musicgen-*): EnCodec feature
+    extractor, feature_size = audio channels, 32 kHz, padding_side left, padding value 0.0, attention (padding) mask."""
+    fe = EncodecFeatureExtractor(
+        feature_size=ctx.spec.audio_channels,
+        sampling_rate=SAMPLE_RATE,
+        padding_value=0.0,
+        chunk_length_s=None,
+        overlap=None,
+        padding_side="left",
+        return_attention_mask=True,
+    )
+    return MusicgenProcessor(feature_extractor=fe, tokenizer=ctx.tokenizer)
+
+
+MUSICGEN_PROCESSOR_INFO = (
+    "MusicgenProcessor(EncodecFeatureExtractor(feature_size=<audio_channels>, sampling_rate=32000, padding_value=0.0, "
+    "chunk_length_s=None, overlap=None, padding_side='left', return_attention_mask=True), T5Tokenizer); called as "
+    "processor(audio=[...], [text=[...],] sampling_rate=32000, padding=True, return_tensors='pt')"
+)
+
+
+def recording_text_encoder(model, log: list):
+    """Wrap model.text_encoder.forward (signature preserved, generate() filters kwargs by it) to log its inputs."""
+    import functools
+
+    orig = model.text_encoder.forward
+
+    @functools.wraps(orig)
+    def wrapper(*args, **kwargs):
+        log.append({k: (v.tolist() if torch.is_tensor(v) else v) for k, v in kwargs.items()
+                    if k in ("input_ids", "attention_mask")})
+        return orig(*args, **kwargs)
+
+    model.text_encoder.forward = wrapper
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Golden cases: EnCodec encoder, audio continuation, stereo
+# --------------------------------------------------------------------------------------------------------------
+def case_encodec_encode(ctx: Ctx) -> None:
+    spec, model = ctx.spec, ctx.model
+    codec = model.audio_encoder
+    bw = codec.config.target_bandwidths[0]
+    nq_for_bw = codec.quantizer.get_num_quantizers_for_bandwidth(bw)
+    T = -(-ENCODE_LEN // HOP)
+    attempts = []
+    for i in range(MAX_INPUT_ATTEMPTS):
+        seed = spec.wave_seed + i
+        g = torch.Generator().manual_seed(seed)
+        x = torch.stack([quantize16(synth_tones(g, ENCODE_LEN, SAMPLE_RATE))[None] for _ in range(2)])  # [2, 1, L]
+        margin = rvq_margin(model, x)
+        attempts.append({"seed": seed, "rvq_margin": margin})
+        if margin >= MIN_RVQ_MARGIN:
+            break
+    else:
+        raise RuntimeError("encodec_encode: no waveform seed satisfies the RVQ margin")
+    with torch.no_grad():
+        latent = codec.encoder(x)
+        enc = codec.encode(x, bandwidth=bw)
+    codes = enc.audio_codes
+    assert tuple(latent.shape) == (2, spec.codec_hidden, T), latent.shape
+    assert tuple(codes.shape) == (1, 2, 4, T), codes.shape  # [chunks, B, quantizers, T]
+    assert list(enc.audio_scales) == [None]
+    ctx.put("encodec.encode_input", x)
+    ctx.put("encodec.encode_latent", latent)
+    ctx.put("encodec.encode_codes", codes[0])
+    ctx.margins["encodec_encode"] = margin
+    ctx.info["encodec_encode"] = {
+        "length": ENCODE_LEN,
+        "frames": T,
+        "input": "2 items drawn in order from one torch.Generator(seed): synth_tones (3 sines + noise, amplitude 0.5),"
+                 " rounded to the 16-bit grid (int16/32768)",
+        "seed": attempts[-1]["seed"],
+        "seed_attempts": attempts,
+        "bandwidth": bw,
+        "num_quantizers_for_bandwidth_formula": nq_for_bw,
+        "num_quantizer_layers": len(codec.quantizer.layers),
+        "num_quantizers_used": int(codes.shape[2]),
+        "rvq_margin": margin,
+        "distinct_codes_per_level": [len(set(codes[0, :, q].reshape(-1).tolist())) for q in range(codes.shape[2])],
+        "latent_std": latent.std().item(),
+    }
+
+
+def continuation_case(ctx: Ctx, name: str, lengths: List[int], texts: Optional[List[str]], seed_offset: int,
+                      search: bool) -> None:
+    """Audio-prompted greedy generation through MusicgenProcessor, guidance 3, CONT_MAX_NEW_TOKENS new steps.
+
+    search=True: try waveform seeds wave_seed + seed_offset + i until the gap and RVQ-margin rules hold (fixtures whose
+    weight seed is fixed). search=False: one seed (the weight-seed search enforces the rules instead)."""
+    spec, model = ctx.spec, ctx.model
+    C = spec.audio_channels
+    proc = musicgen_processor(ctx)
+    attempts = []
+    for i in range(MAX_INPUT_ATTEMPTS if search else 1):
+        seed = spec.wave_seed + seed_offset + i
+        g = torch.Generator().manual_seed(seed)
+        waves = [torch.stack([quantize16(synth_tones(g, n, SAMPLE_RATE)) for _ in range(C)]) for n in lengths]
+        sub = Ctx(spec, model, ctx.tokenizer)
+        continuation_attempt(sub, name, waves, texts, proc)
+        attempts.append({"seed": seed, "min_gap": sub.gaps[name], "rvq_margin": sub.margins[name]})
+        if sub.gaps[name] >= MIN_GAP and sub.margins[name] >= MIN_RVQ_MARGIN:
+            break
+    else:
+        if search:
+            raise RuntimeError(f"{name}: no waveform seed satisfies the gap / RVQ margin rules")
+    ctx.merge(sub)
+    ctx.info["runs"][name].update(
+        input_seed=attempts[-1]["seed"],
+        input_seed_attempts=attempts,
+        input_seed_searched=search,
+    )
+
+
+def continuation_attempt(sub: Ctx, name: str, waves: List[torch.Tensor], texts: Optional[List[str]], proc) -> None:
+    spec, model = sub.spec, sub.model
+    C = spec.audio_channels
+    B = len(waves)
+    Lmax = max(w.shape[-1] for w in waves)
+    # mono: 1-D arrays; stereo: [2, n] arrays (the feature extractor transposes them to (n, 2))
+    audio_arg = [w[0].numpy() if C == 1 else w.numpy() for w in waves]
+    kwargs = dict(audio=audio_arg, sampling_rate=SAMPLE_RATE, padding=True, return_tensors="pt")
+    if texts is not None:
+        kwargs["text"] = texts
+    inputs = proc(**kwargs)
+    iv, pm = inputs["input_values"], inputs["padding_mask"]
+    assert tuple(iv.shape) == (B, C, Lmax) and tuple(pm.shape) == (B, Lmax), (iv.shape, pm.shape)
+    pads = []
+    for b, w in enumerate(waves):
+        pad = Lmax - w.shape[-1]
+        pads.append(pad)
+        assert torch.equal(iv[b, :, pad:], w) and not iv[b, :, :pad].any(), "expected left zero padding"
+        assert not pm[b, :pad].any() and pm[b, pad:].all(), "padding_mask: 0 on the left padding, 1 elsewhere"
+    margin = min(rvq_margin(model, iv[:, c:c + 1]) for c in range(C))
+    t5_log: list = []
+    recording_text_encoder(model, t5_log)
+    try:
+        first = run_generation(sub, name, dict(inputs), 3.0, B, max_new_tokens=CONT_MAX_NEW_TOKENS)
+    finally:
+        del model.text_encoder.forward
+    # HF's prompt codes are the plain EnCodec codes of input_values (per channel, interleaved for stereo)
+    with torch.no_grad():
+        direct = [model.audio_encoder.encode(iv[:, c:c + 1]).audio_codes[0] for c in range(C)]
+    pc = sub.tensors[f"{name}.prompt_codes"]
+    for c in range(C):
+        assert torch.equal(pc[:, c::C], direct[c]), "prompt codes differ from audio_encoder.encode(input_values)"
+    Tp = pc.shape[-1]
+    assert Tp == -(-Lmax // HOP)
+    sub.margins[name] = margin
+    sub.put(f"{name}.input_values", iv)
+    if B > 1:
+        sub.put(f"{name}.padding_mask", pm)
+    if texts is not None:
+        sub.put(f"{name}.input_ids", inputs["input_ids"])
+        sub.put(f"{name}.attention_mask", inputs["attention_mask"])
+    for b, w in enumerate(waves):
+        sub.files[f"{name}.wav" if B == 1 else f"{name}.{b}.wav"] = wav_bytes(w, SAMPLE_RATE)
+    info = {
+        "prompt_lengths": [w.shape[-1] for w in waves],
+        "left_padding": pads,
+        "texts": texts,
+        "guidance_scale": 3.0,
+        "rvq_margin": margin,
+        "processor": MUSICGEN_PROCESSOR_INFO,
+        "generate": "model.generate(**processor_outputs, do_sample=False, guidance_scale=3.0, "
+                    f"max_new_tokens={CONT_MAX_NEW_TOKENS}, return_dict_in_generate=True, output_scores=True)",
+        "wav_files": [f"{name}.wav"] if B == 1 else [f"{name}.{b}.wav" for b in range(B)],
+        "t5_inputs_seen": t5_log,
+        "decoder_first_call": {
+            "input_ids_shape": list(first["input_ids"].shape),
+            "encoder_hidden_states_shape": list(first["encoder_hidden_states"].shape),
+            "encoder_hidden_states_all_zero": not first["encoder_hidden_states"].any().item(),
+            "encoder_attention_mask": first["encoder_attention_mask"].tolist()
+            if first["encoder_attention_mask"].numel() <= 8 else list(first["encoder_attention_mask"].shape),
+        },
+    }
+    if texts is None:
+        # HF without text: T5 runs on [[bos]] (= decoder special id) with attention mask 0; forward multiplies the
+        # projected states by that mask, so both CFG halves see zero states and a fully masked cross-attention.
+        assert not first["encoder_hidden_states"].any() and not first["encoder_attention_mask"].any()
+        assert t5_log and t5_log[0]["input_ids"] == [[spec.vocab]] * B and t5_log[0]["attention_mask"] == [[0]] * B
+    audio = sub.tensors[f"{name}.audio"]
+    if B > 1:
+        # processor.batch_decode strips the left padding: the mask is right-padded with 1s to the output length and
+        # the samples where it is 0 are dropped (so the first `pad` output samples go, whatever they contain).
+        trimmed = proc.batch_decode(audio, padding_mask=pm)
+        info["batch_decode"] = []
+        for b in range(B):
+            tb = torch.from_numpy(np.asarray(trimmed[b])).to(torch.float32)
+            assert torch.equal(tb, audio[b, :, pads[b]:]), "batch_decode != audio[b, :, pad:]"
+            sub.put(f"{name}.audio_trimmed.{b}", tb)
+            info["batch_decode"].append({"shape": list(tb.shape), "equals": f"audio[{b}, :, {pads[b]}:]"})
+    sub.info["runs"][name].update(info)
+
+
+def case_cont_text(ctx: Ctx) -> None:
+    continuation_case(ctx, "cont_text", [6000], [PROMPTS[0]], seed_offset=100, search=True)
+
+
+def case_cont_notext(ctx: Ctx) -> None:
+    continuation_case(ctx, "cont_notext", [5000], None, seed_offset=200, search=True)
+
+
+def case_cont_batch(ctx: Ctx) -> None:
+    continuation_case(ctx, "cont_batch", [7000, 4500], list(PROMPTS), seed_offset=300, search=True)
+
+
+def case_stereo_text(ctx: Ctx) -> None:
+    ids, mask = text_inputs(ctx, PROMPTS)
+    run_generation(ctx, "stereo_text", {"input_ids": ids, "attention_mask": mask}, 3.0, len(PROMPTS))
+    ctx.info["runs"]["stereo_text"].update(prompts=PROMPTS, guidance_scale=3.0)
+
+
+def case_stereo_cont(ctx: Ctx) -> None:
+    continuation_case(ctx, "stereo_cont", [6000], [PROMPTS[0]], seed_offset=400, search=False)
+    # HF generate() refuses a mono prompt on a stereo model (no duplication in generate; only forward() duplicates
+    # 4-codebook prompt codes). Recorded for the docs.
+    iv = ctx.tensors["stereo_cont.input_values"][:, :1]
+    ids, mask = text_inputs(ctx, PROMPTS[:1])
+    try:
+        with torch.no_grad():
+            ctx.model.generate(input_ids=ids, attention_mask=mask, input_values=iv, do_sample=False,
+                               guidance_scale=3.0, max_new_tokens=2)
+        mono_prompt = "accepted"
+    except ValueError as e:
+        mono_prompt = f"ValueError: {e}"
+    assert mono_prompt.startswith("ValueError"), mono_prompt
+    ctx.info["runs"]["stereo_cont"]["hf_generate_with_mono_prompt"] = mono_prompt
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Golden cases: melody
+# --------------------------------------------------------------------------------------------------------------
+NOTE_SAMPLES = SAMPLE_RATE // 4  # 0.25 s per note
+
+
+def melody_signal(spec: FixtureSpec, seed: int) -> torch.Tensor:
+    """[C, L] float32 on the 16-bit grid: notes of 0.25 s (MIDI pitch 45 + randint(0, 30)), each the sum of three
+    harmonics (weights 0.30, 0.12, 0.06; channel 1 uses 0.18, 0.15, 0.10 and a 0.97 gain) with a 10 ms raised-cosine
+    fade in/out, plus white noise of std 0.003."""
+    g = torch.Generator().manual_seed(seed)
+    L = int(round(spec.melody_seconds * SAMPLE_RATE))
+    n_notes = -(-L // NOTE_SAMPLES)
+    pitches = 45 + torch.randint(0, 30, (n_notes,), generator=g)
+    freqs = 440.0 * torch.pow(2.0, (pitches.double() - 69.0) / 12.0)
+    n = torch.arange(NOTE_SAMPLES, dtype=torch.float64) / SAMPLE_RATE
+    fade = torch.ones(NOTE_SAMPLES, dtype=torch.float64)
+    nf = SAMPLE_RATE // 100
+    ramp = 0.5 - 0.5 * torch.cos(math.pi * torch.arange(nf, dtype=torch.float64) / nf)
+    fade[:nf] = ramp
+    fade[-nf:] = ramp.flip(0)
+    weights = [(1.0, (0.30, 0.12, 0.06)), (0.97, (0.18, 0.15, 0.10))]
+    chans = []
+    for c in range(spec.melody_channels):
+        gain, w = weights[c]
+        notes = [gain * fade * sum(w[h] * torch.sin(2 * math.pi * (h + 1) * f.item() * n) for h in range(3))
+                 for f in freqs]
+        x = torch.cat(notes)[:L] + 0.003 * torch.randn(L, generator=g, dtype=torch.float64)
+        chans.append(quantize16(x))
+    return torch.stack(chans)
+
+
+def melody_feature_extractor() -> MusicgenMelodyFeatureExtractor:
+    return MusicgenMelodyFeatureExtractor()  # the defaults are the released preprocessor_config.json values
+
+
+def raw_chroma(fe: MusicgenMelodyFeatureExtractor, mono: torch.Tensor) -> torch.Tensor:
+    """HF _torch_extract_fbank_features up to (not including) the normalisation: [1, 12, T]."""
+    wav = mono[None]
+    if wav.shape[-1] < fe.n_fft:
+        pad = fe.n_fft - wav.shape[-1]
+        wav = torch.nn.functional.pad(wav, (pad // 2, pad // 2 + pad % 2), "constant", 0)
+    spec = fe.spectrogram(wav).squeeze(1)
+    return torch.einsum("cf, ...ft->...ct", fe.chroma_filters, spec)
+
+
+def melody_inputs(ctx: Ctx) -> dict:
+    """The fixture's melody (cached): seed searched so that every chroma frame has a clear argmax."""
+    if "melody" in ctx.cache:
+        return ctx.cache["melody"]
+    spec = ctx.spec
+    fe = melody_feature_extractor()
+    attempts = []
+    for i in range(MAX_INPUT_ATTEMPTS):
+        seed = spec.melody_seed + i
+        sig = melody_signal(spec, seed)  # [C, L]
+        # what HF computes chroma on: the float32 mono signal; stereo input [1, 2, L] is averaged (torch mean, dim 0)
+        mono = sig[0] if sig.shape[0] == 1 else sig.mean(dim=0)
+        raw = raw_chroma(fe, mono)
+        top = raw.topk(2, dim=1).values
+        margin = ((top[:, 0] - top[:, 1]) / top[:, 0]).min().item()
+        attempts.append({"seed": seed, "chroma_margin": margin})
+        if margin >= MIN_CHROMA_MARGIN:
+            break
+    else:
+        raise RuntimeError("no melody seed satisfies the chroma margin")
+    hf_audio = sig[0].numpy() if sig.shape[0] == 1 else sig.numpy()[None]  # mono: [L]; stereo: [1, 2, L]
+    feats = fe(hf_audio, sampling_rate=SAMPLE_RATE, return_tensors="pt")["input_features"]
+    Tc = 1 + sig.shape[-1] // fe.hop_length
+    assert tuple(feats.shape) == (1, Tc, 12), feats.shape
+    assert torch.equal(feats[0].argmax(-1), raw[0].argmax(0)) and torch.equal(feats.sum(-1), torch.ones(1, Tc))
+    m = {"signal": sig, "mono": mono, "hf_audio": hf_audio, "features": feats, "seed": seed, "margin": margin,
+         "attempts": attempts}
+    ctx.cache["melody"] = m
+    return m
+
+
+def case_chroma(ctx: Ctx) -> None:
+    m = melody_inputs(ctx)
+    sig = m["signal"]
+    # [1, L]: the float values the chroma is computed from (mono: the WAV samples; stereo: the channel mean, which is
+    # exactly (l + r) / 2 because both are int16 / 32768 values)
+    mono = m["mono"]
+    assert torch.equal(mono.double(), sig.double().mean(0))
+    ctx.put("chroma.input", mono[None])
+    ctx.put("chroma.features", m["features"])
+    ctx.files["melody.wav"] = wav_bytes(sig, SAMPLE_RATE)
+    ctx.margins["chroma"] = m["margin"]
+    fe = melody_feature_extractor()
+    ctx.info["chroma"] = {
+        "file": "melody.wav",
+        "channels": int(sig.shape[0]),
+        "samples": int(sig.shape[-1]),
+        "seconds": sig.shape[-1] / SAMPLE_RATE,
+        "values": "melody.wav holds the int16 samples; the extractor saw int16 / 32768 as float32; chroma.input "
+                  "[1, L] = that signal (stereo: mean of the two channels = (l + r) / 2, exact)",
+        "mono_mix": "stereo: HF gets a [1, 2, L] array and takes torch.mean over the 2 channels (float32)"
+        if sig.shape[0] == 2 else "mono: passed as a 1-D float32 array",
+        "seed": m["seed"],
+        "seed_attempts": m["attempts"],
+        "margin_rule": MIN_CHROMA_MARGIN,
+        "chroma_margin": m["margin"],
+        "frames": int(m["features"].shape[1]),
+        "argmax_per_frame": m["features"][0].argmax(-1).tolist(),
+        "feature_extractor": "MusicgenMelodyFeatureExtractor() defaults: " + json.dumps(
+            {k: getattr(fe, k) for k in ("feature_size", "sampling_rate", "hop_length", "chunk_length", "n_fft",
+                                         "padding_value", "return_attention_mask", "stem_indices")}),
+    }
+
+
+def melody_processor(ctx: Ctx) -> MusicgenMelodyProcessor:
+    return MusicgenMelodyProcessor(feature_extractor=melody_feature_extractor(), tokenizer=ctx.tokenizer)
+
+
+def check_melody_prefix(ctx: Ctx, prefix: torch.Tensor, ids, mask, feats, cfg: bool) -> None:
+    """prefix = [tile(audio_enc_to_dec_proj(chroma), 235), enc_to_dec_proj(t5) * mask] (+ the null half for CFG)."""
+    model = ctx.model
+    with torch.no_grad():
+        t5 = model.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        text = model.enc_to_dec_proj(t5)
+        null_feats = torch.zeros_like(feats)
+        null_feats[:, :, 0] = 1
+        if cfg:
+            text = torch.cat([text, torch.zeros_like(text)], 0)
+            mask = torch.cat([mask, torch.zeros_like(mask)], 0)
+            feats = torch.cat([feats, null_feats], 0)
+        text = text * mask[..., None]
+        chroma = model.audio_enc_to_dec_proj(feats)
+        reps = -(-235 // chroma.shape[1])
+        chroma = chroma.repeat(1, reps, 1)[:, :235]
+        expect = torch.cat([chroma, text], 1)
+    assert prefix.shape == expect.shape, (prefix.shape, expect.shape)
+    assert torch.allclose(prefix, expect, atol=1e-6, rtol=0), "melody prefix self-check failed"
+
+
+def make_melody_text_case(name: str) -> Callable[[Ctx], None]:
+    def case(ctx: Ctx) -> None:
+        m = melody_inputs(ctx)
+        proc = melody_processor(ctx)
+        inputs = proc(audio=m["hf_audio"], text=[PROMPTS[0]], padding=True, return_tensors="pt",
+                      sampling_rate=SAMPLE_RATE)
+        assert torch.equal(inputs["input_features"], m["features"])
+        first = run_generation(ctx, name, dict(inputs), 3.0, 1)
+        prefix = first["encoder_hidden_states"]
+        check_melody_prefix(ctx, prefix, inputs["input_ids"], inputs["attention_mask"], inputs["input_features"], True)
+        ctx.put(f"{name}.input_ids", inputs["input_ids"])
+        ctx.put(f"{name}.attention_mask", inputs["attention_mask"])
+        ctx.put(f"{name}.input_features", inputs["input_features"])
+        ctx.put(f"{name}.prefix", prefix)
+        ctx.info["runs"][name].update(
+            prompts=PROMPTS[:1], guidance_scale=3.0, melody="melody.wav (chroma.input)",
+            processor="MusicgenMelodyProcessor(MusicgenMelodyFeatureExtractor(), T5Tokenizer)(audio=<melody>, "
+                      "text=[P[0]], padding=True, return_tensors='pt', sampling_rate=32000)",
+            prefix_shape=list(prefix.shape),
+            prefix_layout="[cond; uncond] x [235 chroma rows (tiled), L text rows]",
+        )
+
+    return case
+
+
+def case_melody_none(ctx: Ctx) -> None:
+    proc = melody_processor(ctx)
+    inputs = proc(text=PROMPTS, padding=True, return_tensors="pt")
+    first = run_generation(ctx, "melody_none", dict(inputs), 3.0, len(PROMPTS))
+    prefix = first["encoder_hidden_states"]
+    null = torch.zeros((len(PROMPTS), 1, 12))
+    null[:, :, 0] = 1
+    check_melody_prefix(ctx, prefix, inputs["input_ids"], inputs["attention_mask"], null, True)
+    ctx.info["runs"]["melody_none"].update(
+        prompts=PROMPTS, guidance_scale=3.0, melody=None,
+        processor="MusicgenMelodyProcessor(...)(text=P, padding=True, return_tensors='pt')",
+        prefix_shape=list(prefix.shape),
+        prefix_note="no input_features: both CFG halves use the one-hot bin-0 chroma [B, 1, 12] (projected, tiled "
+                    "to 235); not stored (recomputable)",
+    )
+
+
+def case_logits_melody(ctx: Ctx) -> None:
+    spec, model = ctx.spec, ctx.model
+    ids, mask = text_inputs(ctx, PROMPTS)
+    B, K, V = ids.shape[0], spec.num_codebooks, spec.vocab
+    feats0 = melody_inputs(ctx)["features"]
+    feats = torch.cat([feats0, feats0.roll(5, dims=-1)], 0)  # item 1: the same one-hot chroma rotated by 5 bins
+    g = torch.Generator().manual_seed(spec.logits_seed)
+    dec_ids = torch.empty((B * K, 6), dtype=torch.int64)
+    dec_ids[:, 0] = V
+    dec_ids[:, 1:] = torch.randint(0, V, (B * K, 5), generator=g)
+    seen = {}
+    orig = model.decoder.forward
+
+    def recording(*args, **kwargs):
+        seen.update(kwargs)
+        return orig(*args, **kwargs)
+
+    model.decoder.forward = recording
+    try:
+        with torch.no_grad():
+            out = model(input_ids=ids, attention_mask=mask, input_features=feats, decoder_input_ids=dec_ids,
+                        use_cache=False)
+    finally:
+        del model.decoder.forward
+    prefix = seen["encoder_hidden_states"]
+    P = 235 + ids.shape[1]
+    assert tuple(prefix.shape) == (B, P, spec.hidden), prefix.shape
+    assert tuple(out.logits.shape) == (B * K, P + 6, V), out.logits.shape
+    assert seen.get("attention_mask") is None  # no text mask reaches the decoder: plain causal attention
+    check_melody_prefix(ctx, prefix, ids, mask, feats, False)
+    ctx.put("logits.decoder_input_ids", dec_ids)
+    ctx.put("logits.input_features", feats)
+    ctx.put("logits.prefix", prefix)
+    ctx.put("logits.full", out.logits[:, -6:])
+    ctx.info["logits"] = {
+        "seed": spec.logits_seed,
+        "hf_logits_shape": list(out.logits.shape),
+        "stored": "logits.full = HF logits[:, -6:] (the 6 audio positions; the 235 + L prefix positions are dropped)",
+        "input_features": "item 0 = chroma.features[0], item 1 = chroma.features[0].roll(5, dims=-1)",
+    }
+
+
+def case_logits_any(ctx: Ctx) -> None:
+    if ctx.spec.kind == "melody":
+        case_logits_melody(ctx)
+    else:
+        case_logits(ctx)
+
+
 GOLDEN_CASES: Dict[str, Callable[[Ctx], None]] = {
     "text": case_text,
-    "logits": case_logits,
+    "logits": case_logits_any,
     "greedy_g3": case_greedy_g3,
     "greedy_g1": case_greedy_g1,
     "single_g3": case_single_g3,
     "uncond": case_uncond,
     "warp": case_warp,
     "encodec": case_encodec,
+    "encodec_encode": case_encodec_encode,
+    "cont_text": case_cont_text,
+    "cont_notext": case_cont_notext,
+    "cont_batch": case_cont_batch,
+    "stereo_text": case_stereo_text,
+    "stereo_cont": case_stereo_cont,
+    "chroma": case_chroma,
+    "melody_text": make_melody_text_case("melody_text"),
+    "smelody_text": make_melody_text_case("smelody_text"),
+    "melody_none": case_melody_none,
 }
 
 GENERATION_CASES = {"greedy_g3", "greedy_g1", "single_g3", "uncond"}
@@ -822,6 +1518,17 @@ def save_checkpoint_bf16_sharded_renamed(model, out_dir: str, max_shard_size: st
     }
 
 
+def save_checkpoint_bf16_single(model, out_dir: str, spec: FixtureSpec) -> dict:
+    """Like tiny-b's first step (a bf16 copy saved with save_pretrained), but one file and no renaming."""
+    bf16 = model_class(spec)(model.config)
+    bf16.generation_config = copy.deepcopy(model.generation_config)
+    bf16.load_state_dict(model.state_dict())
+    bf16 = bf16.to(torch.bfloat16).eval()
+    bf16.save_pretrained(out_dir, safe_serialization=True)
+    assert os.path.exists(os.path.join(out_dir, "model.safetensors"))
+    return {"dtype": "bfloat16", "files": ["model.safetensors"], "weight_norm_naming": "weight_g/weight_v"}
+
+
 def read_checkpoint_tensors(out_dir: str) -> Dict[str, torch.Tensor]:
     single = os.path.join(out_dir, "model.safetensors")
     if os.path.exists(single):
@@ -839,16 +1546,18 @@ def read_checkpoint_tensors(out_dir: str) -> Dict[str, torch.Tensor]:
 
 
 def reproduces_goldens(loaded, out_dir: str, ctx: Ctx) -> bool:
-    """Recompute logits.full and greedy_g3 with a model loaded from disk; must match bit-exactly."""
+    """Recompute the spec's verify_cases (e.g. logits.full and greedy_g3) with a model loaded from disk; every tensor
+    they produce must match bit-exactly."""
     pos = loaded.decoder.model.decoder.embed_positions
     # exact float32 sinusoid (tiny-b stores a bf16-rounded copy of the table)
     pos.weights.data = pos.get_embedding(pos.weights.shape[0], pos.embedding_dim).to(torch.float32)
     loaded.generation_config = GenerationConfig.from_pretrained(out_dir)
     lctx = Ctx(ctx.spec, loaded, ctx.tokenizer)
-    case_logits(lctx)
-    case_greedy_g3(lctx)
-    for name in ("logits.full", "greedy_g3.codes", "greedy_g3.scores", "greedy_g3.audio"):
-        assert torch.equal(lctx.tensors[name], ctx.tensors[name]), f"reloaded checkpoint does not reproduce {name}"
+    for case in ctx.spec.verify_cases:
+        GOLDEN_CASES[case](lctx)
+    assert lctx.tensors
+    for name, t in lctx.tensors.items():
+        assert torch.equal(t, ctx.tensors[name]), f"reloaded checkpoint does not reproduce {name}"
     return True
 
 
@@ -877,7 +1586,7 @@ def verify_checkpoint(model, out_dir: str, ctx: Ctx) -> dict:
         "stored_dtypes": sorted({str(v.dtype).replace("torch.", "") for v in stored.values()}),
     }
     # 1) Loading with transformers itself.
-    loaded, info = MusicgenForConditionalGeneration.from_pretrained(out_dir, output_loading_info=True)
+    loaded, info = model_class(ctx.spec).from_pretrained(out_dir, output_loading_info=True)
     loaded.eval()
     lsd = loaded.state_dict()
     identical = all(torch.equal(lsd[k].float(), sd[k]) for k in sd if not is_sinusoid_table(k))
@@ -894,7 +1603,7 @@ def verify_checkpoint(model, out_dir: str, ctx: Ctx) -> dict:
     if identical:
         report["hf_from_pretrained"]["reproduces_goldens"] = reproduces_goldens(loaded, out_dir, ctx)
     # 2) Manual load: config.json + the stored tensors with old weight-norm names, into a fresh model.
-    fresh = MusicgenForConditionalGeneration(MusicgenConfig.from_pretrained(out_dir)).eval()
+    fresh = model_class(ctx.spec)(config_class(ctx.spec).from_pretrained(out_dir)).eval()
     state = {k: v.float() for k, v in stored_old.items()}
     for k in missing:
         state[k] = state["text_encoder.shared.weight"]
@@ -907,13 +1616,25 @@ def verify_checkpoint(model, out_dir: str, ctx: Ctx) -> dict:
 # Driver
 # --------------------------------------------------------------------------------------------------------------
 def versions() -> dict:
-    return {
+    import torchaudio
+
+    v = {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "sentencepiece": spm.__version__,
         "safetensors": safetensors.__version__,
+        "numpy": np.__version__,
+        "torchaudio": torchaudio.__version__,
     }
+    try:
+        import soxr
+
+        v["soxr"] = soxr.__version__
+        v["libsoxr_bundled_in_soxr"] = soxr.__libsoxr_version__
+    except ImportError:
+        pass
+    return v
 
 
 def value_checks(ctx: Ctx) -> dict:
@@ -923,7 +1644,9 @@ def value_checks(ctx: Ctx) -> dict:
         if name != "warp.output":  # -inf is expected there (filtered tokens)
             assert torch.isfinite(x.float()).all(), f"non-finite values in {name}"
     stats = {}
-    for name in ("t5.last_hidden_state", "proj.hidden", "logits.full", "greedy_g3.scores"):
+    for name in ["t5.last_hidden_state", "proj.hidden", "logits.full"] + [n for n in t if n.endswith(".scores")]:
+        if name not in t:
+            continue
         x = t[name]
         stats[name] = {"std": x.std().item(), "absmax": x.abs().max().item()}
         assert 0.1 < x.std().item() and x.abs().max().item() < 100.0, (name, stats[name])
@@ -944,7 +1667,9 @@ def build_fixture(spec: FixtureSpec, out_root: str) -> None:
     tokenizer = load_slow_tokenizer(spiece)
     t5_vocab = tokenizer.sp_model.get_piece_size()
 
-    # Seed search: first seed >= base_seed whose greedy goldens all have gap >= MIN_GAP.
+    # Seed search: first seed >= base_seed whose greedy goldens all have gap >= MIN_GAP (and whose encodes in those
+    # cases have an RVQ margin >= MIN_RVQ_MARGIN).
+    seed_cases = spec.seed_cases if spec.seed_cases is not None else [c for c in spec.cases if c in GENERATION_CASES]
     attempts = []
     for attempt in range(MAX_SEED_ATTEMPTS):
         seed = spec.base_seed + attempt
@@ -955,13 +1680,16 @@ def build_fixture(spec: FixtureSpec, out_root: str) -> None:
         if spec.storage.startswith("bf16"):
             round_weights_to_bf16(model)
         ctx = Ctx(spec, model, tokenizer)
-        for case in spec.cases:
-            if case in GENERATION_CASES:
-                GOLDEN_CASES[case](ctx)
+        for case in seed_cases:
+            GOLDEN_CASES[case](ctx)
         min_gap = min(ctx.gaps.values())
         attempts.append({"seed": seed, "min_gap": min_gap})
-        print(f"[{spec.name}] seed {seed}: min gap {min_gap:.4g}", flush=True)
-        if min_gap >= MIN_GAP:
+        margin = min(ctx.margins.values()) if ctx.margins else None
+        if margin is not None:
+            attempts[-1]["rvq_margin"] = margin
+        print(f"[{spec.name}] seed {seed}: min gap {min_gap:.4g}"
+              + ("" if margin is None else f", RVQ margin {margin:.3g}"), flush=True)
+        if min_gap >= MIN_GAP and (margin is None or margin >= MIN_RVQ_MARGIN):
             break
     else:
         raise RuntimeError(f"no seed in {MAX_SEED_ATTEMPTS} attempts satisfies the gap rule")
@@ -972,6 +1700,9 @@ def build_fixture(spec: FixtureSpec, out_root: str) -> None:
         GOLDEN_CASES[case](ctx)
     min_gap = min(ctx.gaps.values())
     assert min_gap >= MIN_GAP
+    margins = dict(ctx.margins)
+    for k, v in margins.items():
+        assert v >= (MIN_CHROMA_MARGIN if k == "chroma" else MIN_RVQ_MARGIN), (k, v)
     stats = value_checks(ctx)
 
     ids = ctx.tensors["text.input_ids"]
@@ -982,11 +1713,16 @@ def build_fixture(spec: FixtureSpec, out_root: str) -> None:
         ckpt = save_checkpoint_fp32(model, out_dir)
     elif spec.storage == "bf16_sharded_renamed":
         ckpt = save_checkpoint_bf16_sharded_renamed(model, out_dir, spec.max_shard_size)
+    elif spec.storage == "bf16_single":
+        ckpt = save_checkpoint_bf16_single(model, out_dir, spec)
     else:
         raise ValueError(spec.storage)
     ckpt["verification"] = verify_checkpoint(model, out_dir, ctx)
 
     safetensors.torch.save_file(ctx.tensors, os.path.join(out_dir, "golden.safetensors"), metadata={"format": "pt"})
+    for fname, data in sorted(ctx.files.items()):
+        with open(os.path.join(out_dir, fname), "wb") as f:
+            f.write(data)
 
     golden = {
         "fixture": spec.name,
@@ -1008,6 +1744,10 @@ def build_fixture(spec: FixtureSpec, out_root: str) -> None:
         },
         "min_gap_rule": MIN_GAP,
         "min_gap": min_gap,
+        "min_gaps": dict(sorted(ctx.gaps.items())),
+        "margin_rules": {"rvq_relative": MIN_RVQ_MARGIN, "chroma_relative": MIN_CHROMA_MARGIN},
+        "margins": dict(sorted(margins.items())),
+        "extra_files": sorted(ctx.files),
         "checkpoint": ckpt,
         "stats": stats,
         "tensors": {k: {"shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", "")}
@@ -1016,6 +1756,160 @@ def build_fixture(spec: FixtureSpec, out_root: str) -> None:
     golden.update(ctx.info)
     write_json(os.path.join(out_dir, "golden.json"), golden)
     print(f"[{spec.name}] seed {seed}, min gap {min_gap:.4g}, fast tokenizer check: {fast_check}")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Resampling fixture (tests/fixtures/audio): committed WAV inputs + Python-soxr goldens + tiny-a EnCodec codes
+# --------------------------------------------------------------------------------------------------------------
+AUDIO_SEED = 6000
+# (golden key, file name, sample rate, channels, frames)
+AUDIO_INPUTS = [
+    ("44k_stereo", "44k_stereo.wav", 44100, 2, 17650),  # 0.4002 s; 17650 * 32000 / 44100 = 12807.26 -> 12807
+    ("16k_mono", "16k_mono.wav", 16000, 1, 6403),  # 0.4002 s; 6403 * 2 = 12806
+]
+SOXR_QUALITY = "HQ"
+
+
+def soxr_output_length(n: int, in_rate: int, out_rate: int = SAMPLE_RATE) -> int:
+    """Samples returned by soxr (libsoxr 0.1.3) for n input samples: n * out / in rounded half up, in integers."""
+    return (2 * n * out_rate + in_rate) // (2 * in_rate)
+
+
+def system_libsoxr_resample(x: np.ndarray, in_rate: int, out_rate: int) -> Optional[np.ndarray]:
+    """soxr_oneshot of the system libsoxr (Debian libsoxr0, the library the C++ engine links), via ctypes, with
+    the same settings: float32 in/out, soxr_quality_spec(SOXR_HQ, 0), 1 channel. None if it cannot be loaded."""
+    import ctypes
+
+    try:
+        lib = ctypes.CDLL("libsoxr.so.0")
+    except OSError:
+        return None
+
+    class IoSpec(ctypes.Structure):
+        _fields_ = [("itype", ctypes.c_int), ("otype", ctypes.c_int), ("scale", ctypes.c_double),
+                    ("e", ctypes.c_void_p), ("flags", ctypes.c_ulong)]
+
+    class QSpec(ctypes.Structure):
+        _fields_ = [("precision", ctypes.c_double), ("phase_response", ctypes.c_double),
+                    ("passband_end", ctypes.c_double), ("stopband_begin", ctypes.c_double),
+                    ("e", ctypes.c_void_p), ("flags", ctypes.c_ulong)]
+
+    lib.soxr_io_spec.restype = IoSpec
+    lib.soxr_io_spec.argtypes = [ctypes.c_int, ctypes.c_int]
+    lib.soxr_quality_spec.restype = QSpec
+    lib.soxr_quality_spec.argtypes = [ctypes.c_ulong, ctypes.c_ulong]
+    lib.soxr_oneshot.restype = ctypes.c_char_p
+    lib.soxr_oneshot.argtypes = [ctypes.c_double, ctypes.c_double, ctypes.c_uint, ctypes.c_void_p, ctypes.c_size_t,
+                                 ctypes.POINTER(ctypes.c_size_t), ctypes.c_void_p, ctypes.c_size_t,
+                                 ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(IoSpec), ctypes.POINTER(QSpec),
+                                 ctypes.c_void_p]
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    cap = len(x) * out_rate // in_rate + 64  # generous: the length rule is decided by libsoxr, not by the buffer
+    y = np.zeros(cap, dtype=np.float32)
+    done = ctypes.c_size_t(0)
+    io_spec = lib.soxr_io_spec(0, 0)  # SOXR_FLOAT32_I
+    q_spec = lib.soxr_quality_spec(4, 0)  # SOXR_HQ
+    err = lib.soxr_oneshot(float(in_rate), float(out_rate), 1, x.ctypes.data, len(x), None, y.ctypes.data, cap,
+                           ctypes.byref(done), ctypes.byref(io_spec), ctypes.byref(q_spec), None)
+    assert err is None, err
+    return y[: done.value].copy()
+
+
+def system_libsoxr_version() -> Optional[str]:
+    import ctypes
+
+    try:
+        lib = ctypes.CDLL("libsoxr.so.0")
+    except OSError:
+        return None
+    lib.soxr_version.restype = ctypes.c_char_p
+    return lib.soxr_version().decode()
+
+
+def build_audio_fixture(out_root: str) -> None:
+    import soxr
+
+    out_dir = os.path.join(out_root, AUDIO_FIXTURE)
+    tiny_a = os.path.join(out_root, "tiny-a")
+    if not os.path.exists(os.path.join(tiny_a, "model.safetensors")):
+        raise RuntimeError(f"the audio fixture needs {tiny_a} (build tiny-a first)")
+    if os.path.isdir(out_dir):
+        shutil.rmtree(out_dir)
+    os.makedirs(out_dir)
+    model = MusicgenForConditionalGeneration.from_pretrained(tiny_a).eval()
+    attempts = []
+    for attempt in range(MAX_INPUT_ATTEMPTS):
+        seed = AUDIO_SEED + attempt
+        g = torch.Generator().manual_seed(seed)
+        tensors, files, entries, worst = {}, {}, {}, math.inf
+        for key, fname, rate, channels, frames in AUDIO_INPUTS:
+            x = torch.stack([quantize16(synth_tones(g, frames, rate)) for _ in range(channels)])  # [C, n]
+            files[fname] = wav_bytes(x, rate)
+            back, back_rate = read_wav(files[fname])
+            assert back_rate == rate and torch.equal(back, x)
+            mono = x.numpy().mean(axis=0, dtype=np.float32)  # mean of the channels (exact: (l + r) / 2)
+            y = soxr.resample(mono, rate, SAMPLE_RATE, SOXR_QUALITY)
+            assert y.dtype == np.float32 and len(y) == soxr_output_length(frames, rate), (len(y), frames, rate)
+            ys = system_libsoxr_resample(mono, rate, SAMPLE_RATE)
+            yt = torch.from_numpy(y.copy())[None]  # [1, L32]
+            with torch.no_grad():
+                enc = model.audio_encoder.encode(yt[None])
+            codes = enc.audio_codes[0]  # [1, 4, T]
+            T = -(-len(y) // HOP)
+            assert tuple(codes.shape) == (1, 4, T), codes.shape
+            margin = rvq_margin(model, yt[None])
+            worst = min(worst, margin)
+            tensors[f"resample.{key}.mono_in"] = torch.from_numpy(mono.copy())[None]
+            tensors[f"resample.{key}.mono32k"] = yt
+            tensors[f"resample.{key}.codes"] = codes.to(torch.int64)
+            entries[key] = {
+                "file": fname,
+                "sample_rate": rate,
+                "channels": channels,
+                "frames": frames,
+                "seconds": frames / rate,
+                "output_samples": len(y),
+                "output_length_rule": f"({2} * {frames} * 32000 + {rate}) // (2 * {rate}) = {len(y)}",
+                "exact_ratio_length": frames * SAMPLE_RATE / rate,
+                "codes_frames": T,
+                "rvq_margin": margin,
+                "system_libsoxr_oneshot_identical": None if ys is None else bool(
+                    len(ys) == len(y) and np.array_equal(ys, y)),
+            }
+        attempts.append({"seed": seed, "rvq_margin": worst})
+        print(f"[audio] seed {seed}: RVQ margin {worst:.3g}", flush=True)
+        if worst >= MIN_RVQ_MARGIN:
+            break
+    else:
+        raise RuntimeError("audio: no seed satisfies the RVQ margin")
+    for fname, data in files.items():
+        with open(os.path.join(out_dir, fname), "wb") as f:
+            f.write(data)
+    tensors = {k: v.contiguous() for k, v in tensors.items()}
+    safetensors.torch.save_file(tensors, os.path.join(out_dir, "golden.safetensors"), metadata={"format": "pt"})
+    golden = {
+        "fixture": AUDIO_FIXTURE,
+        "command": CANONICAL_COMMAND,
+        "versions": versions(),
+        "system_libsoxr": system_libsoxr_version(),
+        "seed": attempts[-1]["seed"],
+        "seed_attempts": attempts,
+        "margin_rules": {"rvq_relative": MIN_RVQ_MARGIN},
+        "inputs": entries,
+        "signal": "per channel, in file order, from one torch.Generator(seed): synth_tones (3 sines U(80,1500) Hz + "
+                  "noise, amplitude 0.5) at the file's rate, rounded to int16/32768",
+        "mono_mix": "numpy mean over channels in float32 of the int16/32768 values, BEFORE resampling",
+        "resampler": f"soxr.resample(mono_float32, in_rate, 32000, quality='{SOXR_QUALITY}') (python-soxr "
+                     "divide-and-process: soxr_create(in, out, 1, float32 I/O, soxr_quality_spec(SOXR_HQ, 0)), "
+                     "soxr_process over chunks, then a flush)",
+        "output_length_rule": "out = floor(n * 32000 / in_rate + 1/2) = (2 * n * 32000 + in_rate) // (2 * in_rate)",
+        "codes": "MusicgenForConditionalGeneration.from_pretrained(tests/fixtures/tiny-a).audio_encoder.encode("
+                 "mono32k[None, None]).audio_codes[0] (bandwidth 2.2 -> 4 quantizers)",
+        "tensors": {k: {"shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", "")}
+                    for k, v in tensors.items()},
+    }
+    write_json(os.path.join(out_dir, "golden.json"), golden)
+    print(f"[audio] seed {attempts[-1]['seed']}, RVQ margin {attempts[-1]['rvq_margin']:.3g}")
 
 
 def main(argv=None) -> int:
@@ -1028,9 +1922,12 @@ def main(argv=None) -> int:
     torch.set_default_dtype(torch.float32)
     transformers.logging.set_verbosity_error()
 
-    names = args.only or list(FIXTURES)
+    names = args.only or (list(FIXTURES) + [AUDIO_FIXTURE])
     for name in names:
-        build_fixture(FIXTURES[name], args.out)
+        if name == AUDIO_FIXTURE:
+            build_audio_fixture(args.out)
+        else:
+            build_fixture(FIXTURES[name], args.out)
 
     total = 0
     for name in names:

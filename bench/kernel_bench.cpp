@@ -1,0 +1,132 @@
+// Micro-benchmark of the decoder's matrix products: every weight type multiplies `rows`
+// activation rows (2 = the two guidance streams) against a set of matrices shaped like one
+// musicgen-small layer, repeated until the set is far larger than the caches, so every pass
+// streams the weights from memory as a decoder step does. Prints the median time per pass and the
+// achieved weight bandwidth per type.
+//
+// Usage: kernel_bench [--threads T] [--rows M] [--mib N] [--reps R] [--hidden H]
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "kernels/matmul.h"
+#include "kernels/quant.h"
+
+using namespace musicgen;
+
+namespace {
+
+struct Mat {
+  int64_t n, k;
+  std::vector<float> f32;
+  std::vector<uint8_t> data;
+  std::vector<uint16_t> scales;
+};
+
+double cpu_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + ts.tv_nsec * 1e-9;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int threads = 2, rows = 2, reps = 15;
+  int64_t hidden = 1024;
+  size_t mib = 512;  // f32 footprint of the set
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string a = argv[i];
+    const long v = std::strtol(argv[i + 1], nullptr, 10);
+    if (a == "--threads") threads = static_cast<int>(v);
+    else if (a == "--rows") rows = static_cast<int>(v);
+    else if (a == "--mib") mib = static_cast<size_t>(v);
+    else if (a == "--reps") reps = static_cast<int>(v);
+    else if (a == "--hidden") hidden = v;
+    else {
+      std::fprintf(stderr, "usage: kernel_bench [--threads T] [--rows M] [--mib N] [--reps R] [--hidden H]\n");
+      return 2;
+    }
+  }
+  ThreadPool pool(threads);
+  // One layer's per-step products: q, k, v, out, cross_q, cross_out (H x H), fc1 (4H x H), fc2.
+  std::vector<std::pair<int64_t, int64_t>> layer = {
+      {hidden, hidden}, {hidden, hidden}, {hidden, hidden},     {hidden, hidden},
+      {hidden, hidden}, {hidden, hidden}, {4 * hidden, hidden}, {hidden, 4 * hidden}};
+  std::vector<Mat> mats;
+  size_t bytes = 0;
+  std::mt19937 rng(1);
+  std::normal_distribution<float> nd(0.0f, 0.03f);
+  while (bytes < (mib << 20)) {
+    for (auto [n, k] : layer) {
+      Mat m{n, k, std::vector<float>(n * k), {}, {}};
+      for (auto& x : m.f32) x = nd(rng);
+      mats.push_back(std::move(m));
+      bytes += static_cast<size_t>(n * k) * 4;
+    }
+  }
+  const int64_t max_dim = 4 * hidden;
+  std::vector<float> x(rows * max_dim), y(rows * max_dim);
+  for (auto& v : x) v = nd(rng) * 30.0f;
+  std::printf("threads %d, rows %d, %zu matrices, %.0f M weights\n", threads, rows, mats.size(),
+              bytes / 4 / 1e6);
+  const char* names[] = {"f32", "bf16", "q8", "q4"};
+  for (int t = 0; t < 4; ++t) {
+    size_t wbytes = 0;
+    std::vector<kernels::QMatrix> views;
+    if (t > 0) {
+      const auto type = static_cast<kernels::QType>(t - 1);
+      for (Mat& m : mats) {
+        m.data.assign(kernels::q_data_bytes(type, m.n, m.k), 0);
+        m.scales.assign(kernels::q_scale_bytes(type, m.n, m.k) / 2 + 1, 0);
+        kernels::quantize_matrix(type, m.f32.data(), m.n, m.k, m.data.data(), m.scales.data(), &pool);
+        views.push_back({type, m.n, m.k, m.data.data(), m.scales.data()});
+        wbytes += m.data.size() + (m.scales.size() - 1) * 2;
+      }
+    } else {
+      wbytes = bytes;
+    }
+    auto pass = [&] {
+      for (size_t i = 0; i < mats.size(); ++i) {
+        const Mat& m = mats[i];
+        if (t == 0)
+          kernels::matmul_nt(x.data(), m.k, m.f32.data(), nullptr, y.data(), m.n, rows, m.n, m.k, &pool);
+        else
+          kernels::qmatmul(x.data(), m.k, rows, views[i], nullptr, y.data(), m.n, &pool);
+      }
+    };
+    pass();
+    std::vector<double> secs, cpu;
+    for (int r = 0; r < reps; ++r) {
+      const auto t0 = std::chrono::steady_clock::now();
+      const double c0 = cpu_seconds();
+      pass();
+      cpu.push_back(cpu_seconds() - c0);
+      secs.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    const double s = median(secs), c = median(cpu);
+    // CPU time (all threads) tells the compute cost when the machine is shared.
+    std::printf("%-5s %8.1f MB/pass  %7.2f ms/pass  %6.2f GB/s  cpu %7.2f ms/pass (%.2f GB/s per "
+                "busy core)\n",
+                names[t], wbytes / 1e6, s * 1e3, wbytes / s / 1e9, c * 1e3, wbytes / c / 1e9);
+    for (Mat& m : mats) {
+      m.data.clear();
+      m.data.shrink_to_fit();
+      m.scales.clear();
+      m.scales.shrink_to_fit();
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,376 @@
+// Definitions used in the output (also in docs/PERFORMANCE.md):
+//   real-time factor (RTF) = compute time / duration of the audio it produced; below 1 is faster
+//     than real time, lower is better.
+//   decoder steps/s = decoder steps / decoder time (one step = one 20 ms frame of every codebook,
+//     both guidance streams); real time is 50 steps/s.
+//   achieved bandwidth = decoder weight bytes read per step x steps/s (weights only; the KV cache
+//     and activations come on top), against the machine's measured read bandwidth.
+#include "bench_command.h"
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "command_util.h"
+#include "musicgen/musicgen.h"
+#include "musicgen/tools.h"
+
+namespace musicgen::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::ordered_json;
+
+constexpr const char* kRtfDefinition =
+    "compute time / audio duration; below 1 is faster than real time; lower is better";
+constexpr const char* kDefaultPrompt = "80s pop track with bassy drums and synth";
+
+void print_help() {
+  std::printf(
+      "Usage: musicgen bench (--model DIR | --shape SHAPE) [options]\n\n"
+      "Measures one checkpoint: load time, text encoding, decoder steps per second (median of\n"
+      "repeated generations), audio decoding time, real-time factors, peak RSS, and the decoder's\n"
+      "achieved weight bandwidth against the machine's measured read bandwidth.\n\n"
+      "Real-time factor (RTF) = compute time / duration of the audio produced: below 1 is faster\n"
+      "than real time, lower is better. One decoder step is one 20 ms frame: real time is 50 steps/s.\n\n"
+      "Options:\n"
+      "  --model DIR         checkpoint directory\n"
+      "  --shape SHAPE       instead of --model: a random checkpoint of this shape (see\n"
+      "                      'musicgen make-random-model --help'), created once and cached in\n"
+      "                      --cache-dir\n"
+      "  --cache-dir DIR     cache for --shape (default $MUSICGEN_CACHE_DIR, else\n"
+      "                      $XDG_CACHE_HOME/musicgen, else ~/.cache/musicgen)\n"
+      "  --weights T         weight type: f32 (default)\n"
+      "  --steps N           decoder steps per generation (default 500 = 9.94 s of audio)\n"
+      "  --guidance G        classifier-free guidance scale (default 3; 1 disables it)\n"
+      "  --threads N         worker threads (default: all cores)\n"
+      "  --repeats N         timed generations; medians are reported (default 3)\n"
+      "  --warmup-steps N    steps of an untimed generation first (default 16; 0 = none)\n"
+      "  --prompt TEXT       text prompt (default \"%s\")\n"
+      "  --greedy            argmax instead of top-k sampling\n"
+      "  --seed S            sampling seed of the first repeat (default 0; repeat i uses S+i)\n"
+      "  --bandwidth-mib N   buffer streamed to measure memory bandwidth (default 512; 0 = skip)\n"
+      "  --json              print one JSON object on stdout instead of the table\n"
+      "  --help, -h          show this help\n\n"
+      "Examples:\n"
+      "  musicgen bench --shape small --threads 2\n"
+      "  musicgen bench --model models/musicgen-small --steps 500 --guidance 3 --json\n",
+      kDefaultPrompt);
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+std::string default_cache_dir() {
+  if (const char* d = std::getenv("MUSICGEN_CACHE_DIR"); d && *d) return d;
+  if (const char* d = std::getenv("XDG_CACHE_HOME"); d && *d) return std::string(d) + "/musicgen";
+  if (const char* d = std::getenv("HOME"); d && *d) return std::string(d) + "/.cache/musicgen";
+  return (fs::temp_directory_path() / "musicgen-cache").string();
+}
+
+// Bytes per stored decoder weight for each weight type this build can load.
+double bytes_per_weight(const std::string& weights) {
+  if (weights == "f32") return 4.0;
+  return 0.0;
+}
+
+std::vector<std::string> supported_weights() { return {"f32"}; }
+
+// Streams a buffer with `threads` threads; returns the median read bandwidth in bytes/s.
+double measure_read_bandwidth(size_t bytes, int threads) {
+  const size_t words = bytes / sizeof(uint64_t);
+  std::unique_ptr<uint64_t[]> buf(new uint64_t[words]);
+  for (size_t i = 0; i < words; ++i) buf[i] = i * 0x9e3779b97f4a7c15ULL;  // touch every page
+  std::vector<uint64_t> sinks(static_cast<size_t>(threads) * 8, 0);
+  auto pass = [&]() {
+    std::vector<std::thread> pool;
+    const double t0 = now_seconds();
+    for (int t = 0; t < threads; ++t)
+      pool.emplace_back([&, t] {
+        const size_t begin = words * t / threads, end = words * (t + 1) / threads;
+        uint64_t a = 0, b = 0, c = 0, d = 0;
+        size_t i = begin;
+        for (; i + 4 <= end; i += 4) {
+          a += buf[i];
+          b += buf[i + 1];
+          c += buf[i + 2];
+          d += buf[i + 3];
+        }
+        for (; i < end; ++i) a += buf[i];
+        sinks[static_cast<size_t>(t) * 8] = a + b + c + d;  // one cache line per thread
+      });
+    for (auto& th : pool) th.join();
+    return static_cast<double>(words * sizeof(uint64_t)) / (now_seconds() - t0);
+  };
+  pass();  // warm
+  std::vector<double> rates;
+  for (int i = 0; i < 7; ++i) rates.push_back(pass());
+  volatile uint64_t keep = 0;
+  for (uint64_t s : sinks) keep = keep + s;
+  (void)keep;
+  return median(rates);
+}
+
+int64_t peak_rss_bytes() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<int64_t>(ru.ru_maxrss) * 1024;  // Linux reports KiB
+}
+
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("model name", 0) == 0) {
+      const size_t colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(line.find_first_not_of(" \t", colon + 1));
+    }
+  return "unknown";
+}
+
+struct Run {
+  double generate_s = 0, text_encode_s = 0, decode_s = 0, audio_decode_s = 0, audio_s = 0;
+  int steps = 0;
+};
+
+}  // namespace
+
+int run_bench(const std::vector<std::string>& args) {
+  std::string model_dir, shape, cache_dir, weights = "f32", prompt = kDefaultPrompt;
+  int steps = 500, repeats = 3, threads = 0, warmup_steps = 16;
+  long long bandwidth_mib = 512;
+  float guidance = 3.0f;
+  bool as_json = false, greedy = false;
+  uint64_t seed = 0;
+  try {
+    for (size_t i = 0; i < args.size(); ++i) {
+      const std::string& a = args[i];
+      auto value = [&]() -> std::string {
+        if (i + 1 >= args.size()) command_usage(a + " needs a value");
+        return args[++i];
+      };
+      if (a == "--help" || a == "-h") {
+        print_help();
+        return 0;
+      } else if (a == "--model") {
+        model_dir = value();
+      } else if (a == "--shape") {
+        shape = value();
+      } else if (a == "--cache-dir") {
+        cache_dir = value();
+      } else if (a == "--weights") {
+        weights = value();
+      } else if (a == "--steps") {
+        const long long v = parse_int_option(a, value());
+        if (v < 8 || v > 2048) command_usage("--steps must be between 8 and 2048");
+        steps = static_cast<int>(v);
+      } else if (a == "--guidance") {
+        guidance = static_cast<float>(parse_double_option(a, value()));
+        if (guidance < 1.0f) command_usage("--guidance must be >= 1 (1 disables guidance)");
+      } else if (a == "--threads") {
+        const long long v = parse_int_option(a, value());
+        if (v < 1 || v > 256) command_usage("--threads must be between 1 and 256");
+        threads = static_cast<int>(v);
+      } else if (a == "--repeats") {
+        const long long v = parse_int_option(a, value());
+        if (v < 1 || v > 100) command_usage("--repeats must be between 1 and 100");
+        repeats = static_cast<int>(v);
+      } else if (a == "--warmup-steps") {
+        const long long v = parse_int_option(a, value());
+        if (v < 0 || v > 2048) command_usage("--warmup-steps must be between 0 and 2048");
+        warmup_steps = static_cast<int>(v);
+      } else if (a == "--prompt") {
+        prompt = value();
+      } else if (a == "--greedy") {
+        greedy = true;
+      } else if (a == "--seed") {
+        const long long v = parse_int_option(a, value());
+        if (v < 0) command_usage("--seed must be >= 0");
+        seed = static_cast<uint64_t>(v);
+      } else if (a == "--bandwidth-mib") {
+        bandwidth_mib = parse_int_option(a, value());
+        if (bandwidth_mib < 0 || bandwidth_mib > 65536)
+          command_usage("--bandwidth-mib must be between 0 and 65536");
+      } else if (a == "--json") {
+        as_json = true;
+      } else {
+        command_usage("unknown option '" + a + "'");
+      }
+    }
+    if (model_dir.empty() == shape.empty()) command_usage("give exactly one of --model DIR or --shape SHAPE");
+    if (!shape.empty()) {
+      bool known = false;
+      for (const RandomModelShape& s : random_model_shapes()) known = known || s.name == shape;
+      if (!known) command_usage("unknown --shape '" + shape + "'; see 'musicgen make-random-model --help'");
+    }
+    const std::vector<std::string> types = supported_weights();
+    if (std::find(types.begin(), types.end(), weights) == types.end()) {
+      std::string list;
+      for (const auto& t : types) list += (list.empty() ? "" : ", ") + t;
+      command_usage("--weights '" + weights + "' is not available in this build; choose " + list);
+    }
+  } catch (const CommandUsageError& e) {
+    std::fprintf(stderr, "musicgen: error: %s (see 'musicgen bench --help')\n", e.message.c_str());
+    return 2;
+  }
+  const int n_threads = threads > 0 ? threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+
+  if (!shape.empty()) {
+    const fs::path cache = cache_dir.empty() ? fs::path(default_cache_dir()) : fs::path(cache_dir);
+    fs::create_directories(cache);
+    model_dir = (cache / ("random-" + shape + "-seed0-f32")).string();
+    if (!fs::exists(fs::path(model_dir) / "model.safetensors")) {
+      RandomModelOptions ro;
+      ro.shape = shape;
+      ro.out_dir = model_dir;
+      ro.threads = n_threads;
+      ro.overwrite = fs::exists(model_dir);
+      std::fprintf(stderr, "creating random %s checkpoint in %s (%s, once)\n", shape.c_str(),
+                   model_dir.c_str(), human_bytes(static_cast<double>(random_model_bytes(ro))).c_str());
+      make_random_model(ro);
+    }
+  }
+
+  const CheckpointStats stats = checkpoint_stats(model_dir);
+  const double t_load = now_seconds();
+  std::shared_ptr<const Model> model = Model::load(model_dir);
+  const double load_s = now_seconds() - t_load;
+  const ModelInfo& info = model->info();
+  Session session(model, {.threads = n_threads});
+
+  GenerationOptions opt;
+  opt.prompts = {prompt};
+  opt.guidance_scale = guidance;
+  if (greedy) opt.greedy = true;
+  if (warmup_steps > 0) {
+    opt.max_new_tokens = std::max(warmup_steps, 2 * info.num_codebooks);
+    session.generate(opt);
+  }
+  std::vector<Run> runs;
+  opt.max_new_tokens = steps;
+  for (int r = 0; r < repeats; ++r) {
+    opt.seed = seed + static_cast<uint64_t>(r);
+    const double t0 = now_seconds();
+    const GenerationResult res = session.generate(opt);
+    Run run;
+    run.generate_s = now_seconds() - t0;
+    run.text_encode_s = res.timings.text_encode_s;
+    run.decode_s = res.timings.decode_s;
+    run.steps = res.timings.decode_steps;
+    run.audio_decode_s = res.timings.audio_decode_s;
+    run.audio_s = static_cast<double>(res.samples) / res.sample_rate;
+    runs.push_back(run);
+    if (!as_json)
+      std::fprintf(stderr, "repeat %d/%d: %.2f decoder steps/s, generate %.2f s\n", r + 1, repeats,
+                   run.steps / std::max(1e-9, run.decode_s), run.generate_s);
+  }
+  const int64_t rss = peak_rss_bytes();  // before the bandwidth buffer
+
+  auto med = [&](auto f) {
+    std::vector<double> v;
+    for (const Run& r : runs) v.push_back(f(r));
+    return median(v);
+  };
+  const double steps_per_s = med([](const Run& r) { return r.steps / std::max(1e-12, r.decode_s); });
+  const double text_s = med([](const Run& r) { return r.text_encode_s; });
+  const double decode_s = med([](const Run& r) { return r.decode_s; });
+  const double audio_dec_s = med([](const Run& r) { return r.audio_decode_s; });
+  const double audio_s = runs.front().audio_s;
+  const double audio_rtf = med([](const Run& r) { return r.audio_decode_s / r.audio_s; });
+  const double e2e_rtf = med([](const Run& r) { return r.generate_s / r.audio_s; });
+  const double generate_s = med([](const Run& r) { return r.generate_s; });
+  const double weight_bytes_per_step = static_cast<double>(stats.decoder_step_params) * bytes_per_weight(weights);
+  const double achieved_bw = weight_bytes_per_step * steps_per_s;
+  const double machine_bw =
+      bandwidth_mib > 0 ? measure_read_bandwidth(static_cast<size_t>(bandwidth_mib) << 20, n_threads) : 0.0;
+
+  if (as_json) {
+    json j;
+    j["model"] = model_dir;
+    if (!shape.empty()) j["shape"] = shape;
+    j["weights"] = weights;
+    j["threads"] = n_threads;
+    j["steps"] = steps;
+    j["guidance"] = guidance;
+    j["sampling"] = greedy ? "greedy" : "top-k";
+    j["repeats"] = repeats;
+    j["warmup_steps"] = warmup_steps;
+    j["decoder_steps_per_s"] = steps_per_s;
+    j["audio_decode_rtf"] = audio_rtf;
+    j["end_to_end_rtf"] = e2e_rtf;
+    j["peak_rss_bytes"] = rss;
+    j["rtf_definition"] = kRtfDefinition;
+    j["end_to_end_rtf_scope"] = "text encoding + decoder + audio decoding, model load excluded";
+    j["load_s"] = load_s;
+    j["text_encode_s"] = text_s;
+    j["decode_s"] = decode_s;
+    j["audio_decode_s"] = audio_dec_s;
+    j["generate_s"] = generate_s;
+    j["audio_seconds"] = audio_s;
+    j["decoder_step_params"] = stats.decoder_step_params;
+    j["decoder_weight_bytes_per_step"] = weight_bytes_per_step;
+    j["achieved_weight_bandwidth_gb_s"] = achieved_bw / 1e9;
+    j["machine_read_bandwidth_gb_s"] = machine_bw / 1e9;
+    j["bandwidth_fraction"] = machine_bw > 0 ? achieved_bw / machine_bw : 0.0;
+    j["total_params"] = stats.total_params;
+    j["checkpoint_bytes"] = stats.file_bytes;
+    j["hidden_size"] = info.hidden_size;
+    j["num_layers"] = info.num_layers;
+    j["num_codebooks"] = info.num_codebooks;
+    j["audio_channels"] = info.audio_channels;
+    j["cpu"] = cpu_model();
+    json per_run = json::array();
+    for (const Run& r : runs)
+      per_run.push_back({{"decoder_steps_per_s", r.steps / std::max(1e-12, r.decode_s)},
+                         {"text_encode_s", r.text_encode_s},
+                         {"decode_s", r.decode_s},
+                         {"audio_decode_s", r.audio_decode_s},
+                         {"generate_s", r.generate_s}});
+    j["runs"] = per_run;
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+
+  const double real_time_steps = static_cast<double>(info.frame_rate);
+  std::printf("\nmusicgen bench: %s\n", model_dir.c_str());
+  std::printf("  %d layers, hidden %d, %d codebooks, %s; weights %s; %d threads; %s\n",
+              info.num_layers, info.hidden_size, info.num_codebooks,
+              info.audio_channels == 2 ? "stereo" : "mono", weights.c_str(), n_threads, cpu_model().c_str());
+  std::printf("  %d steps (%.2f s of audio), guidance %.1f, %s, median of %d\n\n", steps, audio_s,
+              guidance, greedy ? "greedy" : "top-k sampling", repeats);
+  std::printf("  %-34s %12s\n", "metric", "value");
+  std::printf("  %-34s %10.2f s\n", "model load", load_s);
+  std::printf("  %-34s %10.3f s\n", "text encoding", text_s);
+  std::printf("  %-34s %10.2f    (real time: %.0f)\n", "decoder steps/s", steps_per_s, real_time_steps);
+  std::printf("  %-34s %10.2f s\n", "decoder time", decode_s);
+  std::printf("  %-34s %10.3f s\n", "audio decoding (EnCodec)", audio_dec_s);
+  std::printf("  %-34s %10.4f\n", "audio decoding RTF", audio_rtf);
+  std::printf("  %-34s %10.3f\n", "end-to-end RTF (load excluded)", e2e_rtf);
+  std::printf("  %-34s %10s\n", "peak RSS", human_bytes(static_cast<double>(rss)).c_str());
+  std::printf("  %-34s %10s\n", "decoder weights read per step", human_bytes(weight_bytes_per_step).c_str());
+  std::printf("  %-34s %10.1f GB/s\n", "achieved weight bandwidth", achieved_bw / 1e9);
+  if (machine_bw > 0)
+    std::printf("  %-34s %10.1f GB/s (%.0f%% used)\n", "machine read bandwidth", machine_bw / 1e9,
+                100.0 * achieved_bw / machine_bw);
+  std::printf("\n  RTF = %s.\n", kRtfDefinition);
+  return 0;
+}
+
+}  // namespace musicgen::cli

@@ -1,0 +1,92 @@
+#include "quantize_command.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include "command_util.h"
+#include "musicgen/quantize.h"
+
+namespace musicgen::cli {
+
+namespace {
+
+void print_help() {
+  std::printf(
+      "Usage: musicgen quantize --model DIR --weights TYPE --out FILE [options]\n\n"
+      "Converts a MusicGen checkpoint directory into one file whose matrices are already in\n"
+      "TYPE, so that loading it maps the file and converts nothing (docs/MODEL_FORMAT.md).\n"
+      "Use the file wherever a checkpoint directory goes: musicgen generate --model FILE.\n\n"
+      "Options:\n"
+      "  --model DIR       checkpoint directory in the Hugging Face layout (required)\n"
+      "  --weights TYPE    q8 (default), q4, bf16 or f32: type of the decoder's and text\n"
+      "                    encoder's matrices (docs/QUANTIZATION.md lists what stays float32)\n"
+      "  --out FILE        output file (required), written atomically\n"
+      "  --threads N       worker threads (default: all cores); does not change the output\n"
+      "  --quiet           no progress output\n"
+      "  --help, -h        show this help\n\n"
+      "Example:\n"
+      "  musicgen quantize --model models/musicgen-small --weights q8 --out small-q8.mgq\n"
+      "  musicgen generate --model small-q8.mgq --prompt \"lo-fi beat\" --duration 10 --output beat.wav\n");
+}
+
+}  // namespace
+
+int run_quantize(const std::vector<std::string>& args) {
+  std::string model, out, weights = "q8";
+  QuantizeOptions opt;
+  bool quiet = false;
+  try {
+    for (size_t i = 0; i < args.size(); ++i) {
+      const std::string& a = args[i];
+      auto value = [&]() -> std::string {
+        if (i + 1 >= args.size()) command_usage(a + " needs a value");
+        return args[++i];
+      };
+      if (a == "--help" || a == "-h") {
+        print_help();
+        return 0;
+      } else if (a == "--model") {
+        model = value();
+      } else if (a == "--out" || a == "-o") {
+        out = value();
+      } else if (a == "--weights") {
+        weights = value();
+        if (weights != "f32" && weights != "bf16" && weights != "q8" && weights != "q4")
+          command_usage("--weights must be f32, bf16, q8 or q4, got '" + weights + "'");
+      } else if (a == "--threads") {
+        const long long t = parse_int_option(a, value());
+        if (t < 1 || t > 256) command_usage("--threads must be between 1 and 256");
+        opt.threads = static_cast<int>(t);
+      } else if (a == "--quiet" || a == "-q") {
+        quiet = true;
+      } else {
+        command_usage("unknown option '" + a + "'");
+      }
+    }
+    if (model.empty()) command_usage("--model DIR is required");
+    if (out.empty()) command_usage("--out FILE is required");
+    if (std::filesystem::is_directory(out)) command_usage("--out must be a file, '" + out + "' is a directory");
+  } catch (const CommandUsageError& e) {
+    std::fprintf(stderr, "musicgen: error: %s (see 'musicgen quantize --help')\n", e.message.c_str());
+    return 2;
+  }
+  opt.weights = parse_weight_type(weights);
+  const double t0 = now_seconds();
+  const bool tty = ::isatty(STDERR_FILENO);
+  if (!quiet)
+    opt.progress = [&](int done, int total) {
+      if (tty || done == total)
+        std::fprintf(stderr, "%stensor %d/%d%s", tty ? "\r" : "", done, total, done == total ? "\n" : "");
+    };
+  quantize_model(model, out, opt);
+  if (!quiet)
+    std::fprintf(stderr, "wrote %s (%s weights, %s) in %.1f s\n", out.c_str(), weights.c_str(),
+                 human_bytes(static_cast<double>(std::filesystem::file_size(out))).c_str(),
+                 now_seconds() - t0);
+  return 0;
+}
+
+}  // namespace musicgen::cli

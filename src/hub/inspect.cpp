@@ -1,0 +1,252 @@
+// list_cached_models (a scan of the cache folder) and inspect_model (config.json and safetensors
+// headers of a checkpoint: architecture, parameters per part and dtype, weight memory estimates).
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "hub/cache.h"
+#include "hub/hub_config.h"
+#include "musicgen/hub.h"
+
+namespace musicgen {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+json read_json(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in) fail(ErrorCode::kNotFound, "cannot read '" + path.string() + "'");
+  try {
+    return json::parse(in);
+  } catch (const json::exception& e) {
+    fail(ErrorCode::kInvalidModel, "'" + path.string() + "' is not valid JSON (" + e.what() +
+                                       "); re-download the checkpoint");
+  }
+}
+
+std::string model_type_of(const fs::path& snapshot) {
+  std::error_code ec;
+  if (!fs::is_regular_file(snapshot / "config.json", ec)) return "";
+  try {
+    std::ifstream in(snapshot / "config.json");
+    const json j = json::parse(in);
+    return j.value("model_type", "");
+  } catch (const std::exception&) {
+    return "";
+  }
+}
+
+uint64_t tree_size(const fs::path& dir, bool skip_incomplete) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (skip_incomplete && it->path().extension() == ".incomplete") continue;
+    std::error_code e2;
+    if (fs::is_regular_file(it->path(), e2)) total += fs::file_size(it->path(), e2);  // follows links
+  }
+  return total;
+}
+
+int get_int(const json& j, const char* key) {
+  if (!j.is_object() || !j.contains(key) || !j[key].is_number()) return 0;
+  return j[key].get<int>();
+}
+
+// Header entries (name, dtype, parameters) of one safetensors file.
+struct HeaderEntry {
+  std::string name, dtype;
+  uint64_t parameters = 0;
+};
+
+std::vector<HeaderEntry> read_safetensors_header(const fs::path& path) {
+  auto corrupt = [&](const std::string& what) -> std::vector<HeaderEntry> {
+    fail(ErrorCode::kInvalidModel, "corrupt safetensors file '" + path.string() + "': " + what +
+                                       "; re-download the checkpoint");
+  };
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(ErrorCode::kNotFound, "cannot read '" + path.string() + "'");
+  uint8_t len_bytes[8];
+  if (!in.read(reinterpret_cast<char*>(len_bytes), 8)) return corrupt("shorter than 8 bytes");
+  uint64_t len = 0;
+  for (int i = 7; i >= 0; --i) len = (len << 8) | len_bytes[i];  // little-endian u64
+  std::error_code ec;
+  if (len > (uint64_t{100} << 20) || len + 8 > fs::file_size(path, ec))
+    return corrupt("header length " + std::to_string(len) + " exceeds the file");
+  std::string header(len, '\0');
+  if (!in.read(header.data(), static_cast<std::streamsize>(len))) return corrupt("truncated header");
+  json j;
+  try {
+    j = json::parse(header);
+  } catch (const json::exception&) {
+    return corrupt("header is not valid JSON");
+  }
+  if (!j.is_object()) return corrupt("header is not a JSON object");
+  std::vector<HeaderEntry> out;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    if (it.key() == "__metadata__") continue;
+    const json& e = *it;
+    if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") || !e["shape"].is_array() ||
+        !e["dtype"].is_string())
+      return corrupt("entry '" + it.key() + "' lacks dtype or shape");
+    HeaderEntry h{it.key(), e["dtype"].get<std::string>(), 1};
+    for (const auto& d : e["shape"]) {
+      if (!d.is_number_unsigned()) return corrupt("entry '" + it.key() + "' has a bad dimension");
+      h.parameters *= d.get<uint64_t>();
+    }
+    out.push_back(std::move(h));
+  }
+  return out;
+}
+
+std::string part_of(const std::string& tensor) {
+  if (tensor.rfind("text_encoder.", 0) == 0) return "text encoder (T5)";
+  if (tensor.rfind("audio_encoder.", 0) == 0) return "audio codec (EnCodec)";
+  if (tensor.rfind("decoder.", 0) == 0 || tensor.find("enc_to_dec_proj.") != std::string::npos)
+    return "decoder (with text projection)";
+  return "other";
+}
+
+}  // namespace
+
+std::vector<CachedModel> list_cached_models(const ResolveOptions& options) {
+  const std::string cache = hub_cache_dir(options);
+  std::vector<CachedModel> out;
+  std::error_code ec;
+  if (!fs::is_directory(cache, ec)) return out;
+  for (fs::directory_iterator it(cache, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string folder = it->path().filename().string();
+    const std::string repo_id = hub::repo_id_from_folder(folder);
+    std::error_code e2;
+    if (repo_id.empty() || !fs::is_directory(it->path(), e2)) continue;
+    CachedModel m;
+    m.repo_id = repo_id;
+    m.path = it->path().string();
+    m.size_bytes = tree_size(it->path() / "blobs", true);
+    // refs/ (names may contain '/', e.g. refs/pr/1) -> commit
+    std::map<std::string, std::vector<std::string>> refs_by_commit;
+    const fs::path refs = it->path() / "refs";
+    for (fs::recursive_directory_iterator r(refs, e2), rend; !e2 && r != rend; r.increment(e2)) {
+      std::error_code e3;
+      if (!fs::is_regular_file(r->path(), e3)) continue;
+      const std::string name = fs::relative(r->path(), refs, e3).string();
+      if (auto commit = hub::read_ref(it->path().string(), name)) refs_by_commit[*commit].push_back(name);
+    }
+    const fs::path snapshots = it->path() / "snapshots";
+    for (fs::directory_iterator s(snapshots, e2), send; !e2 && s != send; s.increment(e2)) {
+      std::error_code e3;
+      if (!fs::is_directory(s->path(), e3)) continue;
+      CachedRevision rev;
+      rev.commit = s->path().filename().string();
+      rev.path = s->path().string();
+      rev.refs = refs_by_commit[rev.commit];
+      std::sort(rev.refs.begin(), rev.refs.end());
+      rev.size_bytes = tree_size(s->path(), false);
+      rev.missing = hub::missing_checkpoint_files(rev.path);
+      if (m.model_type.empty() || !rev.refs.empty()) {
+        const std::string t = model_type_of(s->path());
+        if (!t.empty()) m.model_type = t;
+      }
+      m.revisions.push_back(std::move(rev));
+    }
+    // Named revisions first ("main" before others), then by commit.
+    std::sort(m.revisions.begin(), m.revisions.end(), [](const CachedRevision& a, const CachedRevision& b) {
+      auto rank = [](const CachedRevision& r) {
+        return std::find(r.refs.begin(), r.refs.end(), "main") != r.refs.end() ? 0 : r.refs.empty() ? 2 : 1;
+      };
+      if (rank(a) != rank(b)) return rank(a) < rank(b);
+      return a.commit < b.commit;
+    });
+    out.push_back(std::move(m));
+  }
+  std::sort(out.begin(), out.end(), [](const CachedModel& a, const CachedModel& b) { return a.repo_id < b.repo_id; });
+  return out;
+}
+
+CheckpointSummary inspect_model(const std::string& reference, const ResolveOptions& options) {
+  const std::string dir = resolve_model(reference, options);
+  const fs::path d(dir);
+  CheckpointSummary s;
+  s.directory = dir;
+  std::error_code ec;
+  if (!fs::is_regular_file(d / "config.json", ec))
+    fail(ErrorCode::kNotFound, "no config.json in '" + dir + "'; point at a Hugging Face MusicGen "
+                               "checkpoint directory");
+  const json config = read_json(d / "config.json");
+  s.model_type = config.value("model_type", "");
+  const json text = config.value("text_encoder", json::object());
+  const json dec = config.value("decoder", json::object());
+  const json codec = config.value("audio_encoder", json::object());
+  s.text_encoder_layers = get_int(text, "num_layers");
+  s.text_encoder_hidden = get_int(text, "d_model");
+  s.text_encoder_heads = get_int(text, "num_heads");
+  s.text_vocab_size = get_int(text, "vocab_size");
+  s.decoder_layers = get_int(dec, "num_hidden_layers");
+  s.decoder_hidden = get_int(dec, "hidden_size");
+  s.decoder_heads = get_int(dec, "num_attention_heads");
+  s.decoder_ffn = get_int(dec, "ffn_dim");
+  s.num_codebooks = get_int(dec, "num_codebooks");
+  s.audio_channels = get_int(dec, "audio_channels");
+  if (s.audio_channels == 0 && s.decoder_layers > 0) s.audio_channels = 1;  // HF's default
+  s.codebook_size = get_int(codec, "codebook_size");
+  s.sample_rate = get_int(codec, "sampling_rate");
+  if (codec.is_object() && codec.contains("upsampling_ratios") && codec["upsampling_ratios"].is_array() &&
+      s.sample_rate > 0) {
+    int hop = 1;
+    for (const auto& r : codec["upsampling_ratios"])
+      if (r.is_number_integer() && r.get<int>() > 0) hop *= r.get<int>();
+    s.frame_rate = static_cast<int>(std::ceil(static_cast<double>(s.sample_rate) / hop));
+  }
+
+  // The weight files: model.safetensors, or the shards of the index.
+  std::vector<fs::path> weights;
+  if (fs::is_regular_file(d / "model.safetensors", ec)) {
+    weights.push_back(d / "model.safetensors");
+  } else if (fs::is_regular_file(d / "model.safetensors.index.json", ec)) {
+    const json index = read_json(d / "model.safetensors.index.json");
+    std::vector<std::string> shards;
+    if (index.contains("weight_map") && index["weight_map"].is_object())
+      for (const auto& [tensor, shard] : index["weight_map"].items())
+        if (shard.is_string() && std::find(shards.begin(), shards.end(), shard.get<std::string>()) == shards.end())
+          shards.push_back(shard.get<std::string>());
+    for (const auto& sh : shards) weights.push_back(d / sh);
+  } else {
+    fail(ErrorCode::kNotFound, "no model.safetensors or model.safetensors.index.json in '" + dir +
+                                   "'; PyTorch .bin checkpoints are not supported");
+  }
+  std::map<std::string, WeightGroup> groups;
+  for (const auto& w : weights)
+    for (const auto& e : read_safetensors_header(w)) {
+      WeightGroup& g = groups[part_of(e.name)];
+      g.parameters += e.parameters;
+      g.dtype_params[e.dtype] += e.parameters;
+      s.total_parameters += e.parameters;
+    }
+  for (const char* name : {"text encoder (T5)", "decoder (with text projection)", "audio codec (EnCodec)", "other"}) {
+    auto it = groups.find(name);
+    if (it == groups.end()) continue;
+    it->second.name = name;
+    s.parts.push_back(it->second);
+  }
+  std::vector<fs::path> files = weights;
+  for (const char* f : {"config.json", "generation_config.json", "spiece.model", "model.safetensors.index.json"})
+    if (fs::is_regular_file(d / f, ec)) files.push_back(d / f);
+  for (const auto& f : files) {
+    std::error_code e2;
+    s.file_bytes += fs::file_size(f, e2);  // follows snapshot links to the blobs
+  }
+  // q8: 32 int8 values + one f16 scale per block (34 B / 32); q4: 32 4-bit values + scale (18 B / 32).
+  const std::pair<const char*, double> types[] = {{"f32", 4.0}, {"bf16", 2.0}, {"q8", 34.0 / 32}, {"q4", 18.0 / 32}};
+  for (const auto& [name, bpp] : types)
+    s.memory.push_back({name, bpp, static_cast<uint64_t>(std::llround(bpp * static_cast<double>(s.total_parameters)))});
+  return s;
+}
+
+}  // namespace musicgen

@@ -1,0 +1,30 @@
+// Attention of one query over cached keys and values, for one head: the inner loop of a decoder
+// step. Keys and values are rows of d values ([keys][d], contiguous) in float32 or IEEE half
+// (the 16-bit KV cache). With q scaled first, as Hugging Face does:
+//
+//   s_j = sum_t (scale * q_t) * k_jt + bias_j,   p = softmax(s),   out_t = sum_j p_j * v_jt
+//
+// bias ([keys], additive, e.g. -FLT_MAX for masked keys) may be nullptr; scratch holds `keys`
+// floats. A row whose scores are all -FLT_MAX gets uniform weights, as PyTorch's finfo.min masks
+// give. The AVX2 variants reproduce the scalar twins' lanes and reduction order: bitwise equal.
+#pragma once
+
+#include <cstdint>
+
+namespace musicgen::kernels {
+
+void attend(const float* q, const float* k, const float* v, int64_t keys, int64_t d, float scale,
+            const float* bias, float* scratch, float* out);
+void attend_f16(const float* q, const uint16_t* k, const uint16_t* v, int64_t keys, int64_t d,
+                float scale, const float* bias, float* scratch, float* out);
+
+void attend_scalar(const float* q, const float* k, const float* v, int64_t keys, int64_t d,
+                   float scale, const float* bias, float* scratch, float* out);
+void attend_avx2(const float* q, const float* k, const float* v, int64_t keys, int64_t d,
+                 float scale, const float* bias, float* scratch, float* out);
+void attend_f16_scalar(const float* q, const uint16_t* k, const uint16_t* v, int64_t keys,
+                       int64_t d, float scale, const float* bias, float* scratch, float* out);
+void attend_f16_avx2(const float* q, const uint16_t* k, const uint16_t* v, int64_t keys, int64_t d,
+                     float scale, const float* bias, float* scratch, float* out);
+
+}  // namespace musicgen::kernels

@@ -1,0 +1,129 @@
+// AVX2+FMA+F16C variants of the attention kernels (kernels/attention.h) and of the erf-GELU
+// (kernels/fast_math.h). Operation order mirrors the scalar twins exactly.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "core/tensor.h"
+#include "kernels/attention.h"
+#include "kernels/fast_math.h"
+#include "kernels/fast_math_avx2.h"
+
+namespace musicgen::kernels {
+namespace {
+
+inline float hsum(__m256 v) {
+  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 s01 = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+  const __m128 s23 = _mm_add_ss(_mm_shuffle_ps(s, s, 2), _mm_shuffle_ps(s, s, 3));
+  return _mm_cvtss_f32(_mm_add_ss(s01, s23));
+}
+
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+inline float load1(const float* p) { return *p; }
+inline float load1(const uint16_t* p) { return _cvtsh_ss(*p); }
+
+constexpr int kKeysPerPass = 4;  // independent dot products in flight
+
+template <typename T>
+void attend_generic(const float* q, const T* k, const T* v, int64_t keys, int64_t d, float scale,
+                    const float* bias, float* scratch, float* out) {
+  std::vector<float> qs(d);
+  for (int64_t t = 0; t < d; ++t) qs[t] = q[t] * scale;
+  const int64_t d8 = d & ~int64_t{7};
+  // Scores, kKeysPerPass keys at a time; each key's sum is the scalar twin's chain.
+  for (int64_t j0 = 0; j0 < keys; j0 += kKeysPerPass) {
+    const int nk = static_cast<int>(std::min<int64_t>(kKeysPerPass, keys - j0));
+    __m256 acc[kKeysPerPass];
+    for (int r = 0; r < kKeysPerPass; ++r) acc[r] = _mm256_setzero_ps();
+    for (int64_t t = 0; t < d8; t += 8) {
+      const __m256 qv = _mm256_loadu_ps(qs.data() + t);
+      for (int r = 0; r < nk; ++r) acc[r] = _mm256_fmadd_ps(qv, load8(k + (j0 + r) * d + t), acc[r]);
+    }
+    for (int r = 0; r < nk; ++r) {
+      const T* kj = k + (j0 + r) * d;
+      float tail = 0.0f;
+      for (int64_t t = d8; t < d; ++t) tail = std::fma(qs[t], load1(kj + t), tail);
+      float s = hsum(acc[r]) + tail;
+      if (bias != nullptr) s += bias[j0 + r];
+      scratch[j0 + r] = s;
+    }
+  }
+  float mx = -INFINITY;
+  for (int64_t j = 0; j < keys; ++j) mx = std::max(mx, scratch[j]);
+  const int64_t keys8 = keys & ~int64_t{7};
+  const __m256 mxv = _mm256_set1_ps(mx);
+  __m256 lanes = _mm256_setzero_ps();
+  int64_t j = 0;
+  for (; j < keys8; j += 8) {
+    const __m256 e = avx2::exp(_mm256_sub_ps(_mm256_loadu_ps(scratch + j), mxv));
+    _mm256_storeu_ps(scratch + j, e);
+    lanes = _mm256_add_ps(lanes, e);
+  }
+  float tail = 0.0f;
+  for (; j < keys; ++j) tail += scratch[j] = exp_scalar(scratch[j] - mx);
+  const float inv = 1.0f / (hsum(lanes) + tail);
+  // out = sum_j p_j v_j, 64 outputs (8 registers) at a time, keys in order.
+  for (int64_t t0 = 0; t0 < d8; t0 += 64) {
+    const int nv = static_cast<int>(std::min<int64_t>(64, d8 - t0) / 8);
+    __m256 o[8];
+    for (int r = 0; r < 8; ++r) o[r] = _mm256_setzero_ps();
+    for (int64_t jj = 0; jj < keys; ++jj) {
+      const __m256 p = _mm256_set1_ps(scratch[jj] * inv);
+      const T* vj = v + jj * d + t0;
+      for (int r = 0; r < nv; ++r) o[r] = _mm256_fmadd_ps(p, load8(vj + 8 * r), o[r]);
+    }
+    for (int r = 0; r < nv; ++r) _mm256_storeu_ps(out + t0 + 8 * r, o[r]);
+  }
+  for (int64_t t = d8; t < d; ++t) {
+    float o = 0.0f;
+    for (int64_t jj = 0; jj < keys; ++jj) o = std::fma(scratch[jj] * inv, load1(v + jj * d + t), o);
+    out[t] = o;
+  }
+}
+
+}  // namespace
+
+void attend_avx2(const float* q, const float* k, const float* v, int64_t keys, int64_t d,
+                 float scale, const float* bias, float* scratch, float* out) {
+  attend_generic(q, k, v, keys, d, scale, bias, scratch, out);
+}
+
+void attend_f16_avx2(const float* q, const uint16_t* k, const uint16_t* v, int64_t keys, int64_t d,
+                     float scale, const float* bias, float* scratch, float* out) {
+  attend_generic(q, k, v, keys, d, scale, bias, scratch, out);
+}
+
+void gelu_erf_avx2(float* x, int64_t n) {
+  using namespace fast_math;
+  const int64_t n8 = n & ~int64_t{7};
+  for (int64_t i = 0; i < n8; i += 8) {
+    const __m256 xv = _mm256_loadu_ps(x + i);
+    const __m256 t = _mm256_max_ps(
+        _mm256_min_ps(_mm256_mul_ps(xv, _mm256_set1_ps(kInvSqrt2)), _mm256_set1_ps(kErfClamp)),
+        _mm256_set1_ps(-kErfClamp));
+    const __m256 t2 = _mm256_mul_ps(t, t);
+    __m256 p = _mm256_fmadd_ps(t2, _mm256_set1_ps(kErfA13), _mm256_set1_ps(kErfA11));
+    p = _mm256_fmadd_ps(t2, p, _mm256_set1_ps(kErfA9));
+    p = _mm256_fmadd_ps(t2, p, _mm256_set1_ps(kErfA7));
+    p = _mm256_fmadd_ps(t2, p, _mm256_set1_ps(kErfA5));
+    p = _mm256_fmadd_ps(t2, p, _mm256_set1_ps(kErfA3));
+    p = _mm256_fmadd_ps(t2, p, _mm256_set1_ps(kErfA1));
+    p = _mm256_mul_ps(t, p);
+    __m256 q = _mm256_fmadd_ps(t2, _mm256_set1_ps(kErfB8), _mm256_set1_ps(kErfB6));
+    q = _mm256_fmadd_ps(t2, q, _mm256_set1_ps(kErfB4));
+    q = _mm256_fmadd_ps(t2, q, _mm256_set1_ps(kErfB2));
+    q = _mm256_fmadd_ps(t2, q, _mm256_set1_ps(kErfB0));
+    const __m256 erf = _mm256_div_ps(p, q);
+    _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), xv),
+                                          _mm256_add_ps(_mm256_set1_ps(1.0f), erf)));
+  }
+  gelu_erf_scalar(x + n8, n - n8);
+}
+
+}  // namespace musicgen::kernels

@@ -1,0 +1,27 @@
+#include "models/weight_policy.h"
+
+#include <regex>
+
+namespace musicgen {
+
+WeightStorage lm_head_storage(WeightStorage requested) { return requested; }
+
+WeightStorage t5_storage(WeightStorage requested) {
+  // T5 runs once per prompt: its type only changes memory, never speed. 4 bits cost more text
+  // accuracy than the memory is worth, so q4 models keep T5 in q8.
+  return requested == WeightStorage::kQ4 ? WeightStorage::kQ8 : requested;
+}
+
+WeightStorage tensor_storage(const std::string& name, WeightStorage requested) {
+  static const std::regex kDecoderLayer(
+      R"(decoder\.model\.decoder\.layers\.\d+\.(self_attn|encoder_attn)\.(q|k|v|out)_proj\.weight|decoder\.model\.decoder\.layers\.\d+\.fc[12]\.weight)");
+  static const std::regex kLmHead(R"(decoder\.lm_heads\.\d+\.weight)");
+  static const std::regex kT5(
+      R"(text_encoder\.encoder\.block\.\d+\.layer\.(0\.SelfAttention\.(q|k|v|o)|1\.DenseReluDense\.(wi|wo))\.weight)");
+  if (std::regex_match(name, kDecoderLayer)) return decoder_layer_storage(requested);
+  if (std::regex_match(name, kLmHead)) return lm_head_storage(requested);
+  if (std::regex_match(name, kT5)) return t5_storage(requested);
+  return WeightStorage::kF32;
+}
+
+}  // namespace musicgen

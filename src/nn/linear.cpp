@@ -1,0 +1,125 @@
+#include "nn/linear.h"
+
+#include "core/error.h"
+
+namespace musicgen {
+
+const char* weight_storage_name(WeightStorage s) {
+  switch (s) {
+    case WeightStorage::kF32: return "f32";
+    case WeightStorage::kBF16: return "bf16";
+    case WeightStorage::kQ8: return "q8";
+    case WeightStorage::kQ4: return "q4";
+  }
+  return "?";
+}
+
+DType weight_storage_dtype(WeightStorage s) {
+  switch (s) {
+    case WeightStorage::kF32: return DType::kF32;
+    case WeightStorage::kBF16: return DType::kBF16;
+    case WeightStorage::kQ8: return DType::kQ8;
+    case WeightStorage::kQ4: return DType::kQ4;
+  }
+  return DType::kF32;
+}
+
+namespace {
+
+kernels::QType qtype(WeightStorage s) {
+  switch (s) {
+    case WeightStorage::kBF16: return kernels::QType::kBF16;
+    case WeightStorage::kQ4: return kernels::QType::kQ4;
+    default: return kernels::QType::kQ8;
+  }
+}
+
+// 64-byte aligned owned bytes.
+std::shared_ptr<uint8_t> aligned_bytes(size_t n) {
+  void* p = ::operator new(n > 0 ? n : 1, std::align_val_t{64});
+  return std::shared_ptr<uint8_t>(static_cast<uint8_t*>(p),
+                                  [](uint8_t* q) { ::operator delete(q, std::align_val_t{64}); });
+}
+
+}  // namespace
+
+size_t Linear::weight_bytes() const {
+  if (storage == WeightStorage::kF32) return static_cast<size_t>(weight.numel()) * 4;
+  return kernels::q_data_bytes(qweight.type, qweight.n, qweight.k) +
+         kernels::q_scale_bytes(qweight.type, qweight.n, qweight.k);
+}
+
+void Linear::forward(const float* x, int64_t rows, float* y, ThreadPool* pool) const {
+  const float* b = bias.empty() ? nullptr : bias.data;
+  if (storage == WeightStorage::kF32)
+    kernels::matmul_nt(x, in_features(), weight.data, b, y, out_features(), rows, out_features(),
+                       in_features(), pool);
+  else
+    kernels::qmatmul(x, in_features(), rows, qweight, b, y, out_features(), pool);
+}
+
+Linear Linear::from_f32(const ConstTensor& w, const ConstTensor& b, WeightStorage storage,
+                        ThreadPool* pool) {
+  Linear l;
+  l.bias = b;
+  l.storage = storage;
+  if (storage == WeightStorage::kF32) {
+    l.weight = w;
+    return l;
+  }
+  const int64_t n = w.dim(0), k = w.dim(1);
+  const kernels::QType t = qtype(storage);
+  const size_t data = kernels::q_data_bytes(t, n, k), scales = kernels::q_scale_bytes(t, n, k);
+  auto buf = aligned_bytes(data + scales);
+  uint16_t* sp = scales > 0 ? reinterpret_cast<uint16_t*>(buf.get() + data) : nullptr;
+  kernels::quantize_matrix(t, w.data, n, k, buf.get(), sp, pool);
+  l.qweight = kernels::QMatrix{t, n, k, buf.get(), sp};
+  l.qowner = buf;
+  return l;
+}
+
+Linear Linear::load(const TensorStore& store, const std::string& name, bool has_bias,
+                    const LinearLoadOptions& options) {
+  const std::string wname = name + ".weight";
+  const TensorInfo* info = store.find(wname);
+  if (info == nullptr)
+    fail(ErrorCode::kInvalidModel, "tensor '" + wname + "' is missing from " + store.source());
+  const ConstTensor bias = has_bias ? store.get_f32(name + ".bias") : ConstTensor{};
+  const bool stored_quantized = info->dtype == DType::kQ8 || info->dtype == DType::kQ4;
+  const WeightStorage wanted = options.storage;
+  if (info->dtype == weight_storage_dtype(wanted) && wanted != WeightStorage::kF32 &&
+      info->shape.size() == 2) {
+    // Already in the requested type: use the mapped bytes in place (scales follow the data).
+    Linear l;
+    l.bias = bias;
+    l.storage = wanted;
+    const kernels::QType t = qtype(wanted);
+    const int64_t n = info->shape[0], k = info->shape[1];
+    const size_t data = kernels::q_data_bytes(t, n, k), scales = kernels::q_scale_bytes(t, n, k);
+    if (info->nbytes != data + scales)
+      fail(ErrorCode::kInvalidModel, "tensor '" + wname + "' holds " +
+                                         std::to_string(info->nbytes) + " bytes, a " +
+                                         weight_storage_name(wanted) + " " + shape_str(info->shape) +
+                                         " matrix needs " + std::to_string(data + scales) +
+                                         "; the file is corrupt, quantize the model again");
+    if (reinterpret_cast<uintptr_t>(info->data) % 2 != 0) {  // unaligned bf16: copy
+      auto buf = aligned_bytes(info->nbytes);
+      std::copy_n(info->data, info->nbytes, buf.get());
+      l.qweight = kernels::QMatrix{t, n, k, buf.get(), nullptr};
+      l.qowner = buf;
+      return l;
+    }
+    l.qweight = kernels::QMatrix{
+        t, n, k, info->data,
+        scales > 0 ? reinterpret_cast<const uint16_t*>(info->data + data) : nullptr};
+    l.qowner = info->file;
+    return l;
+  }
+  if (stored_quantized)
+    fail(ErrorCode::kInvalidModel,
+         "tensor '" + wname + "' is stored as " + dtype_name(info->dtype) + " and cannot be loaded as " +
+             weight_storage_name(wanted) + "; quantize the original checkpoint again for another type");
+  return from_f32(TensorStore::to_f32(*info), bias, wanted, options.pool);
+}
+
+}  // namespace musicgen

@@ -1,0 +1,155 @@
+// `musicgen bench`: the JSON report on a fixture (keys and sane values), the cached random
+// checkpoint of --shape, and bad options.
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "test_util.h"
+
+namespace musicgen {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+struct CliResult {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+CliResult run_cli(const std::vector<std::string>& args) {
+  const std::string dir = testing::make_temp_dir("bench-cli");
+  std::string cmd = quote(MUSICGEN_CLI);
+  for (const auto& a : args) {
+    cmd += ' ';
+    cmd += quote(a);
+  }
+  cmd += " > ";
+  cmd += quote(dir + "/out");
+  cmd += " 2> ";
+  cmd += quote(dir + "/err");
+  cmd += " < /dev/null";
+  const int status = std::system(cmd.c_str());
+  CliResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = read_file(dir + "/out");
+  r.err = read_file(dir + "/err");
+  fs::remove_all(dir);
+  return r;
+}
+
+void expect_positive_finite(const json& j, const char* key) {
+  ASSERT_TRUE(j.contains(key)) << key;
+  ASSERT_TRUE(j.at(key).is_number()) << key;
+  const double v = j.at(key).get<double>();
+  EXPECT_TRUE(std::isfinite(v)) << key;
+  EXPECT_GT(v, 0.0) << key;
+}
+
+TEST(Bench, JsonReportOnTinyFixture) {
+  const CliResult r = run_cli({"bench", "--model", testing::fixture_dir("tiny-a"), "--steps", "20",
+                               "--repeats", "2", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json j;
+  ASSERT_NO_THROW(j = json::parse(r.out)) << r.out;
+  ASSERT_TRUE(j.is_object());
+  for (const char* k : {"decoder_steps_per_s", "audio_decode_rtf", "end_to_end_rtf", "peak_rss_bytes",
+                        "load_s", "text_encode_s", "decode_s", "audio_decode_s", "audio_seconds",
+                        "decoder_weight_bytes_per_step", "achieved_weight_bandwidth_gb_s",
+                        "machine_read_bandwidth_gb_s"})
+    expect_positive_finite(j, k);
+  EXPECT_EQ(j.at("weights"), "f32");
+  EXPECT_GE(j.at("threads").get<int>(), 1);
+  EXPECT_EQ(j.at("steps"), 20);
+  EXPECT_EQ(j.at("repeats"), 2);
+  EXPECT_EQ(j.at("runs").size(), 2u);
+  // 20 steps give 17 frames of 20 ms.
+  EXPECT_NEAR(j.at("audio_seconds").get<double>(), 17 * 0.02, 1e-9);
+  // Sanity bounds for a 2-layer, 64-wide model: far faster than real time, RSS between 1 MB and
+  // a few GB (the bandwidth buffer is allocated after RSS is read).
+  EXPECT_GT(j.at("decoder_steps_per_s").get<double>(), 50.0);
+  EXPECT_LT(j.at("end_to_end_rtf").get<double>(), 10.0);
+  EXPECT_GT(j.at("peak_rss_bytes").get<double>(), 1e6);
+  EXPECT_LT(j.at("peak_rss_bytes").get<double>(), 4e9);
+  // Weights per step of tiny-a: 2 layers x (4 + 2) x 64 x 64 + 2 x 256 x 64 x 2 + 4 x 128 x 64.
+  EXPECT_EQ(j.at("decoder_step_params"), 2 * (6 * 64 * 64 + 2 * 256 * 64) + 4 * 128 * 64);
+  EXPECT_DOUBLE_EQ(j.at("decoder_weight_bytes_per_step").get<double>(),
+                   4.0 * j.at("decoder_step_params").get<double>());
+  // RTFs are consistent with the times they come from.
+  EXPECT_LE(j.at("audio_decode_rtf").get<double>(), j.at("end_to_end_rtf").get<double>());
+}
+
+TEST(Bench, ThreadsAndTableOutput) {
+  const CliResult r = run_cli({"bench", "--model", testing::fixture_dir("tiny-b"), "--steps", "10",
+                               "--repeats", "1", "--threads", "2", "--bandwidth-mib", "16"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* needle : {"decoder steps/s", "audio decoding RTF", "end-to-end RTF", "peak RSS",
+                             "machine read bandwidth", "2 threads", "lower is better"})
+    EXPECT_NE(r.out.find(needle), std::string::npos) << needle << "\n" << r.out;
+}
+
+TEST(Bench, ShapeCreatesAndCachesARandomCheckpoint) {
+  const std::string cache = testing::make_temp_dir("bench-cache");
+  const std::vector<std::string> args = {"bench", "--shape", "test-tiny", "--cache-dir", cache, "--steps", "8",
+                                         "--repeats", "1", "--json", "--bandwidth-mib", "0"};
+  const CliResult first = run_cli(args);
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  EXPECT_NE(first.err.find("creating random test-tiny checkpoint"), std::string::npos) << first.err;
+  const json j = json::parse(first.out);
+  EXPECT_EQ(j.at("shape"), "test-tiny");
+  EXPECT_EQ(j.at("hidden_size"), 64);
+  EXPECT_TRUE(fs::exists(cache + "/random-test-tiny-seed0-f32/model.safetensors"));
+  const CliResult second = run_cli(args);
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  EXPECT_EQ(second.err.find("creating"), std::string::npos) << second.err;
+  fs::remove_all(cache);
+}
+
+TEST(Bench, BadOptionsFailWithOneLine) {
+  auto expect_usage = [](const std::vector<std::string>& args, const std::string& needle) {
+    std::vector<std::string> full = {"bench"};
+    full.insert(full.end(), args.begin(), args.end());
+    const CliResult r = run_cli(full);
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_EQ(r.err.rfind("musicgen: error: ", 0), 0u) << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+  };
+  const std::string m = testing::fixture_dir("tiny-a");
+  expect_usage({}, "exactly one of --model DIR or --shape SHAPE");
+  expect_usage({"--model", m, "--shape", "small"}, "exactly one of");
+  expect_usage({"--shape", "gigantic"}, "unknown --shape 'gigantic'");
+  expect_usage({"--model", m, "--weights", "q9"}, "--weights 'q9' is not available");
+  expect_usage({"--model", m, "--steps", "3"}, "--steps must be between");
+  expect_usage({"--model", m, "--repeats", "0"}, "--repeats must be between");
+  expect_usage({"--model", m, "--guidance", "0.5"}, "--guidance must be >= 1");
+  expect_usage({"--model", m, "--threads", "x"}, "--threads expects an integer");
+  expect_usage({"--model", m, "--frobnicate"}, "unknown option '--frobnicate'");
+  const CliResult missing = run_cli({"bench", "--model", "/no/such/model", "--json"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_EQ(std::count(missing.err.begin(), missing.err.end(), '\n'), 1) << missing.err;
+  EXPECT_TRUE(missing.out.empty());
+}
+
+}  // namespace
+}  // namespace musicgen

@@ -1,0 +1,771 @@
+// The hub layer against a fake Hugging Face Hub: an in-process cpp-httplib server on 127.0.0.1
+// (random free port, stopped by each test, and by a watchdog after two minutes at the latest)
+// that serves tests/fixtures/tiny-a in the hub's URL layout with the hub's headers: the API's
+// commit and file list, X-Repo-Commit, ETag (git blob sha1) for small files, X-Linked-Etag
+// (sha256) + X-Linked-Size + a 302 to a "CDN" route for LFS files, Range requests. Faults on
+// demand: a transfer cut halfway, a corrupt body, a token-protected repo, slow transfers.
+#include <httplib.h>
+#include <openssl/evp.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <algorithm>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "musicgen/hub.h"
+#include "musicgen/musicgen.h"
+#include "test_util.h"
+
+namespace musicgen {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+constexpr const char* kRepo = "test-org/tiny-musicgen";
+constexpr const char* kShardedRepo = "test-org/tiny-sharded";
+constexpr const char* kPrivateRepo = "test-org/private-musicgen";
+constexpr const char* kCommit = "8c2e4a1f0b9d7e6c5a4b3c2d1e0f9a8b7c6d5e4f";
+constexpr const char* kShardedCommit = "1111111111222222222233333333334444444444";
+constexpr const char* kToken = "hf_test_secret";
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string hex_digest(const EVP_MD* md, const std::string& data) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), out, &len, md, nullptr);
+  std::string hex;
+  char buf[3];
+  for (unsigned int i = 0; i < len; ++i) {
+    std::snprintf(buf, sizeof(buf), "%02x", out[i]);
+    hex += buf;
+  }
+  return hex;
+}
+
+std::string sha256(const std::string& data) { return hex_digest(EVP_sha256(), data); }
+// git's blob id: sha1("blob <size>\0" + content), which the hub sends as the ETag of small files.
+std::string git_blob_sha1(const std::string& data) {
+  return hex_digest(EVP_sha1(), "blob " + std::to_string(data.size()) + std::string(1, '\0') + data);
+}
+
+struct RepoFile {
+  std::string content;
+  bool lfs = false;
+  std::string etag;  // sha256 for LFS, git sha1 otherwise
+};
+
+struct FakeRepo {
+  std::string commit;
+  std::map<std::string, RepoFile> files;  // served files
+  std::vector<std::string> extra_siblings;  // listed but never served (must not be fetched)
+  bool needs_token = false;
+};
+
+// One logged request.
+struct Hit {
+  std::string method, path, range, auth;
+};
+
+class FakeHub {
+ public:
+  FakeHub() {
+    const std::string dir = testing::fixture_dir("tiny-a");
+    FakeRepo repo;
+    repo.commit = kCommit;
+    for (const char* f : {"config.json", "generation_config.json", "model.safetensors", "spiece.model"}) {
+      RepoFile rf;
+      rf.content = read_file(fs::path(dir) / f);
+      rf.lfs = std::string(f) == "model.safetensors" || std::string(f) == "spiece.model";
+      rf.etag = rf.lfs ? sha256(rf.content) : git_blob_sha1(rf.content);
+      repo.files[f] = rf;
+    }
+    repo.extra_siblings = {"README.md", "pytorch_model.bin", ".gitattributes"};
+    repos_[kRepo] = repo;
+
+    FakeRepo priv = repo;
+    priv.needs_token = true;
+    repos_[kPrivateRepo] = priv;
+
+    // The same weights as a one-shard checkpoint with an index.
+    FakeRepo sharded = repo;
+    sharded.commit = kShardedCommit;
+    RepoFile shard = sharded.files.at("model.safetensors");
+    sharded.files.erase("model.safetensors");
+    const std::string& st = shard.content;
+    uint64_t n = 0;
+    std::memcpy(&n, st.data(), 8);
+    json index = {{"metadata", {{"total_size", st.size()}}}, {"weight_map", json::object()}};
+    const json header = json::parse(st.substr(8, n));
+    for (const auto& [name, v] : header.items())
+      if (name != "__metadata__") index["weight_map"][name] = "model-00001-of-00001.safetensors";
+    RepoFile idx;
+    idx.content = index.dump(2);
+    idx.etag = git_blob_sha1(idx.content);
+    sharded.files["model.safetensors.index.json"] = idx;
+    sharded.files["model-00001-of-00001.safetensors"] = shard;
+    repos_[kShardedRepo] = sharded;
+
+    setup_routes();
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    if (port_ <= 0) throw std::runtime_error("cannot bind a port on 127.0.0.1");
+    server_.set_keep_alive_max_count(20);
+    server_.set_read_timeout(5, 0);
+    server_.set_write_timeout(5, 0);
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    watchdog_ = std::thread([this] {
+      std::unique_lock<std::mutex> lock(watchdog_mutex_);
+      watchdog_cv_.wait_for(lock, std::chrono::seconds(120), [this] { return stopping_; });
+      server_.stop();  // never outlives a stuck test
+    });
+    // bind_to_any_port already listens; wait for the accept loop so that stop() cannot miss it.
+    while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+
+  ~FakeHub() { stop(); }
+
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lock(watchdog_mutex_);
+      if (stopping_) return;
+      stopping_ = true;
+    }
+    watchdog_cv_.notify_all();
+    server_.stop();
+    if (thread_.joinable()) thread_.join();
+    if (watchdog_.joinable()) watchdog_.join();
+  }
+
+  std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  const FakeRepo& repo(const std::string& id) const { return repos_.at(id); }
+
+  std::vector<Hit> hits() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return hits_;
+  }
+  size_t count(const std::string& method, const std::string& path_part) const {
+    size_t n = 0;
+    for (const auto& h : hits())
+      if ((method.empty() || h.method == method) && h.path.find(path_part) != std::string::npos) ++n;
+    return n;
+  }
+
+  // Faults for the next CDN transfers of model.safetensors (the other files stay intact).
+  std::atomic<int> cut_transfers{0};       // this many transfers stop after half the file
+  std::atomic<bool> corrupt_bodies{false};  // bodies have flipped bytes
+  std::atomic<int> slow_chunk_ms{0};        // a pause per 64 KiB chunk (all files)
+
+ private:
+  void log(const httplib::Request& req) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    hits_.push_back({req.method, req.path, req.get_header_value("Range"), req.get_header_value("Authorization")});
+  }
+
+  // Auth and existence as the hub checks them; false: res holds the error answer.
+  bool check_repo(const httplib::Request& req, httplib::Response& res, const std::string& id) {
+    auto it = repos_.find(id);
+    if (it == repos_.end()) {
+      res.status = 404;
+      res.set_header("X-Error-Code", "RepoNotFound");
+      res.set_header("X-Error-Message", "Repository not found");
+      return false;
+    }
+    if (it->second.needs_token && req.get_header_value("Authorization") != std::string("Bearer ") + kToken) {
+      res.status = 401;
+      res.set_header("X-Error-Code", "RepoNotFound");
+      res.set_header("X-Error-Message", "Invalid username or password.");
+      return false;
+    }
+    return true;
+  }
+
+  bool check_revision(httplib::Response& res, const FakeRepo& repo, const std::string& rev) {
+    if (rev == "main" || rev == repo.commit) return true;
+    res.status = 404;
+    res.set_header("X-Error-Code", "RevisionNotFound");
+    res.set_header("X-Error-Message", "Invalid rev id: " + rev);
+    return false;
+  }
+
+  void setup_routes() {
+    server_.Get(R"(/api/models/([^/]+)/([^/]+)/revision/([^/]+))",
+                [this](const httplib::Request& req, httplib::Response& res) {
+                  log(req);
+                  const std::string id = req.matches[1].str() + "/" + req.matches[2].str();
+                  if (!check_repo(req, res, id)) return;
+                  const FakeRepo& repo = repos_.at(id);
+                  if (!check_revision(res, repo, req.matches[3].str())) return;
+                  json j = {{"id", id}, {"sha", repo.commit}, {"siblings", json::array()}};
+                  for (const auto& [name, f] : repo.files) j["siblings"].push_back({{"rfilename", name}});
+                  for (const auto& name : repo.extra_siblings) j["siblings"].push_back({{"rfilename", name}});
+                  res.set_content(j.dump(), "application/json");
+                });
+    // HEAD is routed here too (httplib drops the body).
+    server_.Get(R"(/([^/]+)/([^/]+)/resolve/([^/]+)/(.+))",
+                [this](const httplib::Request& req, httplib::Response& res) {
+                  log(req);
+                  const std::string id = req.matches[1].str() + "/" + req.matches[2].str();
+                  if (!check_repo(req, res, id)) return;
+                  const FakeRepo& repo = repos_.at(id);
+                  if (!check_revision(res, repo, req.matches[3].str())) return;
+                  auto it = repo.files.find(req.matches[4].str());
+                  if (it == repo.files.end()) {
+                    res.status = 404;
+                    res.set_header("X-Error-Code", "EntryNotFound");
+                    return;
+                  }
+                  const RepoFile& f = it->second;
+                  res.set_header("X-Repo-Commit", repo.commit);
+                  if (f.lfs) {
+                    res.status = 302;
+                    res.set_header("X-Linked-Etag", "\"" + f.etag + "\"");
+                    res.set_header("X-Linked-Size", std::to_string(f.content.size()));
+                    res.set_header("ETag", "\"" + git_blob_sha1("pointer " + f.etag) + "\"");
+                    res.set_header("Location", endpoint() + "/cdn/" + f.etag + "?expires=1");
+                    return;
+                  }
+                  res.set_header("ETag", "\"" + f.etag + "\"");
+                  res.set_content(f.content, "application/octet-stream");
+                });
+    server_.Get(R"(/cdn/([0-9a-f]{64}))", [this](const httplib::Request& req, httplib::Response& res) {
+      log(req);
+      const std::string etag = req.matches[1].str();
+      std::shared_ptr<std::string> body;
+      for (const auto& [id, repo] : repos_)
+        for (const auto& [name, f] : repo.files)
+          if (f.etag == etag) body = std::make_shared<std::string>(f.content);
+      if (!body) {
+        res.status = 404;
+        return;
+      }
+      const bool faulty = etag == repos_.at(kRepo).files.at("model.safetensors").etag;
+      const bool cut = faulty && cut_transfers.fetch_sub(1) > 0;
+      const bool corrupt = faulty && corrupt_bodies.load();
+      auto sent = std::make_shared<size_t>(0);
+      res.set_content_provider(
+          body->size(), "application/octet-stream",
+          [this, body, cut, corrupt, sent](size_t offset, size_t length, httplib::DataSink& sink) {
+            if (cut && *sent >= body->size() / 2) return false;  // close the connection midway
+            if (slow_chunk_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(slow_chunk_ms));
+            std::string chunk = body->substr(offset, std::min<size_t>(length, 64 * 1024));
+            if (corrupt) chunk[chunk.size() / 2] ^= 0x5a;
+            *sent += chunk.size();
+            return sink.write(chunk.data(), chunk.size());
+          });
+    });
+  }
+
+  std::map<std::string, FakeRepo> repos_;
+  httplib::Server server_;
+  int port_ = 0;
+  std::thread thread_, watchdog_;
+  std::mutex watchdog_mutex_;
+  std::condition_variable watchdog_cv_;
+  bool stopping_ = false;
+  mutable std::mutex mutex_;
+  std::vector<Hit> hits_;
+};
+
+void set_env(const char* name, const std::string& value) { ::setenv(name, value.c_str(), 1); }
+
+class HubTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    hub_ = std::make_unique<FakeHub>();
+    cache_ = testing::make_temp_dir("hub-cache");
+    for (const char* v : {"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "HF_HOME", "HF_TOKEN_PATH",
+                          "HUGGINGFACE_HUB_CACHE"})
+      ::unsetenv(v);
+    set_env("HF_TOKEN_PATH", cache_ + "/no-token-file");
+    set_env("HF_ENDPOINT", hub_->endpoint());
+    set_env("HF_HUB_CACHE", cache_);
+    options_.progress = ProgressDisplay::kNever;
+    options_.retry_delay_s = 0.01;
+  }
+  void TearDown() override {
+    hub_->stop();
+    std::error_code ec;
+    fs::remove_all(cache_, ec);
+  }
+
+  fs::path repo_dir(const std::string& id = kRepo) const {
+    std::string folder = "models--" + id;
+    folder.replace(folder.find('/'), 1, "--");
+    return fs::path(cache_) / folder;
+  }
+
+  // The message of the Error that fn throws ("" and a failure if it throws none).
+  template <typename Fn>
+  std::string error_of(Fn fn, ErrorCode* code = nullptr) {
+    try {
+      fn();
+    } catch (const Error& e) {
+      if (code) *code = e.code();
+      return e.what();
+    }
+    ADD_FAILURE() << "expected a musicgen::Error";
+    return "";
+  }
+
+  std::unique_ptr<FakeHub> hub_;
+  std::string cache_;
+  ResolveOptions options_;
+};
+
+TEST_F(HubTest, FreshDownloadThenGenerate) {
+  const std::string dir = resolve_model(kRepo, options_);
+  EXPECT_EQ(dir, (repo_dir() / "snapshots" / kCommit).string());
+  // Only the files the engine needs: never README.md or pytorch_model.bin.
+  EXPECT_EQ(hub_->count("", "README.md"), 0u);
+  EXPECT_EQ(hub_->count("", "pytorch_model.bin"), 0u);
+  // The LFS file came through the 302 to the CDN route.
+  EXPECT_EQ(hub_->count("GET", "/cdn/" + hub_->repo(kRepo).files.at("model.safetensors").etag), 1u);
+
+  auto model = Model::load(dir);
+  Session session(model, {.threads = 1});
+  GenerationOptions opt;
+  opt.prompts = {"lo-fi beat"};
+  opt.max_new_tokens = 8;
+  opt.seed = 1;
+  const GenerationResult r = session.generate(opt);
+  EXPECT_EQ(r.batch, 1);
+  EXPECT_EQ(r.frames, 5);
+  EXPECT_GT(r.samples, 0);
+  EXPECT_EQ(r.audio.size(), static_cast<size_t>(r.channels * r.samples));
+}
+
+TEST_F(HubTest, SecondResolveIsACacheHitWithoutNetwork) {
+  const std::string first = resolve_model(kRepo, options_);
+  const size_t requests = hub_->hits().size();
+  EXPECT_EQ(resolve_model(kRepo, options_), first);
+  EXPECT_EQ(hub_->hits().size(), requests) << "a complete cached snapshot must not touch the network";
+  hub_->stop();  // now any request would fail with "connection refused"
+  ASSERT_EQ(std::getenv("HF_HUB_OFFLINE"), nullptr);
+  EXPECT_EQ(resolve_model(kRepo, options_), first);
+  EXPECT_EQ(resolve_model(std::string(kRepo) + "@" + kCommit, options_), first);
+}
+
+TEST_F(HubTest, CacheLayoutIsHuggingfaceHubs) {
+  resolve_model(kRepo, options_);
+  const fs::path root = repo_dir();
+  const FakeRepo& repo = hub_->repo(kRepo);
+  // refs/main holds the commit, no newline.
+  EXPECT_EQ(read_file(root / "refs" / "main"), kCommit);
+  // blobs/: exactly one blob per file, named by sha256 (LFS) or git blob sha1, with its content.
+  std::set<std::string> blobs;
+  for (const auto& e : fs::directory_iterator(root / "blobs")) blobs.insert(e.path().filename().string());
+  std::set<std::string> expected_blobs;
+  for (const auto& [name, f] : repo.files) expected_blobs.insert(f.etag);
+  EXPECT_EQ(blobs, expected_blobs);
+  EXPECT_EQ(repo.files.at("model.safetensors").etag.size(), 64u);
+  EXPECT_EQ(repo.files.at("config.json").etag.size(), 40u);
+  // snapshots/{commit}/{file}: relative symlinks ../../blobs/{etag}, and nothing else.
+  const fs::path snap = root / "snapshots" / kCommit;
+  std::set<std::string> entries;
+  for (const auto& e : fs::directory_iterator(snap)) entries.insert(e.path().filename().string());
+  EXPECT_EQ(entries, (std::set<std::string>{"config.json", "generation_config.json", "model.safetensors",
+                                            "spiece.model"}));
+  for (const auto& [name, f] : repo.files) {
+    const fs::path link = snap / name;
+    ASSERT_TRUE(fs::is_symlink(fs::symlink_status(link))) << name;
+    EXPECT_EQ(fs::read_symlink(link).string(), "../../blobs/" + f.etag) << name;
+    EXPECT_EQ(read_file(link), f.content) << name;
+    EXPECT_EQ(sha256(read_file(root / "blobs" / f.etag)), sha256(f.content)) << name;
+  }
+  // Exactly one snapshot, and huggingface_hub's lock folder beside the repos.
+  EXPECT_EQ(std::distance(fs::directory_iterator(root / "snapshots"), fs::directory_iterator()), 1);
+  EXPECT_TRUE(fs::is_directory(fs::path(cache_) / ".locks" / root.filename()));
+}
+
+TEST_F(HubTest, ReadsACacheWrittenByHuggingfaceHub) {
+  // Lay a cache out by hand the way huggingface_hub writes it; resolve must use it offline.
+  const fs::path root = repo_dir();
+  const FakeRepo& repo = hub_->repo(kRepo);
+  fs::create_directories(root / "blobs");
+  fs::create_directories(root / "refs");
+  fs::create_directories(root / "snapshots" / kCommit);
+  for (const auto& [name, f] : repo.files) {
+    std::ofstream(root / "blobs" / f.etag, std::ios::binary) << f.content;
+    fs::create_symlink("../../blobs/" + f.etag, root / "snapshots" / kCommit / name);
+  }
+  std::ofstream(root / "refs" / "main") << kCommit;
+  hub_->stop();
+  EXPECT_EQ(resolve_model(kRepo, options_), (root / "snapshots" / kCommit).string());
+  EXPECT_EQ(hub_->hits().size(), 0u);
+}
+
+TEST_F(HubTest, ResumesACutTransferWithARangeRequestOnTheNextRun) {
+  const RepoFile& weights = hub_->repo(kRepo).files.at("model.safetensors");
+  hub_->cut_transfers = 1;
+  options_.max_retries = 0;  // the first run fails; the second resumes
+  const std::string message = error_of([&] { resolve_model(kRepo, options_); });
+  EXPECT_NE(message.find("model.safetensors"), std::string::npos) << message;
+  const fs::path part = repo_dir() / "blobs" / (weights.etag + ".incomplete");
+  ASSERT_TRUE(fs::exists(part));
+  const uint64_t partial = fs::file_size(part);
+  EXPECT_GE(partial, weights.content.size() / 2);
+  EXPECT_LT(partial, weights.content.size());
+  EXPECT_FALSE(fs::exists(repo_dir() / "snapshots" / kCommit / "model.safetensors"));
+
+  const std::string dir = resolve_model(kRepo, options_);
+  bool resumed = false;
+  for (const auto& h : hub_->hits())
+    if (h.path.find("/cdn/" + weights.etag) != std::string::npos && h.range == "bytes=" + std::to_string(partial) + "-")
+      resumed = true;
+  EXPECT_TRUE(resumed) << "the second run must ask for bytes=" << partial << "-";
+  EXPECT_EQ(sha256(read_file(repo_dir() / "blobs" / weights.etag)), weights.etag);
+  EXPECT_FALSE(fs::exists(part));
+  EXPECT_EQ(read_file(fs::path(dir) / "model.safetensors"), weights.content);
+}
+
+TEST_F(HubTest, RetriesACutTransferWithinOneRun) {
+  const RepoFile& weights = hub_->repo(kRepo).files.at("model.safetensors");
+  hub_->cut_transfers = 2;  // two cuts, then a whole transfer: needs 2 retries
+  const std::string dir = resolve_model(kRepo, options_);
+  size_t ranged = 0;
+  for (const auto& h : hub_->hits())
+    if (h.path.find("/cdn/" + weights.etag) != std::string::npos && !h.range.empty()) ++ranged;
+  EXPECT_GE(ranged, 1u);
+  EXPECT_EQ(sha256(read_file(fs::path(dir) / "model.safetensors")), weights.etag);
+}
+
+TEST_F(HubTest, CorruptBodyIsRejectedAndNothingEntersTheSnapshot) {
+  const RepoFile& weights = hub_->repo(kRepo).files.at("model.safetensors");
+  hub_->corrupt_bodies = true;
+  const std::string message = error_of([&] { resolve_model(kRepo, options_); });
+  EXPECT_NE(message.find("checksum mismatch"), std::string::npos) << message;
+  EXPECT_NE(message.find("sha256 " + weights.etag), std::string::npos) << message;
+  size_t snapshot_entries = 0;
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(repo_dir() / "snapshots", ec), end; !ec && it != end; it.increment(ec))
+    ++snapshot_entries;
+  EXPECT_EQ(snapshot_entries, 0u) << "no file of a failed pull may appear in snapshots/";
+  EXPECT_FALSE(fs::exists(repo_dir() / "blobs" / weights.etag));
+  EXPECT_FALSE(fs::exists(repo_dir() / "blobs" / (weights.etag + ".incomplete")));
+  EXPECT_FALSE(fs::exists(repo_dir() / "refs" / "main"));
+
+  hub_->corrupt_bodies = false;  // the next run recovers
+  const std::string dir = resolve_model(kRepo, options_);
+  EXPECT_EQ(sha256(read_file(fs::path(dir) / "model.safetensors")), weights.etag);
+}
+
+TEST_F(HubTest, NotFoundNamesTheRepoAndTheRevision) {
+  ErrorCode code{};
+  std::string message = error_of([&] { resolve_model("test-org/no-such-model", options_); }, &code);
+  EXPECT_EQ(code, ErrorCode::kNotFound);
+  EXPECT_NE(message.find("repository test-org/no-such-model not found"), std::string::npos) << message;
+  EXPECT_NE(message.find("HTTP 404"), std::string::npos) << message;
+  EXPECT_EQ(message.find('\n'), std::string::npos) << "one line";
+
+  message = error_of([&] { resolve_model(std::string(kRepo) + "@v9", options_); });
+  EXPECT_NE(message.find("revision 'v9' not found in test-org/tiny-musicgen"), std::string::npos) << message;
+  EXPECT_EQ(hub_->count("", "/cdn/"), 0u);
+}
+
+TEST_F(HubTest, UnauthorizedMentionsHfToken) {
+  ErrorCode code{};
+  const std::string message = error_of([&] { resolve_model(kPrivateRepo, options_); }, &code);
+  EXPECT_NE(message.find("HF_TOKEN"), std::string::npos) << message;
+  EXPECT_NE(message.find("HTTP 401"), std::string::npos) << message;
+  EXPECT_NE(message.find(kPrivateRepo), std::string::npos) << message;
+  EXPECT_FALSE(fs::exists(repo_dir(kPrivateRepo) / "snapshots"));
+
+  set_env("HF_TOKEN", kToken);
+  const std::string dir = resolve_model(kPrivateRepo, options_);
+  EXPECT_TRUE(fs::exists(fs::path(dir) / "model.safetensors"));
+  bool sent = false;
+  for (const auto& h : hub_->hits())
+    if (h.path.find("/api/models/test-org/private-musicgen") == 0) sent = h.auth == std::string("Bearer ") + kToken;
+  EXPECT_TRUE(sent);
+}
+
+TEST_F(HubTest, TokenFileIsReadLikeHuggingfaceHub) {
+  std::ofstream(cache_ + "/token") << kToken << "\n";
+  set_env("HF_TOKEN_PATH", cache_ + "/token");
+  EXPECT_NO_THROW(resolve_model(kPrivateRepo, options_));
+}
+
+TEST_F(HubTest, ConcurrentPullsOfTheSameModelBothSucceed) {
+  hub_->slow_chunk_ms = 20;  // keep the first transfer going while the second pull starts
+  const RepoFile& weights = hub_->repo(kRepo).files.at("model.safetensors");
+  std::string dirs[2], errors[2];
+  std::thread threads[2];
+  for (int i = 0; i < 2; ++i)
+    threads[i] = std::thread([&, i] {
+      try {
+        ResolveOptions o = options_;
+        o.refresh = true;  // like `musicgen pull`
+        dirs[i] = resolve_model(kRepo, o);
+      } catch (const std::exception& e) {
+        errors[i] = e.what();
+      }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(errors[0], "");
+  EXPECT_EQ(errors[1], "");
+  EXPECT_EQ(dirs[0], dirs[1]);
+  EXPECT_EQ(sha256(read_file(repo_dir() / "blobs" / weights.etag)), weights.etag);
+  EXPECT_EQ(hub_->count("GET", "/cdn/" + weights.etag), 1u) << "the lock lets one pull download, the other reuse";
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(repo_dir() / "blobs", ec))
+    EXPECT_EQ(e.path().extension(), "") << e.path();
+}
+
+TEST_F(HubTest, ConcurrentPullsFromTwoProcesses) {
+  hub_->slow_chunk_ms = 10;
+  const RepoFile& weights = hub_->repo(kRepo).files.at("model.safetensors");
+  pid_t pids[2];
+  for (auto& pid : pids) {
+    pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {  // the child only uses the client side; the server runs in the parent
+      try {
+        ResolveOptions o = options_;
+        o.refresh = true;
+        resolve_model(kRepo, o);
+        ::_exit(0);
+      } catch (...) {
+        ::_exit(1);
+      }
+    }
+  }
+  for (pid_t pid : pids) {
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+  EXPECT_EQ(sha256(read_file(repo_dir() / "snapshots" / kCommit / "model.safetensors")), weights.etag);
+  EXPECT_EQ(hub_->count("GET", "/cdn/" + weights.etag), 1u);
+}
+
+TEST_F(HubTest, OfflineAndNotCachedGivesTheHelpfulError) {
+  set_env("HF_HUB_OFFLINE", "1");
+  ErrorCode code{};
+  const std::string message = error_of([&] { resolve_model(kRepo, options_); }, &code);
+  EXPECT_EQ(code, ErrorCode::kNotFound);
+  for (const char* part : {"test-org/tiny-musicgen is not in the model cache", "HF_HUB_OFFLINE=1",
+                           "missing: config.json, spiece.model, model.safetensors",
+                           "musicgen pull test-org/tiny-musicgen", "models--test-org--tiny-musicgen",
+                           "snapshot folder"})
+    EXPECT_NE(message.find(part), std::string::npos) << "'" << part << "' not in: " << message;
+  EXPECT_EQ(message.find('\n'), std::string::npos);
+  EXPECT_EQ(hub_->hits().size(), 0u);
+}
+
+TEST_F(HubTest, OfflineUsesTheCacheAndReportsAnIncompleteSnapshot) {
+  const std::string dir = resolve_model(kRepo, options_);
+  set_env("HF_HUB_OFFLINE", "true");
+  const size_t requests = hub_->hits().size();
+  EXPECT_EQ(resolve_model("test-org/tiny-musicgen@main", options_), dir);
+  fs::remove(fs::path(dir) / "spiece.model");
+  const std::string message = error_of([&] { resolve_model(kRepo, options_); });
+  EXPECT_NE(message.find("missing: spiece.model"), std::string::npos) << message;
+  EXPECT_EQ(hub_->hits().size(), requests);
+}
+
+TEST_F(HubTest, UnreachableHubAndNotCachedSaysSo) {
+  set_env("HF_ENDPOINT", "http://127.0.0.1:1");  // nothing listens on port 1
+  const std::string message = error_of([&] { resolve_model(kRepo, options_); });
+  EXPECT_NE(message.find("http://127.0.0.1:1 cannot be reached"), std::string::npos) << message;
+  EXPECT_NE(message.find("missing: config.json"), std::string::npos) << message;
+  EXPECT_NE(message.find("musicgen pull"), std::string::npos) << message;
+}
+
+TEST_F(HubTest, UnwritableCacheNamesThePath) {
+  const std::string blocker = cache_ + "/a-file";
+  std::ofstream(blocker) << "x";
+  set_env("HF_HUB_CACHE", blocker + "/hub");
+  ErrorCode code{};
+  const std::string message = error_of([&] { resolve_model(kRepo, options_); }, &code);
+  EXPECT_EQ(code, ErrorCode::kIo);
+  EXPECT_NE(message.find(blocker + "/hub"), std::string::npos) << message;
+  EXPECT_NE(message.find("HF_HUB_CACHE"), std::string::npos) << message;
+}
+
+TEST_F(HubTest, ShardedCheckpointDownloadsIndexAndShards) {
+  const std::string dir = resolve_model(kShardedRepo, options_);
+  EXPECT_TRUE(fs::is_symlink(fs::path(dir) / "model.safetensors.index.json"));
+  EXPECT_TRUE(fs::is_symlink(fs::path(dir) / "model-00001-of-00001.safetensors"));
+  EXPECT_FALSE(fs::exists(fs::path(dir) / "model.safetensors"));
+  auto model = Model::load(dir);
+  EXPECT_GT(model->info().num_layers, 0);
+}
+
+TEST_F(HubTest, ProgressCallbackSeesEveryFileAndCanCancel) {
+  std::set<std::string> finished;
+  options_.on_progress = [&](const DownloadProgress& p) {
+    EXPECT_EQ(p.repo_id, kRepo);
+    EXPECT_LE(p.bytes_done, p.bytes_total);
+    if (p.finished) finished.insert(p.file);
+    return true;
+  };
+  resolve_model(kRepo, options_);
+  EXPECT_EQ(finished, (std::set<std::string>{"config.json", "generation_config.json", "model.safetensors",
+                                             "spiece.model"}));
+
+  fs::remove_all(repo_dir());
+  hub_->slow_chunk_ms = 150;  // slow enough for a callback between chunks
+  options_.on_progress = [](const DownloadProgress& p) { return p.file != "model.safetensors"; };
+  ErrorCode code{};
+  error_of([&] { resolve_model(kRepo, options_); }, &code);
+  EXPECT_EQ(code, ErrorCode::kCancelled);
+}
+
+TEST_F(HubTest, ParsesModelReferences) {
+  ModelReference r = parse_model_reference("small");
+  EXPECT_EQ(r.source, ModelSource::kHub);
+  EXPECT_EQ(r.repo_id, "facebook/musicgen-small");
+  EXPECT_EQ(r.revision, "main");
+  EXPECT_EQ(parse_model_reference("stereo-melody-large").repo_id, "facebook/musicgen-stereo-melody-large");
+  EXPECT_EQ(parse_model_reference("musicgen-melody").repo_id, "facebook/musicgen-melody");
+  r = parse_model_reference("user/my-finetune.v2@refs-pr-1");
+  EXPECT_EQ(r.repo_id, "user/my-finetune.v2");
+  EXPECT_EQ(r.revision, "refs-pr-1");
+  EXPECT_EQ(parse_model_reference("medium@abc123").revision, "abc123");
+  EXPECT_EQ(model_short_names().size(), 10u);
+
+  const std::string fixture = testing::fixture_dir("tiny-a");
+  r = parse_model_reference(fixture);
+  EXPECT_EQ(r.source, ModelSource::kLocalDirectory);
+  EXPECT_EQ(r.path, fixture);
+  EXPECT_EQ(resolve_model(fixture, options_), fixture);
+  EXPECT_EQ(hub_->hits().size(), 0u);
+
+  ErrorCode code{};
+  for (const char* bad : {"", "tiny", "a/b/c", "org/-bad", "org/na--me"}) {
+    const std::string message = error_of([&] { parse_model_reference(bad); }, &code);
+    EXPECT_EQ(code, ErrorCode::kInvalidArgument) << bad;
+    EXPECT_NE(message.find("short name"), std::string::npos) << bad << ": " << message;
+  }
+  for (const char* bad : {"org/name@", "org/name@a b", "org/name@../x"}) {
+    const std::string message = error_of([&] { parse_model_reference(bad); }, &code);
+    EXPECT_EQ(code, ErrorCode::kInvalidArgument) << bad;
+    EXPECT_NE(message.find("invalid revision"), std::string::npos) << bad << ": " << message;
+  }
+  error_of([&] { parse_model_reference("./no/such/dir"); }, &code);
+  EXPECT_EQ(code, ErrorCode::kNotFound);
+}
+
+TEST_F(HubTest, ListsAndInspectsCachedModels) {
+  EXPECT_TRUE(list_cached_models(options_).empty());
+  resolve_model(kRepo, options_);
+  const auto models = list_cached_models(options_);
+  ASSERT_EQ(models.size(), 1u);
+  EXPECT_EQ(models[0].repo_id, kRepo);
+  EXPECT_EQ(models[0].model_type, "musicgen");
+  uint64_t total = 0;
+  for (const auto& [name, f] : hub_->repo(kRepo).files) total += f.content.size();
+  EXPECT_EQ(models[0].size_bytes, total);
+  ASSERT_EQ(models[0].revisions.size(), 1u);
+  EXPECT_EQ(models[0].revisions[0].commit, kCommit);
+  EXPECT_EQ(models[0].revisions[0].refs, std::vector<std::string>{"main"});
+  EXPECT_EQ(models[0].revisions[0].size_bytes, total);
+  EXPECT_TRUE(models[0].revisions[0].missing.empty());
+
+  const CheckpointSummary s = inspect_model(kRepo, options_);
+  EXPECT_EQ(s.model_type, "musicgen");
+  EXPECT_GT(s.decoder_layers, 0);
+  EXPECT_GT(s.num_codebooks, 0);
+  EXPECT_GT(s.total_parameters, 0u);
+  uint64_t sum = 0;
+  for (const auto& p : s.parts) sum += p.parameters;
+  EXPECT_EQ(sum, s.total_parameters);
+  ASSERT_GE(s.parts.size(), 3u);
+  EXPECT_EQ(s.parts[0].name, "text encoder (T5)");
+  ASSERT_EQ(s.memory.size(), 4u);
+  EXPECT_EQ(s.memory[0].weight_type, "f32");
+  EXPECT_EQ(s.memory[0].bytes, 4 * s.total_parameters);
+  EXPECT_EQ(s.memory[1].bytes, 2 * s.total_parameters);
+  EXPECT_LT(s.memory[3].bytes, s.memory[2].bytes);
+  EXPECT_EQ(s.file_bytes, total);
+}
+
+// The command line against the same fake hub.
+struct Cli {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+Cli run_cli(const std::vector<std::string>& args, const std::string& env = "") {
+  const std::string dir = testing::make_temp_dir("hub-cli");
+  std::string cmd = env;
+  cmd.append(" ").append(quote(MUSICGEN_CLI));
+  for (const auto& a : args) cmd.append(" ").append(quote(a));
+  cmd.append(" > ").append(dir).append("/out 2> ").append(dir).append("/err < /dev/null");
+  const int status = std::system(cmd.c_str());
+  Cli r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = read_file(dir + "/out");
+  r.err = read_file(dir + "/err");
+  fs::remove_all(dir);
+  return r;
+}
+
+TEST_F(HubTest, CommandLinePullListInfoGenerate) {
+  Cli r = run_cli({"pull", kRepo});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, (repo_dir() / "snapshots" / kCommit).string() + "\n");
+  EXPECT_EQ(r.err.find("model.safetensors"), std::string::npos) << "no bar when stderr is not a terminal";
+
+  r = run_cli({"pull", "--progress", kShardedRepo});  // asked for: a bar per file
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* part : {"model-00001-of-00001.safetensors", "model.safetensors.index.json", "100%", "2.43 MB"})
+    EXPECT_NE(r.err.find(part), std::string::npos) << part << " not in:\n" << r.err;
+  if (std::getenv("MUSICGEN_TEST_VERBOSE")) std::fprintf(stderr, "%s", r.err.c_str());
+
+  r = run_cli({"list"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find(kRepo), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(std::string("main ") + std::string(kCommit).substr(0, 8)), std::string::npos) << r.out;
+
+  r = run_cli({"info", kRepo});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* part : {"text encoder (T5)", "decoder", "audio codec (EnCodec)", "total", "q8", "q4", "estimates"})
+    EXPECT_NE(r.out.find(part), std::string::npos) << part << " not in:\n" << r.out;
+
+  const std::string wav = cache_ + "/out.wav";
+  r = run_cli({"generate", "--model", kRepo, "--prompt", "x", "--max-new-tokens", "8", "--output", wav, "--quiet"},
+              "HF_HUB_OFFLINE=1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(wav));
+
+  // Offline and not cached: exit 1 with one helpful line, no crash.
+  r = run_cli({"generate", "--model", "test-org/other-model", "--prompt", "x", "--output", wav}, "HF_HUB_OFFLINE=1");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err.rfind("musicgen: error: test-org/other-model is not in the model cache", 0), 0u) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+
+  r = run_cli({"pull"});
+  EXPECT_EQ(r.exit_code, 2);
+  r = run_cli({"pull", "test-org/no-such-model"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("not found"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace musicgen
