@@ -25,6 +25,7 @@
 
 #include "command_util.h"
 #include "musicgen/musicgen.h"
+#include "musicgen/quantize.h"
 #include "musicgen/tools.h"
 
 namespace musicgen::cli {
@@ -40,20 +41,22 @@ constexpr const char* kDefaultPrompt = "80s pop track with bassy drums and synth
 
 void print_help() {
   std::printf(
-      "Usage: musicgen bench (--model DIR | --shape SHAPE) [options]\n\n"
+      "Usage: musicgen bench (--model PATH | --shape SHAPE) [options]\n\n"
       "Measures one checkpoint: load time, text encoding, decoder steps per second (median of\n"
       "repeated generations), audio decoding time, real-time factors, peak RSS, and the decoder's\n"
       "achieved weight bandwidth against the machine's measured read bandwidth.\n\n"
       "Real-time factor (RTF) = compute time / duration of the audio produced: below 1 is faster\n"
-      "than real time, lower is better. One decoder step is one 20 ms frame: real time is 50 steps/s.\n\n"
+      "than real time, lower is better. One decoder step is one 20 ms frame: real time is 50 "
+      "steps/s.\n\n"
       "Options:\n"
-      "  --model DIR         checkpoint directory\n"
+      "  --model PATH        checkpoint directory, or a file written by 'musicgen quantize'\n"
       "  --shape SHAPE       instead of --model: a random checkpoint of this shape (see\n"
       "                      'musicgen make-random-model --help'), created once and cached in\n"
       "                      --cache-dir\n"
       "  --cache-dir DIR     cache for --shape (default $MUSICGEN_CACHE_DIR, else\n"
       "                      $XDG_CACHE_HOME/musicgen, else ~/.cache/musicgen)\n"
-      "  --weights T         weight type: f32 (default)\n"
+      "  --weights T         weight type the checkpoint is loaded with: f32 (default), bf16, q8\n"
+      "                      or q4 (a quantized file: its own type)\n"
       "  --steps N           decoder steps per generation (default 500 = 9.94 s of audio)\n"
       "  --guidance G        classifier-free guidance scale (default 3; 1 disables it)\n"
       "  --threads N         worker threads (default: all cores)\n"
@@ -84,14 +87,6 @@ std::string default_cache_dir() {
   if (const char* d = std::getenv("HOME"); d && *d) return std::string(d) + "/.cache/musicgen";
   return (fs::temp_directory_path() / "musicgen-cache").string();
 }
-
-// Bytes per stored decoder weight for each weight type this build can load.
-double bytes_per_weight(const std::string& weights) {
-  if (weights == "f32") return 4.0;
-  return 0.0;
-}
-
-std::vector<std::string> supported_weights() { return {"f32"}; }
 
 // Streams a buffer with `threads` threads; returns the median read bandwidth in bytes/s.
 double measure_read_bandwidth(size_t bytes, int threads) {
@@ -153,7 +148,7 @@ struct Run {
 }  // namespace
 
 int run_bench(const std::vector<std::string>& args) {
-  std::string model_dir, shape, cache_dir, weights = "f32", prompt = kDefaultPrompt;
+  std::string model_dir, shape, cache_dir, weights_arg, prompt = kDefaultPrompt;
   int steps = 500, repeats = 3, threads = 0, warmup_steps = 16;
   long long bandwidth_mib = 512;
   float guidance = 3.0f;
@@ -176,7 +171,10 @@ int run_bench(const std::vector<std::string>& args) {
       } else if (a == "--cache-dir") {
         cache_dir = value();
       } else if (a == "--weights") {
-        weights = value();
+        weights_arg = value();
+        if (weights_arg != "f32" && weights_arg != "bf16" && weights_arg != "q8" &&
+            weights_arg != "q4")
+          command_usage("--weights must be f32, bf16, q8 or q4, got '" + weights_arg + "'");
       } else if (a == "--steps") {
         const long long v = parse_int_option(a, value());
         if (v < 8 || v > 2048) command_usage("--steps must be between 8 and 2048");
@@ -214,23 +212,20 @@ int run_bench(const std::vector<std::string>& args) {
         command_usage("unknown option '" + a + "'");
       }
     }
-    if (model_dir.empty() == shape.empty()) command_usage("give exactly one of --model DIR or --shape SHAPE");
+    if (model_dir.empty() == shape.empty())
+      command_usage("give exactly one of --model PATH or --shape SHAPE");
     if (!shape.empty()) {
       bool known = false;
       for (const RandomModelShape& s : random_model_shapes()) known = known || s.name == shape;
-      if (!known) command_usage("unknown --shape '" + shape + "'; see 'musicgen make-random-model --help'");
-    }
-    const std::vector<std::string> types = supported_weights();
-    if (std::find(types.begin(), types.end(), weights) == types.end()) {
-      std::string list;
-      for (const auto& t : types) list += (list.empty() ? "" : ", ") + t;
-      command_usage("--weights '" + weights + "' is not available in this build; choose " + list);
+      if (!known)
+        command_usage("unknown --shape '" + shape + "'; see 'musicgen make-random-model --help'");
     }
   } catch (const CommandUsageError& e) {
     std::fprintf(stderr, "musicgen: error: %s (see 'musicgen bench --help')\n", e.message.c_str());
     return 2;
   }
-  const int n_threads = threads > 0 ? threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  const int n_threads =
+      threads > 0 ? threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 
   if (!shape.empty()) {
     const fs::path cache = cache_dir.empty() ? fs::path(default_cache_dir()) : fs::path(cache_dir);
@@ -243,14 +238,19 @@ int run_bench(const std::vector<std::string>& args) {
       ro.threads = n_threads;
       ro.overwrite = fs::exists(model_dir);
       std::fprintf(stderr, "creating random %s checkpoint in %s (%s, once)\n", shape.c_str(),
-                   model_dir.c_str(), human_bytes(static_cast<double>(random_model_bytes(ro))).c_str());
+                   model_dir.c_str(),
+                   human_bytes(static_cast<double>(random_model_bytes(ro))).c_str());
       make_random_model(ro);
     }
   }
 
-  const CheckpointStats stats = checkpoint_stats(model_dir);
+  LoadOptions load_options;
+  load_options.weights = weights_arg.empty() ? WeightType::kF32 : parse_weight_type(weights_arg);
+  load_options.threads = n_threads;
+  const CheckpointStats stats = checkpoint_stats(model_dir, load_options.weights);
+  const std::string& weights = stats.weights;
   const double t_load = now_seconds();
-  std::shared_ptr<const Model> model = Model::load(model_dir);
+  std::shared_ptr<const Model> model = Model::load(model_dir, load_options);
   const double load_s = now_seconds() - t_load;
   const ModelInfo& info = model->info();
   Session session(model, {.threads = n_threads});
@@ -288,7 +288,8 @@ int run_bench(const std::vector<std::string>& args) {
     for (const Run& r : runs) v.push_back(f(r));
     return median(v);
   };
-  const double steps_per_s = med([](const Run& r) { return r.steps / std::max(1e-12, r.decode_s); });
+  const double steps_per_s =
+      med([](const Run& r) { return r.steps / std::max(1e-12, r.decode_s); });
   const double text_s = med([](const Run& r) { return r.text_encode_s; });
   const double decode_s = med([](const Run& r) { return r.decode_s; });
   const double audio_dec_s = med([](const Run& r) { return r.audio_decode_s; });
@@ -296,10 +297,12 @@ int run_bench(const std::vector<std::string>& args) {
   const double audio_rtf = med([](const Run& r) { return r.audio_decode_s / r.audio_s; });
   const double e2e_rtf = med([](const Run& r) { return r.generate_s / r.audio_s; });
   const double generate_s = med([](const Run& r) { return r.generate_s; });
-  const double weight_bytes_per_step = static_cast<double>(stats.decoder_step_params) * bytes_per_weight(weights);
+  const double weight_bytes_per_step = static_cast<double>(stats.decoder_step_weight_bytes);
   const double achieved_bw = weight_bytes_per_step * steps_per_s;
   const double machine_bw =
-      bandwidth_mib > 0 ? measure_read_bandwidth(static_cast<size_t>(bandwidth_mib) << 20, n_threads) : 0.0;
+      bandwidth_mib > 0
+          ? measure_read_bandwidth(static_cast<size_t>(bandwidth_mib) << 20, n_threads)
+          : 0.0;
 
   if (as_json) {
     json j;
@@ -352,19 +355,22 @@ int run_bench(const std::vector<std::string>& args) {
   std::printf("\nmusicgen bench: %s\n", model_dir.c_str());
   std::printf("  %d layers, hidden %d, %d codebooks, %s; weights %s; %d threads; %s\n",
               info.num_layers, info.hidden_size, info.num_codebooks,
-              info.audio_channels == 2 ? "stereo" : "mono", weights.c_str(), n_threads, cpu_model().c_str());
+              info.audio_channels == 2 ? "stereo" : "mono", weights.c_str(), n_threads,
+              cpu_model().c_str());
   std::printf("  %d steps (%.2f s of audio), guidance %.1f, %s, median of %d\n\n", steps, audio_s,
               guidance, greedy ? "greedy" : "top-k sampling", repeats);
   std::printf("  %-34s %12s\n", "metric", "value");
   std::printf("  %-34s %10.2f s\n", "model load", load_s);
   std::printf("  %-34s %10.3f s\n", "text encoding", text_s);
-  std::printf("  %-34s %10.2f    (real time: %.0f)\n", "decoder steps/s", steps_per_s, real_time_steps);
+  std::printf("  %-34s %10.2f    (real time: %.0f)\n", "decoder steps/s", steps_per_s,
+              real_time_steps);
   std::printf("  %-34s %10.2f s\n", "decoder time", decode_s);
   std::printf("  %-34s %10.3f s\n", "audio decoding (EnCodec)", audio_dec_s);
   std::printf("  %-34s %10.4f\n", "audio decoding RTF", audio_rtf);
   std::printf("  %-34s %10.3f\n", "end-to-end RTF (load excluded)", e2e_rtf);
   std::printf("  %-34s %10s\n", "peak RSS", human_bytes(static_cast<double>(rss)).c_str());
-  std::printf("  %-34s %10s\n", "decoder weights read per step", human_bytes(weight_bytes_per_step).c_str());
+  std::printf("  %-34s %10s\n", "decoder weights read per step",
+              human_bytes(weight_bytes_per_step).c_str());
   std::printf("  %-34s %10.1f GB/s\n", "achieved weight bandwidth", achieved_bw / 1e9);
   if (machine_bw > 0)
     std::printf("  %-34s %10.1f GB/s (%.0f%% used)\n", "machine read bandwidth", machine_bw / 1e9,

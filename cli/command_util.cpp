@@ -8,13 +8,16 @@
 
 namespace musicgen::cli {
 
-void command_usage(const std::string& message) { throw CommandUsageError{message}; }
+void command_usage(const std::string& message) {
+  throw CommandUsageError{message};
+}
 
 long long parse_int_option(const std::string& flag, const std::string& v) {
   char* end = nullptr;
   errno = 0;
   const long long i = std::strtoll(v.c_str(), &end, 10);
-  if (v.empty() || *end != '\0' || errno != 0) command_usage(flag + " expects an integer, got '" + v + "'");
+  if (v.empty() || *end != '\0' || errno != 0)
+    command_usage(flag + " expects an integer, got '" + v + "'");
   return i;
 }
 

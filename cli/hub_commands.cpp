@@ -21,7 +21,8 @@ const char* kCacheHelp =
 
 std::string short_names() {
   std::string s;
-  for (const auto& [name, repo] : musicgen::model_short_names()) s += (s.empty() ? "" : ", ") + name;
+  for (const auto& [name, repo] : musicgen::model_short_names())
+    s += (s.empty() ? "" : ", ") + name;
   return s;
 }
 
@@ -98,7 +99,8 @@ std::vector<std::string> parse(const std::vector<std::string>& args, musicgen::R
 }
 
 int usage_error(const std::string& command, const std::string& message) {
-  std::fprintf(stderr, "musicgen: error: %s (see 'musicgen %s --help')\n", message.c_str(), command.c_str());
+  std::fprintf(stderr, "musicgen: error: %s (see 'musicgen %s --help')\n", message.c_str(),
+               command.c_str());
   return 2;
 }
 
@@ -111,17 +113,23 @@ std::string format_bytes(uint64_t bytes) {
     ++u;
   }
   char buf[32];
-  if (u == 0) std::snprintf(buf, sizeof(buf), "%llu B", static_cast<unsigned long long>(bytes));
-  else std::snprintf(buf, sizeof(buf), "%.2f %s", v, units[u]);
+  if (u == 0)
+    std::snprintf(buf, sizeof(buf), "%llu B", static_cast<unsigned long long>(bytes));
+  else
+    std::snprintf(buf, sizeof(buf), "%.2f %s", v, units[u]);
   return buf;
 }
 
 std::string format_params(uint64_t n) {
   char buf[32];
-  if (n >= 1000000000ULL) std::snprintf(buf, sizeof(buf), "%.2f B", n / 1e9);
-  else if (n >= 1000000ULL) std::snprintf(buf, sizeof(buf), "%.1f M", n / 1e6);
-  else if (n >= 1000ULL) std::snprintf(buf, sizeof(buf), "%.1f k", n / 1e3);
-  else std::snprintf(buf, sizeof(buf), "%llu", static_cast<unsigned long long>(n));
+  if (n >= 1000000000ULL)
+    std::snprintf(buf, sizeof(buf), "%.2f B", n / 1e9);
+  else if (n >= 1000000ULL)
+    std::snprintf(buf, sizeof(buf), "%.1f M", n / 1e6);
+  else if (n >= 1000ULL)
+    std::snprintf(buf, sizeof(buf), "%.1f k", n / 1e3);
+  else
+    std::snprintf(buf, sizeof(buf), "%llu", static_cast<unsigned long long>(n));
   return buf;
 }
 
@@ -137,7 +145,8 @@ int cmd_pull(const std::vector<std::string>& args) {
       print_pull_help();
       return 0;
     }
-    if (pos.size() != 1) throw Usage{"pull takes one MODEL, e.g. 'musicgen pull facebook/musicgen-small'"};
+    if (pos.size() != 1)
+      throw Usage{"pull takes one MODEL, e.g. 'musicgen pull facebook/musicgen-small'"};
   } catch (const Usage& u) {
     return usage_error("pull", u.message);
   }
@@ -177,16 +186,18 @@ int cmd_list(const std::vector<std::string>& args) {
     if (all || m.model_type.rfind("musicgen", 0) == 0) models.push_back(std::move(m));
   std::printf("cache: %s\n", cache.c_str());
   if (models.empty()) {
-    std::printf("no %smodels in the cache; get one with 'musicgen pull small' (or facebook/musicgen-small)\n",
-                all ? "" : "MusicGen ");
+    std::printf(
+        "no %smodels in the cache; get one with 'musicgen pull small' (or "
+        "facebook/musicgen-small)\n",
+        all ? "" : "MusicGen ");
     return 0;
   }
   std::printf("%-36s %-24s %10s  %s\n", "MODEL", "REVISION", "SIZE", "STATUS");
   for (const auto& m : models) {
     bool first = true;
     if (m.revisions.empty())
-      std::printf("%-36s %-24s %10s  %s\n", m.repo_id.c_str(), "-", format_bytes(m.size_bytes).c_str(),
-                  "no snapshot");
+      std::printf("%-36s %-24s %10s  %s\n", m.repo_id.c_str(), "-",
+                  format_bytes(m.size_bytes).c_str(), "no snapshot");
     for (const auto& r : m.revisions) {
       std::string refs;
       for (const auto& name : r.refs) refs += (refs.empty() ? "" : ",") + name;
@@ -223,15 +234,17 @@ int cmd_info(const std::vector<std::string>& args) {
   const musicgen::CheckpointSummary s = musicgen::inspect_model(pos[0], opt);
   std::printf("model:         %s\n", pos[0].c_str());
   std::printf("directory:     %s\n", s.directory.c_str());
-  std::printf("type:          %s, %s, %d codebooks\n", s.model_type.empty() ? "?" : s.model_type.c_str(),
+  std::printf("type:          %s, %s, %d codebooks\n",
+              s.model_type.empty() ? "?" : s.model_type.c_str(),
               s.audio_channels == 2 ? "stereo" : "mono", s.num_codebooks);
-  std::printf("text encoder:  T5, %d layers, hidden %d, %d heads, vocabulary %d\n", s.text_encoder_layers,
-              s.text_encoder_hidden, s.text_encoder_heads, s.text_vocab_size);
+  std::printf("text encoder:  T5, %d layers, hidden %d, %d heads, vocabulary %d\n",
+              s.text_encoder_layers, s.text_encoder_hidden, s.text_encoder_heads,
+              s.text_vocab_size);
   std::printf("decoder:       %d layers, hidden %d, %d heads, ffn %d, %d codebooks of %d codes\n",
               s.decoder_layers, s.decoder_hidden, s.decoder_heads, s.decoder_ffn, s.num_codebooks,
               s.codebook_size);
-  std::printf("audio codec:   EnCodec, %d Hz, %d frames/s, %d channel%s\n", s.sample_rate, s.frame_rate,
-              s.audio_channels, s.audio_channels == 1 ? "" : "s");
+  std::printf("audio codec:   EnCodec, %d Hz, %d frames/s, %d channel%s\n", s.sample_rate,
+              s.frame_rate, s.audio_channels, s.audio_channels == 1 ? "" : "s");
   std::printf("parameters:\n");
   for (const auto& p : s.parts) {
     std::string dtypes;
@@ -240,11 +253,13 @@ int cmd_info(const std::vector<std::string>& args) {
       dtypes.append(dtype);
       if (p.dtype_params.size() > 1) dtypes.append(" ").append(format_params(n));
     }
-    std::printf("  %-32s %10s  %s\n", p.name.c_str(), format_params(p.parameters).c_str(), dtypes.c_str());
+    std::printf("  %-32s %10s  %s\n", p.name.c_str(), format_params(p.parameters).c_str(),
+                dtypes.c_str());
   }
   std::printf("  %-32s %10s\n", "total", format_params(s.total_parameters).c_str());
   std::printf("files:         %s\n", format_bytes(s.file_bytes).c_str());
-  std::printf("weight memory by weight type (estimates: weights only, activations and caches extra):\n");
+  std::printf(
+      "weight memory by weight type (estimates: weights only, activations and caches extra):\n");
   for (const auto& m : s.memory)
     std::printf("  %-5s ~%.2f B/parameter  %10s\n", m.weight_type.c_str(), m.bytes_per_parameter,
                 format_bytes(m.bytes).c_str());

@@ -230,6 +230,11 @@ int cmd_generate(const std::vector<std::string>& args) {
       if (sample_format != "pcm16" && sample_format != "f32")
         usage("--sample-format must be pcm16 or f32, got '" + sample_format + "'");
     } else if (a == "--codes-out") codes_out = value();
+    else if (a == "--audio-prompt") audio_prompt_paths.push_back(value());
+    else if (a == "--prompt-start") prompt_start = parse_double(a, value());
+    else if (a == "--prompt-duration") prompt_duration = parse_double(a, value());
+    else if (a == "--melody") melody_paths.push_back(value());
+    else if (a == "--extend-stride") opt.extend_stride_s = parse_double(a, value());
     else if (a == "--quiet" || a == "-q") quiet = true;
     else usage("unknown option '" + a + "'");
   }

@@ -36,10 +36,11 @@ void print_help() {
       "  --threads N       worker threads (default: all cores); does not change the output\n"
       "  --quiet           no progress output\n"
       "  --help, -h        show this help\n\n"
-      "Sizes (f32): small 2.4 GB, medium 7.9 GB, large 14.6 GB; bf16 halves them.\n\n"
+      "Sizes are of f32 storage; --dtype bf16 or f16 halves them.\n\n"
       "Example:\n"
       "  musicgen make-random-model --shape small --out models/random-small\n"
-      "  musicgen generate --model models/random-small --prompt \"lo-fi beat\" --duration 5 --output noise.wav\n");
+      "  musicgen generate --model models/random-small --prompt \"lo-fi beat\" --duration 5 "
+      "--output noise.wav\n");
 }
 
 }  // namespace
@@ -102,13 +103,19 @@ int run_make_random_model(const std::vector<std::string>& args) {
   const double t0 = now_seconds();
   const bool tty = ::isatty(STDERR_FILENO);
   double last = t0;
+  bool started = false;
   if (!quiet) {
-    std::fprintf(stderr, "writing %s (shape %s, %s, seed %llu%s): %s\n", opt.out_dir.c_str(),
-                 opt.shape.c_str(), opt.dtype.c_str(), static_cast<unsigned long long>(opt.seed),
-                 opt.heavy_tails ? ", heavy tails" : "",
-                 human_bytes(static_cast<double>(random_model_bytes(opt))).c_str());
+    // The first line waits for the first chunk, so option errors stay the only output.
     opt.progress = [&](uint64_t done, uint64_t total) {
       const double now = now_seconds();
+      if (!started) {
+        started = true;
+        std::fprintf(stderr, "writing %s (shape %s, %s, seed %llu%s): %s\n", opt.out_dir.c_str(),
+                     opt.shape.c_str(), opt.dtype.c_str(),
+                     static_cast<unsigned long long>(opt.seed),
+                     opt.heavy_tails ? ", heavy tails" : "",
+                     human_bytes(static_cast<double>(random_model_bytes(opt))).c_str());
+      }
       if (done < total && now - last < (tty ? 0.5 : 10.0)) return;
       last = now;
       std::fprintf(stderr, "%s%5.1f%%  %s / %s  %.0f MiB/s%s", tty ? "\r" : "",

@@ -7,6 +7,6 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential cmake ninja-build pkg-config \
-  libsentencepiece-dev libsndfile1-dev libsoxr-dev libfftw3-dev libcurl4-openssl-dev \
+  libsentencepiece-dev libsndfile1-dev libsoxr-dev libfftw3-dev libcurl4-openssl-dev libssl-dev \
   nlohmann-json3-dev libcpp-httplib-dev libopenblas-dev libgtest-dev libgmock-dev \
   ca-certificates > /dev/null

@@ -72,10 +72,10 @@ TEST(Bench, JsonReportOnTinyFixture) {
   json j;
   ASSERT_NO_THROW(j = json::parse(r.out)) << r.out;
   ASSERT_TRUE(j.is_object());
-  for (const char* k : {"decoder_steps_per_s", "audio_decode_rtf", "end_to_end_rtf", "peak_rss_bytes",
-                        "load_s", "text_encode_s", "decode_s", "audio_decode_s", "audio_seconds",
-                        "decoder_weight_bytes_per_step", "achieved_weight_bandwidth_gb_s",
-                        "machine_read_bandwidth_gb_s"})
+  for (const char* k : {"decoder_steps_per_s", "audio_decode_rtf", "end_to_end_rtf",
+                        "peak_rss_bytes", "load_s", "text_encode_s", "decode_s", "audio_decode_s",
+                        "audio_seconds", "decoder_weight_bytes_per_step",
+                        "achieved_weight_bandwidth_gb_s", "machine_read_bandwidth_gb_s"})
     expect_positive_finite(j, k);
   EXPECT_EQ(j.at("weights"), "f32");
   EXPECT_GE(j.at("threads").get<int>(), 1);
@@ -98,6 +98,47 @@ TEST(Bench, JsonReportOnTinyFixture) {
   EXPECT_LE(j.at("audio_decode_rtf").get<double>(), j.at("end_to_end_rtf").get<double>());
 }
 
+// Decoder weight bytes per step of tiny-a in a weight type (quantized on load from the fixture, or
+// stored in a quantized file), from the bench's JSON.
+double bytes_per_step(const std::vector<std::string>& extra) {
+  std::vector<std::string> args = {"bench",  "--steps",         "10", "--repeats", "1",
+                                   "--json", "--bandwidth-mib", "0"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  const CliResult r = run_cli(args);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  const json j = json::parse(r.out);
+  expect_positive_finite(j, "decoder_steps_per_s");
+  return j.at("decoder_weight_bytes_per_step").get<double>();
+}
+
+TEST(Bench, WeightTypesAndQuantizedFiles) {
+  const std::string m = testing::fixture_dir("tiny-a");
+  const double params = 2 * (6 * 64 * 64 + 2 * 256 * 64) + 4 * 128 * 64;  // see above
+  const double bf16 = bytes_per_step({"--model", m, "--weights", "bf16"});
+  const double q8 = bytes_per_step({"--model", m, "--weights", "q8"});
+  const double q4 = bytes_per_step({"--model", m, "--weights", "q4"});
+  EXPECT_DOUBLE_EQ(bf16, 2 * params);
+  // Blocks of 32 with f16 scales (padded per row: exact ratios only for wide rows).
+  EXPECT_GE(q8, params * 34 / 32);
+  EXPECT_LT(q8, bf16);
+  EXPECT_GE(q4, params * 18 / 32);
+  EXPECT_LT(q4, q8);
+
+  // A quantized file reports its stored type and the bytes it stores, which equal what loading
+  // the checkpoint with that type builds.
+  const std::string dir = testing::make_temp_dir("bench-q");
+  const std::string file = dir + "/tiny-a.q4.mgq";
+  const CliResult q = run_cli({"quantize", "--model", m, "--weights", "q4", "--out", file});
+  ASSERT_EQ(q.exit_code, 0) << q.err;
+  const CliResult r = run_cli({"bench", "--model", file, "--steps", "10", "--repeats", "1",
+                               "--json", "--bandwidth-mib", "0"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json j = json::parse(r.out);
+  EXPECT_EQ(j.at("weights"), "q4");
+  EXPECT_DOUBLE_EQ(j.at("decoder_weight_bytes_per_step").get<double>(), q4);
+  fs::remove_all(dir);
+}
+
 TEST(Bench, ThreadsAndTableOutput) {
   const CliResult r = run_cli({"bench", "--model", testing::fixture_dir("tiny-b"), "--steps", "10",
                                "--repeats", "1", "--threads", "2", "--bandwidth-mib", "16"});
@@ -109,8 +150,9 @@ TEST(Bench, ThreadsAndTableOutput) {
 
 TEST(Bench, ShapeCreatesAndCachesARandomCheckpoint) {
   const std::string cache = testing::make_temp_dir("bench-cache");
-  const std::vector<std::string> args = {"bench", "--shape", "test-tiny", "--cache-dir", cache, "--steps", "8",
-                                         "--repeats", "1", "--json", "--bandwidth-mib", "0"};
+  const std::vector<std::string> args = {
+      "bench",     "--shape", "test-tiny", "--cache-dir",     cache, "--steps", "8",
+      "--repeats", "1",       "--json",    "--bandwidth-mib", "0"};
   const CliResult first = run_cli(args);
   ASSERT_EQ(first.exit_code, 0) << first.err;
   EXPECT_NE(first.err.find("creating random test-tiny checkpoint"), std::string::npos) << first.err;
@@ -136,10 +178,11 @@ TEST(Bench, BadOptionsFailWithOneLine) {
     EXPECT_TRUE(r.out.empty()) << r.out;
   };
   const std::string m = testing::fixture_dir("tiny-a");
-  expect_usage({}, "exactly one of --model DIR or --shape SHAPE");
+  expect_usage({}, "exactly one of --model PATH or --shape SHAPE");
   expect_usage({"--model", m, "--shape", "small"}, "exactly one of");
   expect_usage({"--shape", "gigantic"}, "unknown --shape 'gigantic'");
-  expect_usage({"--model", m, "--weights", "q9"}, "--weights 'q9' is not available");
+  expect_usage({"--model", m, "--weights", "q9"},
+               "--weights must be f32, bf16, q8 or q4, got 'q9'");
   expect_usage({"--model", m, "--steps", "3"}, "--steps must be between");
   expect_usage({"--model", m, "--repeats", "0"}, "--repeats must be between");
   expect_usage({"--model", m, "--guidance", "0.5"}, "--guidance must be >= 1");

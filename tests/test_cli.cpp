@@ -277,6 +277,25 @@ TEST_F(CliBadInput, InvalidOptions) {
   expect_clean_failure(run_cli({"generate", "--prompt", "x", "--output", out_}), "--model", out_);
 }
 
+TEST_F(CliBadInput, BadAudioPromptFiles) {
+  const std::string m = fixture_dir("tiny-a");
+  expect_clean_failure(gen(m, {"--audio-prompt", out_dir_ + "/missing.wav"}), "missing.wav", out_);
+  const std::string text = out_dir_ + "/notes.wav";
+  std::ofstream(text) << "this is not audio\n";
+  expect_clean_failure(gen(m, {"--audio-prompt", text}), "notes.wav", out_);
+  const std::string empty = out_dir_ + "/empty.wav";
+  write_wav(empty, nullptr, 1, 0, 32000, WavFormat::kPcm16);
+  expect_clean_failure(gen(m, {"--audio-prompt", empty}), "empty.wav", out_);
+  expect_clean_failure(gen(m, {"--melody", fixture_dir("tiny-melody") + "/melody.wav"}),
+                       "takes no melody", out_);
+  // A 0.3 s prompt cannot be continued to a total of 0.2 s.
+  expect_clean_failure(run_cli({"generate", "--model", m, "--audio-prompt",
+                                fixture_dir("tiny-a") + "/cont_text.wav", "--duration", "0.1",
+                                "--output", out_, "--quiet"}),
+                       "longer than the requested output", out_);
+  expect_clean_failure(gen(m, {"--prompt-start", "1"}), "need --audio-prompt", out_);
+}
+
 TEST_F(CliBadInput, UnwritableOutputPath) {
   const std::string bad = out_dir_ + "/no/such/dir/out.wav";
   const CliResult r = gen(fixture_dir("tiny-a"), {"--output", bad});

@@ -10,9 +10,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <algorithm>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
@@ -20,8 +20,8 @@
 #include <fstream>
 #include <map>
 #include <mutex>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -62,10 +62,13 @@ std::string hex_digest(const EVP_MD* md, const std::string& data) {
   return hex;
 }
 
-std::string sha256(const std::string& data) { return hex_digest(EVP_sha256(), data); }
+std::string sha256(const std::string& data) {
+  return hex_digest(EVP_sha256(), data);
+}
 // git's blob id: sha1("blob <size>\0" + content), which the hub sends as the ETag of small files.
 std::string git_blob_sha1(const std::string& data) {
-  return hex_digest(EVP_sha1(), "blob " + std::to_string(data.size()) + std::string(1, '\0') + data);
+  return hex_digest(EVP_sha1(),
+                    "blob " + std::to_string(data.size()) + std::string(1, '\0') + data);
 }
 
 struct RepoFile {
@@ -76,7 +79,7 @@ struct RepoFile {
 
 struct FakeRepo {
   std::string commit;
-  std::map<std::string, RepoFile> files;  // served files
+  std::map<std::string, RepoFile> files;    // served files
   std::vector<std::string> extra_siblings;  // listed but never served (must not be fetched)
   bool needs_token = false;
 };
@@ -92,7 +95,8 @@ class FakeHub {
     const std::string dir = testing::fixture_dir("tiny-a");
     FakeRepo repo;
     repo.commit = kCommit;
-    for (const char* f : {"config.json", "generation_config.json", "model.safetensors", "spiece.model"}) {
+    for (const char* f :
+         {"config.json", "generation_config.json", "model.safetensors", "spiece.model"}) {
       RepoFile rf;
       rf.content = read_file(fs::path(dir) / f);
       rf.lfs = std::string(f) == "model.safetensors" || std::string(f) == "spiece.model";
@@ -165,19 +169,21 @@ class FakeHub {
   size_t count(const std::string& method, const std::string& path_part) const {
     size_t n = 0;
     for (const auto& h : hits())
-      if ((method.empty() || h.method == method) && h.path.find(path_part) != std::string::npos) ++n;
+      if ((method.empty() || h.method == method) && h.path.find(path_part) != std::string::npos)
+        ++n;
     return n;
   }
 
   // Faults for the next CDN transfers of model.safetensors (the other files stay intact).
-  std::atomic<int> cut_transfers{0};       // this many transfers stop after half the file
+  std::atomic<int> cut_transfers{0};        // this many transfers stop after half the file
   std::atomic<bool> corrupt_bodies{false};  // bodies have flipped bytes
   std::atomic<int> slow_chunk_ms{0};        // a pause per 64 KiB chunk (all files)
 
  private:
   void log(const httplib::Request& req) {
     std::lock_guard<std::mutex> lock(mutex_);
-    hits_.push_back({req.method, req.path, req.get_header_value("Range"), req.get_header_value("Authorization")});
+    hits_.push_back({req.method, req.path, req.get_header_value("Range"),
+                     req.get_header_value("Authorization")});
   }
 
   // Auth and existence as the hub checks them; false: res holds the error answer.
@@ -189,7 +195,8 @@ class FakeHub {
       res.set_header("X-Error-Message", "Repository not found");
       return false;
     }
-    if (it->second.needs_token && req.get_header_value("Authorization") != std::string("Bearer ") + kToken) {
+    if (it->second.needs_token &&
+        req.get_header_value("Authorization") != std::string("Bearer ") + kToken) {
       res.status = 401;
       res.set_header("X-Error-Code", "RepoNotFound");
       res.set_header("X-Error-Message", "Invalid username or password.");
@@ -215,8 +222,10 @@ class FakeHub {
                   const FakeRepo& repo = repos_.at(id);
                   if (!check_revision(res, repo, req.matches[3].str())) return;
                   json j = {{"id", id}, {"sha", repo.commit}, {"siblings", json::array()}};
-                  for (const auto& [name, f] : repo.files) j["siblings"].push_back({{"rfilename", name}});
-                  for (const auto& name : repo.extra_siblings) j["siblings"].push_back({{"rfilename", name}});
+                  for (const auto& [name, f] : repo.files)
+                    j["siblings"].push_back({{"rfilename", name}});
+                  for (const auto& name : repo.extra_siblings)
+                    j["siblings"].push_back({{"rfilename", name}});
                   res.set_content(j.dump(), "application/json");
                 });
     // HEAD is routed here too (httplib drops the body).
@@ -246,7 +255,8 @@ class FakeHub {
                   res.set_header("ETag", "\"" + f.etag + "\"");
                   res.set_content(f.content, "application/octet-stream");
                 });
-    server_.Get(R"(/cdn/([0-9a-f]{64}))", [this](const httplib::Request& req, httplib::Response& res) {
+    server_.Get(R"(/cdn/([0-9a-f]{64}))", [this](const httplib::Request& req,
+                                                 httplib::Response& res) {
       log(req);
       const std::string etag = req.matches[1].str();
       std::shared_ptr<std::string> body;
@@ -265,7 +275,8 @@ class FakeHub {
           body->size(), "application/octet-stream",
           [this, body, cut, corrupt, sent](size_t offset, size_t length, httplib::DataSink& sink) {
             if (cut && *sent >= body->size() / 2) return false;  // close the connection midway
-            if (slow_chunk_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(slow_chunk_ms));
+            if (slow_chunk_ms > 0)
+              std::this_thread::sleep_for(std::chrono::milliseconds(slow_chunk_ms));
             std::string chunk = body->substr(offset, std::min<size_t>(length, 64 * 1024));
             if (corrupt) chunk[chunk.size() / 2] ^= 0x5a;
             *sent += chunk.size();
@@ -285,15 +296,17 @@ class FakeHub {
   std::vector<Hit> hits_;
 };
 
-void set_env(const char* name, const std::string& value) { ::setenv(name, value.c_str(), 1); }
+void set_env(const char* name, const std::string& value) {
+  ::setenv(name, value.c_str(), 1);
+}
 
 class HubTest : public ::testing::Test {
  protected:
   void SetUp() override {
     hub_ = std::make_unique<FakeHub>();
     cache_ = testing::make_temp_dir("hub-cache");
-    for (const char* v : {"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "HF_HOME", "HF_TOKEN_PATH",
-                          "HUGGINGFACE_HUB_CACHE"})
+    for (const char* v : {"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "HF_HOME",
+                          "HF_TOKEN_PATH", "HUGGINGFACE_HUB_CACHE"})
       ::unsetenv(v);
     set_env("HF_TOKEN_PATH", cache_ + "/no-token-file");
     set_env("HF_ENDPOINT", hub_->endpoint());
@@ -357,7 +370,8 @@ TEST_F(HubTest, SecondResolveIsACacheHitWithoutNetwork) {
   const std::string first = resolve_model(kRepo, options_);
   const size_t requests = hub_->hits().size();
   EXPECT_EQ(resolve_model(kRepo, options_), first);
-  EXPECT_EQ(hub_->hits().size(), requests) << "a complete cached snapshot must not touch the network";
+  EXPECT_EQ(hub_->hits().size(), requests)
+      << "a complete cached snapshot must not touch the network";
   hub_->stop();  // now any request would fail with "connection refused"
   ASSERT_EQ(std::getenv("HF_HUB_OFFLINE"), nullptr);
   EXPECT_EQ(resolve_model(kRepo, options_), first);
@@ -372,7 +386,8 @@ TEST_F(HubTest, CacheLayoutIsHuggingfaceHubs) {
   EXPECT_EQ(read_file(root / "refs" / "main"), kCommit);
   // blobs/: exactly one blob per file, named by sha256 (LFS) or git blob sha1, with its content.
   std::set<std::string> blobs;
-  for (const auto& e : fs::directory_iterator(root / "blobs")) blobs.insert(e.path().filename().string());
+  for (const auto& e : fs::directory_iterator(root / "blobs"))
+    blobs.insert(e.path().filename().string());
   std::set<std::string> expected_blobs;
   for (const auto& [name, f] : repo.files) expected_blobs.insert(f.etag);
   EXPECT_EQ(blobs, expected_blobs);
@@ -382,8 +397,8 @@ TEST_F(HubTest, CacheLayoutIsHuggingfaceHubs) {
   const fs::path snap = root / "snapshots" / kCommit;
   std::set<std::string> entries;
   for (const auto& e : fs::directory_iterator(snap)) entries.insert(e.path().filename().string());
-  EXPECT_EQ(entries, (std::set<std::string>{"config.json", "generation_config.json", "model.safetensors",
-                                            "spiece.model"}));
+  EXPECT_EQ(entries, (std::set<std::string>{"config.json", "generation_config.json",
+                                            "model.safetensors", "spiece.model"}));
   for (const auto& [name, f] : repo.files) {
     const fs::path link = snap / name;
     ASSERT_TRUE(fs::is_symlink(fs::symlink_status(link))) << name;
@@ -429,7 +444,8 @@ TEST_F(HubTest, ResumesACutTransferWithARangeRequestOnTheNextRun) {
   const std::string dir = resolve_model(kRepo, options_);
   bool resumed = false;
   for (const auto& h : hub_->hits())
-    if (h.path.find("/cdn/" + weights.etag) != std::string::npos && h.range == "bytes=" + std::to_string(partial) + "-")
+    if (h.path.find("/cdn/" + weights.etag) != std::string::npos &&
+        h.range == "bytes=" + std::to_string(partial) + "-")
       resumed = true;
   EXPECT_TRUE(resumed) << "the second run must ask for bytes=" << partial << "-";
   EXPECT_EQ(sha256(read_file(repo_dir() / "blobs" / weights.etag)), weights.etag);
@@ -456,7 +472,8 @@ TEST_F(HubTest, CorruptBodyIsRejectedAndNothingEntersTheSnapshot) {
   EXPECT_NE(message.find("sha256 " + weights.etag), std::string::npos) << message;
   size_t snapshot_entries = 0;
   std::error_code ec;
-  for (fs::recursive_directory_iterator it(repo_dir() / "snapshots", ec), end; !ec && it != end; it.increment(ec))
+  for (fs::recursive_directory_iterator it(repo_dir() / "snapshots", ec), end; !ec && it != end;
+       it.increment(ec))
     ++snapshot_entries;
   EXPECT_EQ(snapshot_entries, 0u) << "no file of a failed pull may appear in snapshots/";
   EXPECT_FALSE(fs::exists(repo_dir() / "blobs" / weights.etag));
@@ -472,12 +489,14 @@ TEST_F(HubTest, NotFoundNamesTheRepoAndTheRevision) {
   ErrorCode code{};
   std::string message = error_of([&] { resolve_model("test-org/no-such-model", options_); }, &code);
   EXPECT_EQ(code, ErrorCode::kNotFound);
-  EXPECT_NE(message.find("repository test-org/no-such-model not found"), std::string::npos) << message;
+  EXPECT_NE(message.find("repository test-org/no-such-model not found"), std::string::npos)
+      << message;
   EXPECT_NE(message.find("HTTP 404"), std::string::npos) << message;
   EXPECT_EQ(message.find('\n'), std::string::npos) << "one line";
 
   message = error_of([&] { resolve_model(std::string(kRepo) + "@v9", options_); });
-  EXPECT_NE(message.find("revision 'v9' not found in test-org/tiny-musicgen"), std::string::npos) << message;
+  EXPECT_NE(message.find("revision 'v9' not found in test-org/tiny-musicgen"), std::string::npos)
+      << message;
   EXPECT_EQ(hub_->count("", "/cdn/"), 0u);
 }
 
@@ -494,7 +513,8 @@ TEST_F(HubTest, UnauthorizedMentionsHfToken) {
   EXPECT_TRUE(fs::exists(fs::path(dir) / "model.safetensors"));
   bool sent = false;
   for (const auto& h : hub_->hits())
-    if (h.path.find("/api/models/test-org/private-musicgen") == 0) sent = h.auth == std::string("Bearer ") + kToken;
+    if (h.path.find("/api/models/test-org/private-musicgen") == 0)
+      sent = h.auth == std::string("Bearer ") + kToken;
   EXPECT_TRUE(sent);
 }
 
@@ -524,7 +544,8 @@ TEST_F(HubTest, ConcurrentPullsOfTheSameModelBothSucceed) {
   EXPECT_EQ(errors[1], "");
   EXPECT_EQ(dirs[0], dirs[1]);
   EXPECT_EQ(sha256(read_file(repo_dir() / "blobs" / weights.etag)), weights.etag);
-  EXPECT_EQ(hub_->count("GET", "/cdn/" + weights.etag), 1u) << "the lock lets one pull download, the other reuse";
+  EXPECT_EQ(hub_->count("GET", "/cdn/" + weights.etag), 1u)
+      << "the lock lets one pull download, the other reuse";
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(repo_dir() / "blobs", ec))
     EXPECT_EQ(e.path().extension(), "") << e.path();
@@ -553,7 +574,8 @@ TEST_F(HubTest, ConcurrentPullsFromTwoProcesses) {
     ASSERT_EQ(::waitpid(pid, &status, 0), pid);
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   }
-  EXPECT_EQ(sha256(read_file(repo_dir() / "snapshots" / kCommit / "model.safetensors")), weights.etag);
+  EXPECT_EQ(sha256(read_file(repo_dir() / "snapshots" / kCommit / "model.safetensors")),
+            weights.etag);
   EXPECT_EQ(hub_->count("GET", "/cdn/" + weights.etag), 1u);
 }
 
@@ -564,8 +586,8 @@ TEST_F(HubTest, OfflineAndNotCachedGivesTheHelpfulError) {
   EXPECT_EQ(code, ErrorCode::kNotFound);
   for (const char* part : {"test-org/tiny-musicgen is not in the model cache", "HF_HUB_OFFLINE=1",
                            "missing: config.json, spiece.model, model.safetensors",
-                           "musicgen pull test-org/tiny-musicgen", "models--test-org--tiny-musicgen",
-                           "snapshot folder"})
+                           "musicgen pull test-org/tiny-musicgen",
+                           "models--test-org--tiny-musicgen", "snapshot folder"})
     EXPECT_NE(message.find(part), std::string::npos) << "'" << part << "' not in: " << message;
   EXPECT_EQ(message.find('\n'), std::string::npos);
   EXPECT_EQ(hub_->hits().size(), 0u);
@@ -619,8 +641,8 @@ TEST_F(HubTest, ProgressCallbackSeesEveryFileAndCanCancel) {
     return true;
   };
   resolve_model(kRepo, options_);
-  EXPECT_EQ(finished, (std::set<std::string>{"config.json", "generation_config.json", "model.safetensors",
-                                             "spiece.model"}));
+  EXPECT_EQ(finished, (std::set<std::string>{"config.json", "generation_config.json",
+                                             "model.safetensors", "spiece.model"}));
 
   fs::remove_all(repo_dir());
   hub_->slow_chunk_ms = 150;  // slow enough for a callback between chunks
@@ -635,7 +657,8 @@ TEST_F(HubTest, ParsesModelReferences) {
   EXPECT_EQ(r.source, ModelSource::kHub);
   EXPECT_EQ(r.repo_id, "facebook/musicgen-small");
   EXPECT_EQ(r.revision, "main");
-  EXPECT_EQ(parse_model_reference("stereo-melody-large").repo_id, "facebook/musicgen-stereo-melody-large");
+  EXPECT_EQ(parse_model_reference("stereo-melody-large").repo_id,
+            "facebook/musicgen-stereo-melody-large");
   EXPECT_EQ(parse_model_reference("musicgen-melody").repo_id, "facebook/musicgen-melody");
   r = parse_model_reference("user/my-finetune.v2@refs-pr-1");
   EXPECT_EQ(r.repo_id, "user/my-finetune.v2");
@@ -648,6 +671,10 @@ TEST_F(HubTest, ParsesModelReferences) {
   EXPECT_EQ(r.source, ModelSource::kLocalDirectory);
   EXPECT_EQ(r.path, fixture);
   EXPECT_EQ(resolve_model(fixture, options_), fixture);
+  // An existing file is local too (a quantized checkpoint file is loaded as it is).
+  const std::string weights = fixture + "/model.safetensors";
+  EXPECT_EQ(parse_model_reference(weights).source, ModelSource::kLocalDirectory);
+  EXPECT_EQ(resolve_model(weights, options_), weights);
   EXPECT_EQ(hub_->hits().size(), 0u);
 
   ErrorCode code{};
@@ -730,34 +757,41 @@ TEST_F(HubTest, CommandLinePullListInfoGenerate) {
   Cli r = run_cli({"pull", kRepo});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, (repo_dir() / "snapshots" / kCommit).string() + "\n");
-  EXPECT_EQ(r.err.find("model.safetensors"), std::string::npos) << "no bar when stderr is not a terminal";
+  EXPECT_EQ(r.err.find("model.safetensors"), std::string::npos)
+      << "no bar when stderr is not a terminal";
 
   r = run_cli({"pull", "--progress", kShardedRepo});  // asked for: a bar per file
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  for (const char* part : {"model-00001-of-00001.safetensors", "model.safetensors.index.json", "100%", "2.43 MB"})
+  for (const char* part :
+       {"model-00001-of-00001.safetensors", "model.safetensors.index.json", "100%", "2.43 MB"})
     EXPECT_NE(r.err.find(part), std::string::npos) << part << " not in:\n" << r.err;
   if (std::getenv("MUSICGEN_TEST_VERBOSE")) std::fprintf(stderr, "%s", r.err.c_str());
 
   r = run_cli({"list"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find(kRepo), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find(std::string("main ") + std::string(kCommit).substr(0, 8)), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(std::string("main ") + std::string(kCommit).substr(0, 8)), std::string::npos)
+      << r.out;
 
   r = run_cli({"info", kRepo});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  for (const char* part : {"text encoder (T5)", "decoder", "audio codec (EnCodec)", "total", "q8", "q4", "estimates"})
+  for (const char* part :
+       {"text encoder (T5)", "decoder", "audio codec (EnCodec)", "total", "q8", "q4", "estimates"})
     EXPECT_NE(r.out.find(part), std::string::npos) << part << " not in:\n" << r.out;
 
   const std::string wav = cache_ + "/out.wav";
-  r = run_cli({"generate", "--model", kRepo, "--prompt", "x", "--max-new-tokens", "8", "--output", wav, "--quiet"},
+  r = run_cli({"generate", "--model", kRepo, "--prompt", "x", "--max-new-tokens", "8", "--output",
+               wav, "--quiet"},
               "HF_HUB_OFFLINE=1");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(fs::exists(wav));
 
   // Offline and not cached: exit 1 with one helpful line, no crash.
-  r = run_cli({"generate", "--model", "test-org/other-model", "--prompt", "x", "--output", wav}, "HF_HUB_OFFLINE=1");
+  r = run_cli({"generate", "--model", "test-org/other-model", "--prompt", "x", "--output", wav},
+              "HF_HUB_OFFLINE=1");
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_EQ(r.err.rfind("musicgen: error: test-org/other-model is not in the model cache", 0), 0u) << r.err;
+  EXPECT_EQ(r.err.rfind("musicgen: error: test-org/other-model is not in the model cache", 0), 0u)
+      << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
 
   r = run_cli({"pull"});

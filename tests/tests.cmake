@@ -27,3 +27,8 @@ target_compile_definitions(test_bench PRIVATE MUSICGEN_CLI="$<TARGET_FILE:musicg
 add_dependencies(test_bench musicgen_cli)
 musicgen_add_test(test_modes SOURCES test_modes.cpp
   LIBS musicgen musicgen_models nlohmann_json::nlohmann_json)
+musicgen_add_test(test_quant_quality SOURCES test_quant_quality.cpp
+  LIBS musicgen_generation musicgen_models musicgen_tokenizer)
+musicgen_add_test(test_quantized_file SOURCES test_quantized_file.cpp LIBS musicgen)
+target_compile_definitions(test_quantized_file PRIVATE MUSICGEN_CLI="$<TARGET_FILE:musicgen_cli>")
+add_dependencies(test_quantized_file musicgen_cli)

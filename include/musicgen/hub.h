@@ -6,15 +6,16 @@
 //   auto model = musicgen::Model::load(dir);
 //
 // A model reference is one of:
-//   - a local checkpoint directory (any existing directory, or a path starting with / ./ ../ ~/);
+//   - a local checkpoint: any existing directory or file (a quantized checkpoint file), or a
+//     path starting with / ./ ../ ~/ (an error if it does not exist);
 //   - a hub repo id "org/name", optionally "org/name@revision" (branch, tag or commit hash);
 //   - a short name for the official checkpoints: small, medium, large, melody, melody-large,
 //     stereo-small, stereo-medium, stereo-large, stereo-melody, stereo-melody-large (also with a
 //     "musicgen-" prefix), meaning facebook/musicgen-{name}.
 //
 // The cache is huggingface_hub's, shared with Python: $HF_HUB_CACHE, else $HF_HOME/hub, else
-// ~/.cache/huggingface/hub, laid out as models--{org}--{name}/{blobs,snapshots,refs}. Only the files
-// the engine needs are fetched: config.json, generation_config.json, spiece.model and
+// ~/.cache/huggingface/hub, laid out as models--{org}--{name}/{blobs,snapshots,refs}. Only the
+// files the engine needs are fetched: config.json, generation_config.json, spiece.model and
 // model.safetensors (or model.safetensors.index.json and its shards).
 //
 // Environment: HF_HUB_CACHE, HF_HOME, HF_ENDPOINT (default https://huggingface.co), HF_TOKEN (or
@@ -52,7 +53,7 @@ struct DownloadProgress {
   uint64_t bytes_done = 0;   // bytes of the file on disk so far, resumed bytes included
   uint64_t bytes_total = 0;  // size the hub announced; 0 if unknown
   double bytes_per_second = 0;
-  bool finished = false;     // the file is verified and in the cache
+  bool finished = false;  // the file is verified and in the cache
 };
 
 struct ResolveOptions {
@@ -86,14 +87,14 @@ enum class ModelSource { kLocalDirectory, kHub };
 
 struct ModelReference {
   ModelSource source = ModelSource::kLocalDirectory;
-  std::string path;      // kLocalDirectory: the directory ("~/" expanded)
+  std::string path;      // kLocalDirectory: the directory or file ("~/" expanded)
   std::string repo_id;   // kHub: "org/name"
   std::string revision;  // kHub: branch, tag or commit; "main" when not given
 };
 
 // Parses a reference. Touches neither the network nor the cache; only checks whether a
-// directory of that name exists. Throws Error(kInvalidArgument) for a malformed reference and
-// Error(kNotFound) for a path-like reference whose directory does not exist.
+// directory or file of that name exists. Throws Error(kInvalidArgument) for a malformed reference
+// and Error(kNotFound) for a path-like reference whose directory does not exist.
 ModelReference parse_model_reference(const std::string& reference);
 
 // The short names and the repos they stand for, in documentation order.
@@ -103,7 +104,7 @@ std::vector<std::pair<std::string, std::string>> model_short_names();
 std::string hub_cache_dir(const ResolveOptions& options = {});
 
 // Returns a local checkpoint directory for the reference, downloading into the cache if needed:
-// a local directory is returned as it is; a hub reference gives its snapshot folder
+// a local directory (or file) is returned as it is; a hub reference gives its snapshot folder
 // models--{org}--{name}/snapshots/{commit}. Throws Error.
 std::string resolve_model(const std::string& reference, const ResolveOptions& options = {});
 
@@ -116,10 +117,10 @@ struct CachedRevision {
 };
 
 struct CachedModel {
-  std::string repo_id;     // "org/name"
-  std::string path;        // the models--{org}--{name} folder
-  uint64_t size_bytes = 0; // all complete blobs (files shared by revisions counted once)
-  std::string model_type;  // config.json's model_type in a snapshot ("" if none is readable)
+  std::string repo_id;      // "org/name"
+  std::string path;         // the models--{org}--{name} folder
+  uint64_t size_bytes = 0;  // all complete blobs (files shared by revisions counted once)
+  std::string model_type;   // config.json's model_type in a snapshot ("" if none is readable)
   std::vector<CachedRevision> revisions;
 };
 
@@ -129,7 +130,7 @@ std::vector<CachedModel> list_cached_models(const ResolveOptions& options = {});
 
 // Parameters of one part of a checkpoint.
 struct WeightGroup {
-  std::string name;                              // "text encoder (T5)", "decoder", ...
+  std::string name;  // "text encoder (T5)", "decoder", ...
   uint64_t parameters = 0;
   std::map<std::string, uint64_t> dtype_params;  // safetensors dtype ("F32", "BF16") -> params
 };
@@ -152,7 +153,7 @@ struct CheckpointSummary {
   int sample_rate = 0, frame_rate = 0;
   std::vector<WeightGroup> parts;  // text encoder, decoder (with the projection), codec, other
   uint64_t total_parameters = 0;
-  uint64_t file_bytes = 0;         // bytes of the checkpoint's files
+  uint64_t file_bytes = 0;             // bytes of the checkpoint's files
   std::vector<MemoryEstimate> memory;  // f32, bf16, q8, q4 for all parameters (estimates)
 };
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "musicgen/error.h"
+#include "musicgen/musicgen.h"
 
 namespace musicgen {
 
@@ -51,10 +52,17 @@ struct CheckpointStats {
   // cross-attention q/out (its k/v act on the text once per generation), fc1, fc2; and the LM
   // heads. Embedding rows (K per step) and the KV cache are not counted.
   int64_t decoder_step_params = 0;
-  uint64_t file_bytes = 0;  // the safetensors files on disk
+  // Their bytes in the weight type the model is loaded with (quantization blocks and scales
+  // included, the documented per-tensor exceptions applied).
+  uint64_t decoder_step_weight_bytes = 0;
+  std::string weights;          // that weight type: "f32", "bf16", "q8" or "q4"
+  bool quantized_file = false;  // a `musicgen quantize` file rather than a checkpoint directory
+  uint64_t file_bytes = 0;      // the checkpoint's files on disk
 };
 
-// Reads only the safetensors headers of a checkpoint directory.
-CheckpointStats checkpoint_stats(const std::string& dir);
+// Reads only the headers of a checkpoint directory or a quantized file (whatever Model::load
+// takes). `weights` is the type the checkpoint would be loaded with; a quantized file has its own
+// (a different non-f32 request throws, as Model::load does).
+CheckpointStats checkpoint_stats(const std::string& path, WeightType weights = WeightType::kF32);
 
 }  // namespace musicgen

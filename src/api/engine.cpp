@@ -55,6 +55,10 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptio
     m.tokenizer = std::make_unique<T5Tokenizer>(T5Tokenizer::Serialized{f.info.tokenizer, dir});
     m.store = std::move(f.store);
   } else {
+    if (fs::is_regular_file(dir))
+      fail(ErrorCode::kInvalidModel, "'" + dir + "' is a file but not a musicgen quantized file (no " +
+                                         "MGQUANT magic); give a checkpoint directory or a file " +
+                                         "written by musicgen quantize");
     m.config = load_musicgen_config(dir);
     m.tokenizer = std::make_unique<T5Tokenizer>((fs::path(dir) / "spiece.model").string());
     m.store = TensorStore::open_checkpoint(dir);

@@ -5,8 +5,12 @@
 #include <regex>
 #include <set>
 
+#include "api/weight_types.h"
+#include "format/quantized_file.h"
 #include "format/random_checkpoint.h"
 #include "format/safetensors.h"
+#include "kernels/quant.h"
+#include "models/weight_policy.h"
 
 namespace musicgen {
 
@@ -32,6 +36,27 @@ RandomCheckpointOptions to_internal(const RandomModelOptions& o) {
   return r;
 }
 
+// Bytes of an [n, k] matrix in a storage type (kernels/quant.h block layout).
+uint64_t storage_bytes(WeightStorage s, int64_t n, int64_t k) {
+  kernels::QType q;
+  switch (s) {
+    case WeightStorage::kF32:
+      return static_cast<uint64_t>(n * k) * 4;
+    case WeightStorage::kBF16:
+      q = kernels::QType::kBF16;
+      break;
+    case WeightStorage::kQ8:
+      q = kernels::QType::kQ8;
+      break;
+    case WeightStorage::kQ4:
+      q = kernels::QType::kQ4;
+      break;
+    default:
+      return 0;
+  }
+  return kernels::q_data_bytes(q, n, k) + kernels::q_scale_bytes(q, n, k);
+}
+
 }  // namespace
 
 std::vector<RandomModelShape> random_model_shapes() {
@@ -47,25 +72,47 @@ uint64_t random_model_bytes(const RandomModelOptions& options) {
 }
 
 void make_random_model(const RandomModelOptions& options) {
-  if (options.threads < 0) fail(ErrorCode::kInvalidArgument, "threads must be >= 0 (0 = all cores)");
+  if (options.threads < 0)
+    fail(ErrorCode::kInvalidArgument, "threads must be >= 0 (0 = all cores)");
   write_random_checkpoint(to_internal(options));
 }
 
-CheckpointStats checkpoint_stats(const std::string& dir) {
-  const TensorStore store = TensorStore::open_checkpoint(dir);
+CheckpointStats checkpoint_stats(const std::string& path, WeightType weights) {
   static const std::regex kStep(
       R"(decoder\.model\.decoder\.layers\.\d+\.(self_attn\.(q|k|v|out)_proj|encoder_attn\.(q|out)_proj|fc1|fc2)\.weight|decoder\.lm_heads\.\d+\.weight)");
   CheckpointStats s;
+  TensorStore store;
+  WeightStorage requested = to_storage(weights);
+  if (is_quantized_file(path)) {
+    QuantizedFile q = read_quantized_file(path, /*verify_data=*/false);
+    requested = quantized_file_storage(q.info.weights, weights, path);
+    store = std::move(q.store);
+    s.quantized_file = true;
+    s.file_bytes = q.file_bytes;
+  } else {
+    store = TensorStore::open_checkpoint(path);
+  }
+  s.weights = weight_storage_name(requested);
   std::set<std::string> files;
   for (const std::string& name : store.names()) {
     const TensorInfo* t = store.find(name);
     const int64_t n = shape_numel(t->shape);
     s.total_params += n;
-    if (name.rfind("text_encoder.", 0) == 0) s.text_encoder_params += n;
-    else if (name.rfind("audio_encoder.", 0) == 0) s.audio_codec_params += n;
-    else s.decoder_params += n;
-    if (std::regex_match(name, kStep)) s.decoder_step_params += n;
-    if (t->file) files.insert(t->file->path());
+    if (name.rfind("text_encoder.", 0) == 0)
+      s.text_encoder_params += n;
+    else if (name.rfind("audio_encoder.", 0) == 0)
+      s.audio_codec_params += n;
+    else
+      s.decoder_params += n;
+    if (std::regex_match(name, kStep)) {
+      s.decoder_step_params += n;
+      // A quantized file stores the bytes a step reads; a checkpoint is converted at load.
+      s.decoder_step_weight_bytes +=
+          s.quantized_file
+              ? t->nbytes
+              : storage_bytes(tensor_storage(name, requested), t->shape.at(0), t->shape.at(1));
+    }
+    if (!s.quantized_file && t->file) files.insert(t->file->path());
   }
   for (const std::string& f : files) s.file_bytes += std::filesystem::file_size(f);
   return s;

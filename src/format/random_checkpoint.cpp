@@ -11,7 +11,8 @@
 //   EnCodec weight_g                                                 ||v|| per dim-0 slice (W = v);
 //                                                                    last conv x0.25 (output level)
 //   EnCodec LSTM weights and biases                                  U(-1/sqrt(h), 1/sqrt(h))
-//   codebooks (embed, and embed_avg = embed)                         N(0,1); cluster_size, inited = 1
+//   codebooks (embed, and embed_avg = embed)                         N(0,1); cluster_size, inited =
+//   1
 #include "format/random_checkpoint.h"
 
 #include <sentencepiece_trainer.h>
@@ -77,17 +78,24 @@ RandomShape test_tiny() {
 
 const std::vector<RandomShape>& random_shapes() {
   static const std::vector<RandomShape> kShapes = {
-      official("small", "facebook/musicgen-small (300M decoder)", 1024, 24, 16, 4, 1, false),
-      official("medium", "facebook/musicgen-medium (1.5B)", 1536, 48, 24, 4, 1, false),
-      official("large", "facebook/musicgen-large (3.3B)", 2048, 48, 32, 4, 1, false),
-      official("stereo-small", "facebook/musicgen-stereo-small", 1024, 24, 16, 8, 2, false),
-      official("stereo-medium", "facebook/musicgen-stereo-medium", 1536, 48, 24, 8, 2, false),
-      official("stereo-large", "facebook/musicgen-stereo-large", 2048, 48, 32, 8, 2, false),
-      official("melody", "facebook/musicgen-melody (musicgen_melody)", 1536, 48, 24, 4, 1, true),
-      official("melody-large", "facebook/musicgen-melody-large", 2048, 48, 32, 4, 1, true),
-      official("stereo-melody", "facebook/musicgen-stereo-melody", 1536, 48, 24, 8, 2, true),
-      official("stereo-melody-large", "facebook/musicgen-stereo-melody-large", 2048, 48, 32, 8, 2,
-               true),
+      official("small", "facebook/musicgen-small: 591M params, 2.4 GB in f32", 1024, 24, 16, 4, 1,
+               false),
+      official("medium", "facebook/musicgen-medium: 2.0B params, 8.0 GB", 1536, 48, 24, 4, 1,
+               false),
+      official("large", "facebook/musicgen-large: 3.4B params, 13.7 GB", 2048, 48, 32, 4, 1, false),
+      official("stereo-small", "facebook/musicgen-stereo-small: 608M params, 2.4 GB", 1024, 24, 16,
+               8, 2, false),
+      official("stereo-medium", "facebook/musicgen-stereo-medium: 2.0B params, 8.1 GB", 1536, 48,
+               24, 8, 2, false),
+      official("stereo-large", "facebook/musicgen-stereo-large: 3.5B params, 13.9 GB", 2048, 48, 32,
+               8, 2, false),
+      official("melody", "facebook/musicgen-melody: 1.6B params, 6.2 GB", 1536, 48, 24, 4, 1, true),
+      official("melody-large", "facebook/musicgen-melody-large: 2.6B params, 10.5 GB", 2048, 48, 32,
+               4, 1, true),
+      official("stereo-melody", "facebook/musicgen-stereo-melody: 1.6B params, 6.3 GB", 1536, 48,
+               24, 8, 2, true),
+      official("stereo-melody-large", "facebook/musicgen-stereo-melody-large: 2.7B params, 10.6 GB",
+               2048, 48, 32, 8, 2, true),
       test_tiny(),
   };
   return kShapes;
@@ -276,8 +284,9 @@ std::vector<PlannedTensor> plan_random_checkpoint(const RandomShape& shape, DTyp
   plan_decoder(shape, p);
   plan_encodec(shape, p);
   std::vector<PlannedTensor> out = p.take();
-  std::sort(out.begin(), out.end(),
-            [](const PlannedTensor& a, const PlannedTensor& b) { return a.decl.name < b.decl.name; });
+  std::sort(out.begin(), out.end(), [](const PlannedTensor& a, const PlannedTensor& b) {
+    return a.decl.name < b.decl.name;
+  });
   return out;
 }
 
@@ -297,9 +306,12 @@ namespace {
 
 const char* torch_dtype_name(DType dtype) {
   switch (dtype) {
-    case DType::kF16: return "float16";
-    case DType::kBF16: return "bfloat16";
-    default: return "float32";
+    case DType::kF16:
+      return "float16";
+    case DType::kBF16:
+      return "bfloat16";
+    default:
+      return "float32";
   }
 }
 
@@ -463,9 +475,12 @@ std::string random_config_json(const RandomShape& s, DType dtype) {
 }
 
 std::string random_generation_config_json(const RandomShape& s) {
-  const json j = {{"bos_token_id", s.vocab},        {"decoder_start_token_id", s.vocab},
-                  {"do_sample", true},              {"guidance_scale", 3.0},
-                  {"max_length", 1500},             {"pad_token_id", s.vocab},
+  const json j = {{"bos_token_id", s.vocab},
+                  {"decoder_start_token_id", s.vocab},
+                  {"do_sample", true},
+                  {"guidance_scale", 3.0},
+                  {"max_length", 1500},
+                  {"pad_token_id", s.vocab},
                   {"transformers_version", "4.40.2"}};
   return j.dump(2) + "\n";
 }
@@ -480,21 +495,29 @@ namespace {
 // instruments and tempo, so the vocabulary covers typical prompts.
 std::vector<std::string> tokenizer_corpus() {
   static const char* kGenres[] = {
-      "pop", "rock", "jazz", "blues", "funk", "disco", "techno", "house", "ambient", "classical",
-      "orchestral", "folk", "country", "reggae", "hip hop", "lofi", "metal", "punk", "soul",
-      "trance", "dubstep", "drum and bass", "bossa nova", "latin", "cinematic", "synthwave",
-      "chiptune", "gospel", "indie", "electronic"};
-  static const char* kMoods[] = {"upbeat", "calm", "dark", "happy", "sad", "epic", "dreamy",
-                                 "energetic", "relaxing", "melancholic", "groovy", "mysterious"};
-  static const char* kParts[] = {
-      "with bassy drums and synth",       "with a walking bass and soft piano",
-      "with loud guitars and heavy drums", "with strings brass and timpani",
-      "with vinyl crackle and mellow keys", "with a catchy synth lead",
-      "with fingerpicked acoustic guitar", "with slap bass and bright horns",
-      "with a driving kick and hypnotic arpeggio", "with warm pads and gentle bells",
-      "with a saxophone solo",            "with choir vocals and organ",
-      "with claps and whistling",         "with a deep sub bass and crisp hi hats"};
-  static const char* kTempos[] = {"at 90 bpm", "at 120 bpm", "at 128 bpm", "at 140 bpm",
+      "pop",       "rock",      "jazz",     "blues",         "funk",       "disco",
+      "techno",    "house",     "ambient",  "classical",     "orchestral", "folk",
+      "country",   "reggae",    "hip hop",  "lofi",          "metal",      "punk",
+      "soul",      "trance",    "dubstep",  "drum and bass", "bossa nova", "latin",
+      "cinematic", "synthwave", "chiptune", "gospel",        "indie",      "electronic"};
+  static const char* kMoods[] = {"upbeat",   "calm",        "dark",   "happy",
+                                 "sad",      "epic",        "dreamy", "energetic",
+                                 "relaxing", "melancholic", "groovy", "mysterious"};
+  static const char* kParts[] = {"with bassy drums and synth",
+                                 "with a walking bass and soft piano",
+                                 "with loud guitars and heavy drums",
+                                 "with strings brass and timpani",
+                                 "with vinyl crackle and mellow keys",
+                                 "with a catchy synth lead",
+                                 "with fingerpicked acoustic guitar",
+                                 "with slap bass and bright horns",
+                                 "with a driving kick and hypnotic arpeggio",
+                                 "with warm pads and gentle bells",
+                                 "with a saxophone solo",
+                                 "with choir vocals and organ",
+                                 "with claps and whistling",
+                                 "with a deep sub bass and crisp hi hats"};
+  static const char* kTempos[] = {"at 90 bpm",  "at 120 bpm", "at 128 bpm",       "at 140 bpm",
                                   "slow tempo", "fast tempo", "in the 80s style", "for a film"};
   std::vector<std::string> out;
   const int ng = sizeof(kGenres) / sizeof(*kGenres), nm = sizeof(kMoods) / sizeof(*kMoods);
@@ -525,12 +548,19 @@ std::string train_tiny_spiece_model() {
   VectorIterator it(corpus);
   std::string model;
   sentencepiece::SetRandomGeneratorSeed(1);
-  const std::unordered_map<std::string, std::string> args = {
-      {"model_type", "unigram"}, {"vocab_size", "256"},       {"hard_vocab_limit", "false"},
-      {"pad_id", "0"},           {"eos_id", "1"},             {"unk_id", "2"},
-      {"bos_id", "-1"},          {"pad_piece", "<pad>"},      {"eos_piece", "</s>"},
-      {"unk_piece", "<unk>"},    {"character_coverage", "1.0"}, {"num_threads", "1"},
-      {"minloglevel", "2"}};
+  const std::unordered_map<std::string, std::string> args = {{"model_type", "unigram"},
+                                                             {"vocab_size", "256"},
+                                                             {"hard_vocab_limit", "false"},
+                                                             {"pad_id", "0"},
+                                                             {"eos_id", "1"},
+                                                             {"unk_id", "2"},
+                                                             {"bos_id", "-1"},
+                                                             {"pad_piece", "<pad>"},
+                                                             {"eos_piece", "</s>"},
+                                                             {"unk_piece", "<unk>"},
+                                                             {"character_coverage", "1.0"},
+                                                             {"num_threads", "1"},
+                                                             {"minloglevel", "2"}};
   const auto status = sentencepiece::SentencePieceTrainer::Train(args, &it, &model);
   if (!status.ok() || model.empty())
     fail(ErrorCode::kIo, "training the tokenizer failed: " + status.ToString());
@@ -608,7 +638,7 @@ uint16_t f32_to_f16(float f) {
     return static_cast<uint16_t>(sign | static_cast<uint32_t>(std::nearbyint(a * 16777216.0f)));
   }
   uint32_t m = ax + 0xfff + ((ax >> 13) & 1);  // round to nearest even at bit 13
-  m -= 0x38000000;                              // rebias exponent 127 -> 15
+  m -= 0x38000000;                             // rebias exponent 127 -> 15
   return static_cast<uint16_t>(sign | (m >> 13));
 }
 
@@ -766,7 +796,8 @@ void write_random_checkpoint(const RandomCheckpointOptions& o) {
     fail(ErrorCode::kIo, "'" + target.string() +
                              "' already exists; remove it, choose another --out, or pass --force");
   if (fs::exists(target) && !fs::is_directory(target))
-    fail(ErrorCode::kIo, "'" + target.string() + "' exists and is not a directory; choose another --out");
+    fail(ErrorCode::kIo,
+         "'" + target.string() + "' exists and is not a directory; choose another --out");
 
   const std::vector<PlannedTensor> plan = plan_random_checkpoint(*shape, o.dtype);
   const uint64_t total = random_checkpoint_bytes(*shape, o.dtype);
@@ -776,12 +807,14 @@ void write_random_checkpoint(const RandomCheckpointOptions& o) {
   if (::statvfs(parent.c_str(), &vfs) == 0) {
     const uint64_t avail = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
     if (avail < total + (64ULL << 20))
-      fail(ErrorCode::kIo, "not enough disk space in '" + parent.string() + "': the checkpoint needs " +
-                               std::to_string((total + (1ULL << 20) - 1) >> 20) + " MiB, " +
-                               std::to_string(avail >> 20) + " MiB free; free space or use --dtype bf16");
+      fail(ErrorCode::kIo,
+           "not enough disk space in '" + parent.string() + "': the checkpoint needs " +
+               std::to_string((total + (1ULL << 20) - 1) >> 20) + " MiB, " +
+               std::to_string(avail >> 20) + " MiB free; free space or use --dtype bf16");
   }
 
-  TempDirGuard tmp{parent / ("." + target.filename().string() + ".tmp-" + std::to_string(::getpid()))};
+  TempDirGuard tmp{parent /
+                   ("." + target.filename().string() + ".tmp-" + std::to_string(::getpid()))};
   std::error_code ec;
   fs::remove_all(tmp.path, ec);
   if (!fs::create_directory(tmp.path, ec) || ec)
@@ -829,18 +862,22 @@ void write_random_checkpoint(const RandomCheckpointOptions& o) {
 
   // Move into place: the target appears complete or not at all.
   if (fs::exists(target)) {
-    const fs::path old = parent / ("." + target.filename().string() + ".old-" + std::to_string(::getpid()));
+    const fs::path old =
+        parent / ("." + target.filename().string() + ".old-" + std::to_string(::getpid()));
     fs::rename(target, old, ec);
     if (ec) fail(ErrorCode::kIo, "cannot replace '" + target.string() + "': " + ec.message());
     fs::rename(tmp.path, target, ec);
     if (ec) {
       fs::rename(old, target);
-      fail(ErrorCode::kIo, "cannot move the checkpoint into '" + target.string() + "': " + ec.message());
+      fail(ErrorCode::kIo,
+           "cannot move the checkpoint into '" + target.string() + "': " + ec.message());
     }
     fs::remove_all(old, ec);
   } else {
     fs::rename(tmp.path, target, ec);
-    if (ec) fail(ErrorCode::kIo, "cannot move the checkpoint into '" + target.string() + "': " + ec.message());
+    if (ec)
+      fail(ErrorCode::kIo,
+           "cannot move the checkpoint into '" + target.string() + "': " + ec.message());
   }
   tmp.path.clear();
 }

@@ -28,9 +28,9 @@ struct RandomShape {
   int hidden = 1024;
   int layers = 24;
   int heads = 16;
-  int codebooks = 4;       // K
+  int codebooks = 4;  // K
   int audio_channels = 1;
-  bool melody = false;     // musicgen_melody: no cross-attention, chroma projection
+  bool melody = false;  // musicgen_melody: no cross-attention, chroma projection
   int vocab = 2048;
   // Text encoder (T5-base, spec §1.2).
   int t5_d_model = 768;
@@ -52,23 +52,23 @@ const std::vector<RandomShape>& random_shapes();
 const RandomShape* find_random_shape(const std::string& name);
 
 enum class InitKind {
-  kLinear,      // N(0, 1/fan_in), fan_in = shape[1]; heavy tails may scale outlier columns
-  kNormal,      // scale * N(0, 1)
-  kOnePlus,     // 1 + scale * N(0, 1)  (norm weights)
-  kUniform,     // U(-scale, scale)
-  kConst,       // scale
-  kSinusoid,    // HF MusicgenSinusoidalPositionalEmbedding table
-  kConvV,       // N(0, 1/fan_in), fan_in = in * k (conv) or in * k / stride (transposed)
-  kConvG,       // per dim-0 slice L2 norm of `source` (the matching weight_v) times scale
+  kLinear,    // N(0, 1/fan_in), fan_in = shape[1]; heavy tails may scale outlier columns
+  kNormal,    // scale * N(0, 1)
+  kOnePlus,   // 1 + scale * N(0, 1)  (norm weights)
+  kUniform,   // U(-scale, scale)
+  kConst,     // scale
+  kSinusoid,  // HF MusicgenSinusoidalPositionalEmbedding table
+  kConvV,     // N(0, 1/fan_in), fan_in = in * k (conv) or in * k / stride (transposed)
+  kConvG,     // per dim-0 slice L2 norm of `source` (the matching weight_v) times scale
 };
 
 struct PlannedTensor {
   TensorDecl decl;
   InitKind init = InitKind::kNormal;
   double scale = 1.0;
-  int64_t fan_in = 0;      // kLinear / kConvV
-  std::string source;      // RNG stream name (defaults to decl.name); kConvG: the weight_v
-  Shape source_shape;      // kConvG: shape of `source`
+  int64_t fan_in = 0;  // kLinear / kConvV
+  std::string source;  // RNG stream name (defaults to decl.name); kConvG: the weight_v
+  Shape source_shape;  // kConvG: shape of `source`
   int64_t source_fan_in = 0;
 };
 
@@ -78,8 +78,8 @@ struct RandomCheckpointOptions {
   uint64_t seed = 0;
   DType dtype = DType::kF32;  // kF32, kF16 or kBF16
   bool heavy_tails = false;
-  bool overwrite = false;     // replace an existing out_dir
-  int threads = 0;            // 0: all hardware threads
+  bool overwrite = false;  // replace an existing out_dir
+  int threads = 0;         // 0: all hardware threads
   // Called after each chunk with the tensor data bytes written so far and their total.
   std::function<void(uint64_t done, uint64_t total)> progress;
 };

@@ -33,7 +33,8 @@ std::string SafetensorsWriter::header_bytes(const std::vector<TensorDecl>& tenso
   std::set<std::string> seen;
   for (const TensorDecl& t : tensors) {
     if (t.name.empty() || t.name == "__metadata__" || !seen.insert(t.name).second)
-      fail(ErrorCode::kInvalidArgument, "safetensors writer: bad or duplicate tensor name '" + t.name + "'");
+      fail(ErrorCode::kInvalidArgument,
+           "safetensors writer: bad or duplicate tensor name '" + t.name + "'");
     nlohmann::ordered_json e;
     e["dtype"] = dtype_name(t.dtype);
     e["shape"] = t.shape;
@@ -49,7 +50,8 @@ std::string SafetensorsWriter::header_bytes(const std::vector<TensorDecl>& tenso
   return out + json;
 }
 
-SafetensorsWriter::SafetensorsWriter(const std::string& path, const std::vector<TensorDecl>& tensors,
+SafetensorsWriter::SafetensorsWriter(const std::string& path,
+                                     const std::vector<TensorDecl>& tensors,
                                      const std::map<std::string, std::string>& metadata)
     : path_(path), tensors_(tensors) {
   const std::string header = header_bytes(tensors_, metadata);

@@ -62,7 +62,8 @@ std::string repo_folder_name(const std::string& repo_id) {
   size_t start = 0;
   while (true) {
     const size_t slash = repo_id.find('/', start);
-    out += "--" + repo_id.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+    out += "--" +
+           repo_id.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
     if (slash == std::string::npos) break;
     start = slash + 1;
   }
@@ -85,7 +86,9 @@ bool is_hex_digest(const std::string& s, size_t length) {
   return true;
 }
 
-bool is_commit_hash(const std::string& s) { return is_hex_digest(s, 40); }
+bool is_commit_hash(const std::string& s) {
+  return is_hex_digest(s, 40);
+}
 
 std::vector<std::string> missing_checkpoint_files(const std::string& dir) {
   std::vector<std::string> missing;
@@ -119,7 +122,8 @@ std::optional<std::string> read_ref(const std::string& repo_dir, const std::stri
   if (!in) return std::nullopt;
   std::string commit;
   std::getline(in, commit);
-  while (!commit.empty() && std::isspace(static_cast<unsigned char>(commit.back()))) commit.pop_back();
+  while (!commit.empty() && std::isspace(static_cast<unsigned char>(commit.back())))
+    commit.pop_back();
   if (commit.empty()) return std::nullopt;
   return commit;
 }
@@ -127,7 +131,8 @@ std::optional<std::string> read_ref(const std::string& repo_dir, const std::stri
 std::optional<std::string> find_snapshot(const std::string& repo_dir, const std::string& revision) {
   std::error_code ec;
   std::string commit = revision;
-  if (!is_commit_hash(revision) || !fs::is_directory(fs::path(repo_dir) / "snapshots" / revision, ec)) {
+  if (!is_commit_hash(revision) ||
+      !fs::is_directory(fs::path(repo_dir) / "snapshots" / revision, ec)) {
     auto ref = read_ref(repo_dir, revision);
     if (!ref) return std::nullopt;
     commit = *ref;
@@ -158,8 +163,9 @@ void write_file_atomic(const std::string& path, const std::string& content) {
     out.close();
     if (!out) {
       std::remove(tmp.c_str());
-      fail(ErrorCode::kIo, "cannot write '" + path + "' (disk full or not writable?); free space "
-                           "or set HF_HUB_CACHE to a writable folder");
+      fail(ErrorCode::kIo, "cannot write '" + path +
+                               "' (disk full or not writable?); free space "
+                               "or set HF_HUB_CACHE to a writable folder");
     }
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
@@ -196,8 +202,14 @@ std::string format_bytes(uint64_t bytes) {
     ++u;
   }
   char buf[32];
-  if (u == 0) std::snprintf(buf, sizeof(buf), "%llu B", static_cast<unsigned long long>(bytes));
-  else std::snprintf(buf, sizeof(buf), v < 10 ? "%.2f %s" : v < 100 ? "%.1f %s" : "%.0f %s", v, units[u]);
+  if (u == 0)
+    std::snprintf(buf, sizeof(buf), "%llu B", static_cast<unsigned long long>(bytes));
+  else
+    std::snprintf(buf, sizeof(buf),
+                  v < 10    ? "%.2f %s"
+                  : v < 100 ? "%.1f %s"
+                            : "%.0f %s",
+                  v, units[u]);
   return buf;
 }
 

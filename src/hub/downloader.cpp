@@ -104,9 +104,9 @@ std::string url_origin(const std::string& url) {
 }
 
 struct FileMeta {
-  std::string file;      // path in the repo
-  std::string etag;      // blob name: sha256 (LFS) or git blob sha1
-  uint64_t size = 0;     // 0 if the hub did not say
+  std::string file;   // path in the repo
+  std::string etag;   // blob name: sha256 (LFS) or git blob sha1
+  uint64_t size = 0;  // 0 if the hub did not say
   bool size_known = false;
   bool lfs = false;
 };
@@ -165,8 +165,9 @@ void RepoDownloader::backoff(int attempt, const std::string& what, const std::st
   const double delay = std::min(30.0, options_.retry_delay_s * std::pow(2.0, attempt));
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%.1f", delay);
-  progress_.note("\n" + what + ": " + reason + "; retrying in " + buf + " s (attempt " +
-                 std::to_string(attempt + 2) + " of " + std::to_string(options_.max_retries + 1) + ")");
+  progress_.note(what + ": " + reason + "; retrying in " + buf + " s (attempt " +
+                 std::to_string(attempt + 2) + " of " + std::to_string(options_.max_retries + 1) +
+                 ")");
   std::this_thread::sleep_for(std::chrono::duration<double>(delay));
 }
 
@@ -206,8 +207,10 @@ std::string RepoDownloader::local_hint() const {
     fail(ErrorCode::kIo, "downloading " + what + " from " + config_.endpoint + " failed (" +
                              r.curl_error + (r.transient() ? ", after retries" : "") +
                              "); check the network or HF_ENDPOINT and run the command again (it "
-                             "resumes)" + (missing_.empty() ? "; the cached copy is complete and "
-                             "still works offline" : ""));
+                             "resumes)" +
+                             (missing_.empty() ? "; the cached copy is complete and "
+                                                 "still works offline"
+                                               : ""));
   }
   auto header = [&](const char* name) {
     auto it = r.headers.find(name);
@@ -215,44 +218,57 @@ std::string RepoDownloader::local_hint() const {
   };
   const std::string code = header("x-error-code");
   std::string server_says = header("x-error-message");
-  if (server_says.empty() && !r.body.empty() && r.body.size() < 300 && r.body.find('<') == std::string::npos)
+  if (server_says.empty() && !r.body.empty() && r.body.size() < 300 &&
+      r.body.find('<') == std::string::npos)
     server_says = trim(r.body);
   const std::string detail = server_says.empty() ? "" : " (the hub says: " + server_says + ")";
   const std::string status = "HTTP " + std::to_string(r.status);
   if (r.status == 401)
     fail(ErrorCode::kNotFound,
-         config_.endpoint + " refused " + what + " (" + status + "): the repository does not exist, or it is "
+         config_.endpoint + " refused " + what + " (" + status +
+             "): the repository does not exist, or it is "
              "private or gated and needs a token; check the name, or set HF_TOKEN to an access "
              "token of an account that may read it" +
-             (config_.token.empty() ? "" : " (the token given was not accepted)") + local_hint() + detail);
+             (config_.token.empty() ? "" : " (the token given was not accepted)") + local_hint() +
+             detail);
   if (r.status == 403)
     fail(ErrorCode::kNotFound,
-         config_.endpoint + " refused " + what + " (" + status + "): the repository is gated or "
+         config_.endpoint + " refused " + what + " (" + status +
+             "): the repository is gated or "
              "private; accept its terms on its hub page and set HF_TOKEN to a token of that "
-             "account" + detail);
+             "account" +
+             detail);
   if (r.status == 404) {
     if (!file.empty() && code != "RepoNotFound" && code != "RevisionNotFound")
       fail(ErrorCode::kNotFound, "file '" + file + "' not found in " + repo_id_ + " at revision '" +
-                                     revision_ + "' on " + config_.endpoint + " (" + status + ")" + detail);
+                                     revision_ + "' on " + config_.endpoint + " (" + status + ")" +
+                                     detail);
     if (code == "RevisionNotFound")
       fail(ErrorCode::kNotFound, "revision '" + revision_ + "' not found in " + repo_id_ + " on " +
-                                     config_.endpoint + " (" + status + "); check the branch, tag or "
-                                     "commit after '@'" + detail);
+                                     config_.endpoint + " (" + status +
+                                     "); check the branch, tag or "
+                                     "commit after '@'" +
+                                     detail);
     fail(ErrorCode::kNotFound,
          "repository " + repo_id_ + " not found on " + config_.endpoint + " (" + status +
              "); check the name (for example facebook/musicgen-small, or a short name like "
-             "small)" + local_hint() + detail);
+             "small)" +
+             local_hint() + detail);
   }
   if (r.status == 416)
-    fail(ErrorCode::kIo, "the hub rejected a resume of " + what + " (" + status + "); run the command again");
-  fail(ErrorCode::kIo, config_.endpoint + " answered " + status + " for " + what +
-                           (r.status >= 500 ? " (after retries); the hub may be down, try again later"
-                                            : "; check the name and HF_ENDPOINT") + detail);
+    fail(ErrorCode::kIo,
+         "the hub rejected a resume of " + what + " (" + status + "); run the command again");
+  fail(ErrorCode::kIo,
+       config_.endpoint + " answered " + status + " for " + what +
+           (r.status >= 500 ? " (after retries); the hub may be down, try again later"
+                            : "; check the name and HF_ENDPOINT") +
+           detail);
 }
 
 RepoInfo RepoDownloader::fetch_info() {
   HttpRequest req;
-  req.url = config_.endpoint + "/api/models/" + repo_id_ + "/revision/" + url_escape(revision_, false);
+  req.url =
+      config_.endpoint + "/api/models/" + repo_id_ + "/revision/" + url_escape(revision_, false);
   HttpResponse r = perform(req, repo_id_);
   if (r.curl_code != 0 || r.status != 200) fail_http(r, "");
   RepoInfo info;
@@ -264,8 +280,10 @@ RepoInfo RepoDownloader::fetch_info() {
     fail(ErrorCode::kIo, config_.endpoint + " sent an unreadable description of " + repo_id_ +
                              " (" + e.what() + "); check HF_ENDPOINT points at a Hugging Face hub");
   }
-  if (info.commit.empty() || info.commit.find('/') != std::string::npos || info.commit.find("..") != std::string::npos)
-    fail(ErrorCode::kIo, config_.endpoint + " sent no usable commit for " + repo_id_ + "; check HF_ENDPOINT");
+  if (info.commit.empty() || info.commit.find('/') != std::string::npos ||
+      info.commit.find("..") != std::string::npos)
+    fail(ErrorCode::kIo,
+         config_.endpoint + " sent no usable commit for " + repo_id_ + "; check HF_ENDPOINT");
   return info;
 }
 
@@ -285,8 +303,8 @@ FileMeta RepoDownloader::fetch_meta(const std::string& commit, const std::string
     if (r.curl_code != 0) fail_http(r, file);
     const auto loc = r.headers.find("location");
     // Relative redirects stay on the hub (a renamed repo); absolute ones go to the CDN.
-    if (r.status >= 300 && r.status < 400 && loc != r.headers.end() && loc->second.rfind("/", 0) == 0 &&
-        hop < 5) {
+    if (r.status >= 300 && r.status < 400 && loc != r.headers.end() &&
+        loc->second.rfind("/", 0) == 0 && hop < 5) {
       req.url = url_origin(config_.endpoint) + loc->second;
       continue;
     }
@@ -307,10 +325,10 @@ FileMeta RepoDownloader::fetch_meta(const std::string& commit, const std::string
     m.size = std::strtoull(size.c_str(), &end, 10);
     m.size_known = end != nullptr && *end == '\0';
   }
-  if (m.etag.empty() || m.etag.find('/') != std::string::npos || m.etag.find("..") != std::string::npos ||
-      m.etag.size() > 128)
-    fail(ErrorCode::kIo, config_.endpoint + " sent no usable ETag for '" + file + "' of " + repo_id_ +
-                             "; check that HF_ENDPOINT points at a Hugging Face hub");
+  if (m.etag.empty() || m.etag.find('/') != std::string::npos ||
+      m.etag.find("..") != std::string::npos || m.etag.size() > 128)
+    fail(ErrorCode::kIo, config_.endpoint + " sent no usable ETag for '" + file + "' of " +
+                             repo_id_ + "; check that HF_ENDPOINT points at a Hugging Face hub");
   return m;
 }
 
@@ -326,9 +344,10 @@ void RepoDownloader::check_free_space(const std::vector<FileMeta>& metas) {
   }
   const auto free = free_disk_bytes(fs::path(repo_dir_) / "blobs");
   if (free && needed > *free)
-    fail(ErrorCode::kIo, "not enough disk space for " + repo_id_ + " in '" + repo_dir_ + "': " +
-                             format_bytes(needed) + " needed, " + format_bytes(*free) +
-                             " free; free some space or set HF_HUB_CACHE to a folder on a larger disk");
+    fail(ErrorCode::kIo,
+         "not enough disk space for " + repo_id_ + " in '" + repo_dir_ +
+             "': " + format_bytes(needed) + " needed, " + format_bytes(*free) +
+             " free; free some space or set HF_HUB_CACHE to a folder on a larger disk");
 }
 
 void RepoDownloader::ensure_blob(const std::string& commit, const FileMeta& meta) {
@@ -341,7 +360,8 @@ void RepoDownloader::ensure_blob(const std::string& commit, const FileMeta& meta
   download_blob(commit, meta, blob);
 }
 
-void RepoDownloader::download_blob(const std::string& commit, const FileMeta& meta, const std::string& blob) {
+void RepoDownloader::download_blob(const std::string& commit, const FileMeta& meta,
+                                   const std::string& blob) {
   const std::string part = blob + ".incomplete";
   const bool check_sha256 = meta.lfs && is_hex_digest(meta.etag, 64);
   const bool check_git_sha1 = !meta.lfs && meta.size_known && is_hex_digest(meta.etag, 40);
@@ -358,17 +378,18 @@ void RepoDownloader::download_blob(const std::string& commit, const FileMeta& me
   } closer{fd};
 
   uint64_t offset = 0;  // bytes of the file on disk and in the hasher
-  auto restart = [&] {
-    if (::ftruncate(fd, 0) != 0 || ::lseek(fd, 0, SEEK_SET) != 0)
-      fail(ErrorCode::kIo, "cannot truncate '" + part + "' (" + std::strerror(errno) + ")");
+  auto start_hash = [&] {
     hasher.reset();
     if (check_git_sha1) hasher.update(git_prefix.data(), git_prefix.size());
+  };
+  auto restart = [&] {
+    if (::ftruncate(fd, 0) != 0)
+      fail(ErrorCode::kIo, "cannot truncate '" + part + "' (" + std::strerror(errno) + ")");
+    start_hash();
     offset = 0;
   };
   // Resume: the bytes already on disk go through the hasher first.
-
-  hasher.reset();
-  if (check_git_sha1) hasher.update(git_prefix.data(), git_prefix.size());
+  start_hash();
   {
     struct stat st;
     const uint64_t have = ::fstat(fd, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
@@ -377,7 +398,8 @@ void RepoDownloader::download_blob(const std::string& commit, const FileMeta& me
     } else {
       std::vector<char> buf(1 << 20);
       while (offset < have) {
-        const ssize_t n = ::pread(fd, buf.data(), std::min<uint64_t>(buf.size(), have - offset), offset);
+        const ssize_t n =
+            ::pread(fd, buf.data(), std::min<uint64_t>(buf.size(), have - offset), offset);
         if (n <= 0) break;
         hasher.update(buf.data(), static_cast<size_t>(n));
         offset += static_cast<uint64_t>(n);
@@ -437,9 +459,11 @@ void RepoDownloader::download_blob(const std::string& commit, const FileMeta& me
       fail(ErrorCode::kCancelled, "download of '" + meta.file + "' of " + repo_id_ +
                                       " cancelled; run the command again to resume it");
     if (write_errno != 0)
-      fail(ErrorCode::kIo, (write_errno == ENOSPC ? "disk full while writing '" : "cannot write '") + part +
-                               "' (" + std::strerror(write_errno) + "); free some space or set "
-                               "HF_HUB_CACHE to another folder (the download resumes where it stopped)");
+      fail(ErrorCode::kIo,
+           (write_errno == ENOSPC ? "disk full while writing '" : "cannot write '") + part + "' (" +
+               std::strerror(write_errno) +
+               "); free some space or set "
+               "HF_HUB_CACHE to another folder (the download resumes where it stopped)");
     if (range_mismatch) {
       restart();
       if (attempt < options_.max_retries) continue;
@@ -462,23 +486,27 @@ void RepoDownloader::download_blob(const std::string& commit, const FileMeta& me
   // Verify before the blob becomes visible.
   auto reject = [&](const std::string& what) {
     ::unlink(part.c_str());
-    fail(ErrorCode::kIo, "the download of '" + meta.file + "' of " + repo_id_ + " is corrupt (" + what +
-                             "); it was deleted, run the command again (if this persists, a proxy or "
-                             "mirror is altering the file)");
+    fail(ErrorCode::kIo,
+         "the download of '" + meta.file + "' of " + repo_id_ + " is corrupt (" + what +
+             "); it was deleted, run the command again (if this persists, a proxy or "
+             "mirror is altering the file)");
   };
   if (meta.size_known && offset != meta.size)
-    reject("size " + std::to_string(offset) + " bytes, the hub announced " + std::to_string(meta.size));
+    reject("size " + std::to_string(offset) + " bytes, the hub announced " +
+           std::to_string(meta.size));
   if (check_sha256 || check_git_sha1) {
     const std::string got = hasher.hex_digest();
     if (got != meta.etag)
-      reject(std::string("checksum mismatch: expected ") + (check_sha256 ? "sha256 " : "git sha1 ") +
-             meta.etag + ", got " + got);
+      reject(std::string("checksum mismatch: expected ") +
+             (check_sha256 ? "sha256 " : "git sha1 ") + meta.etag + ", got " + got);
   }
   if (::fsync(fd) != 0)
-    fail(ErrorCode::kIo, "cannot write '" + part + "' (" + std::strerror(errno) + "); free some space "
-                         "or set HF_HUB_CACHE to another folder");
+    fail(ErrorCode::kIo, "cannot write '" + part + "' (" + std::strerror(errno) +
+                             "); free some space "
+                             "or set HF_HUB_CACHE to another folder");
   if (std::rename(part.c_str(), blob.c_str()) != 0)
-    fail(ErrorCode::kIo, "cannot move '" + part + "' to '" + blob + "' (" + std::strerror(errno) + ")");
+    fail(ErrorCode::kIo,
+         "cannot move '" + part + "' to '" + blob + "' (" + std::strerror(errno) + ")");
   progress_.finish();
 }
 
@@ -486,16 +514,25 @@ std::string RepoDownloader::download_snapshot() {
   const RepoInfo info = fetch_info();
   const std::string& commit = info.commit;
   auto has = [&](const std::string& f) { return info.files.count(f) != 0; };
-  const std::string listed = " (it has: " + join(std::vector<std::string>(info.files.begin(), info.files.end()), ", ") + ")";
+  const std::string listed =
+      " (it has: " + join(std::vector<std::string>(info.files.begin(), info.files.end()), ", ") +
+      ")";
   if (!has("config.json"))
-    fail(ErrorCode::kInvalidModel, repo_id_ + " has no config.json; it is not a Hugging Face "
-                                   "MusicGen checkpoint" + listed);
+    fail(ErrorCode::kInvalidModel, repo_id_ +
+                                       " has no config.json; it is not a Hugging Face "
+                                       "MusicGen checkpoint" +
+                                       listed);
   if (!has("model.safetensors") && !has("model.safetensors.index.json"))
-    fail(ErrorCode::kInvalidModel, repo_id_ + " has no model.safetensors or model.safetensors.index.json; "
-                                   "musicgen.cpp reads safetensors checkpoints only" + listed);
+    fail(ErrorCode::kInvalidModel, repo_id_ +
+                                       " has no model.safetensors or model.safetensors.index.json; "
+                                       "musicgen.cpp reads safetensors checkpoints only" +
+                                       listed);
   if (!has("spiece.model"))
-    fail(ErrorCode::kInvalidModel, repo_id_ + " has no spiece.model (the T5 tokenizer); copy t5-base's "
-                                   "spiece.model next to a downloaded copy and pass it as --model DIR" + listed);
+    fail(ErrorCode::kInvalidModel,
+         repo_id_ +
+             " has no spiece.model (the T5 tokenizer); copy t5-base's "
+             "spiece.model next to a downloaded copy and pass it as --model DIR" +
+             listed);
 
   std::vector<std::string> wanted = {"config.json"};
   if (has("generation_config.json")) wanted.push_back("generation_config.json");
@@ -517,13 +554,14 @@ std::string RepoDownloader::download_snapshot() {
         if (std::find(shards.begin(), shards.end(), shard.get<std::string>()) == shards.end())
           shards.push_back(shard.get<std::string>());
     } catch (const std::exception& e) {
-      fail(ErrorCode::kInvalidModel, "model.safetensors.index.json of " + repo_id_ +
-                                         " is unreadable (" + e.what() + ")");
+      fail(ErrorCode::kInvalidModel,
+           "model.safetensors.index.json of " + repo_id_ + " is unreadable (" + e.what() + ")");
     }
     for (const auto& s : shards) {
       if (!has(s) || s.find("..") != std::string::npos)
-        fail(ErrorCode::kInvalidModel, "model.safetensors.index.json of " + repo_id_ + " names shard '" +
-                                           s + "', which the repository does not have");
+        fail(ErrorCode::kInvalidModel, "model.safetensors.index.json of " + repo_id_ +
+                                           " names shard '" + s +
+                                           "', which the repository does not have");
       metas.push_back(fetch_meta(commit, s));
     }
   }
@@ -547,14 +585,16 @@ std::string RepoDownloader::download_snapshot() {
   }
   const auto missing = missing_checkpoint_files(snapshot.string());
   if (!missing.empty())
-    fail(ErrorCode::kInvalidModel, "the snapshot of " + display_ref() + " in '" + snapshot.string() +
-                                       "' still lacks " + join(missing, ", ") + "; report this as a bug");
+    fail(ErrorCode::kInvalidModel, "the snapshot of " + display_ref() + " in '" +
+                                       snapshot.string() + "' still lacks " + join(missing, ", ") +
+                                       "; report this as a bug");
   return snapshot.string();
 }
 
 std::string RepoDownloader::resolve() {
   const auto cached = find_snapshot(repo_dir_, revision_);
-  missing_ = cached ? missing_checkpoint_files(*cached) : missing_checkpoint_files(repo_dir_ + "/-");
+  missing_ =
+      cached ? missing_checkpoint_files(*cached) : missing_checkpoint_files(repo_dir_ + "/-");
   if (!options_.refresh || config_.offline) {
     if (cached && missing_.empty()) return *cached;
     if (config_.offline) fail_not_cached("HF_HUB_OFFLINE=1 forbids downloading");
@@ -563,7 +603,8 @@ std::string RepoDownloader::resolve() {
     progress_.note("waiting for another download of " + repo_id_ + " into this cache to finish");
   });
   if (!options_.refresh) {  // another process may have completed it while we waited
-    if (auto again = find_snapshot(repo_dir_, revision_); again && missing_checkpoint_files(*again).empty())
+    if (auto again = find_snapshot(repo_dir_, revision_);
+        again && missing_checkpoint_files(*again).empty())
       return *again;
   }
   return download_snapshot();
@@ -584,7 +625,9 @@ HubConfig make_hub_config(const ResolveOptions& options) {
 
 }  // namespace hub
 
-std::string hub_cache_dir(const ResolveOptions& options) { return hub::make_hub_config(options).cache_dir; }
+std::string hub_cache_dir(const ResolveOptions& options) {
+  return hub::make_hub_config(options).cache_dir;
+}
 
 std::string resolve_model(const std::string& reference, const ResolveOptions& options) {
   const ModelReference ref = parse_model_reference(reference);

@@ -23,7 +23,9 @@ Hasher::Hasher(HashAlgorithm algorithm) : impl_(std::make_unique<Impl>()) {
   reset();
 }
 
-Hasher::~Hasher() { EVP_MD_CTX_free(impl_->ctx); }
+Hasher::~Hasher() {
+  EVP_MD_CTX_free(impl_->ctx);
+}
 
 void Hasher::reset() {
   if (EVP_DigestInit_ex(impl_->ctx, impl_->md, nullptr) != 1)

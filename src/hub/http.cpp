@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <exception>
 #include <mutex>
 
 namespace musicgen::hub {
@@ -21,7 +22,8 @@ struct Transfer {
   const HttpRequest* request = nullptr;
   BodySink* sink = nullptr;
   HttpResponse* response = nullptr;
-  bool to_sink = false;  // the current answer's body goes to the sink
+  bool to_sink = false;      // the current answer's body goes to the sink
+  std::exception_ptr error;  // thrown by a sink: rethrown once libcurl has returned
 };
 
 std::string trim(const std::string& s) {
@@ -31,9 +33,7 @@ std::string trim(const std::string& s) {
   return s.substr(b, e - b);
 }
 
-size_t on_header(char* data, size_t size, size_t n, void* user) {
-  auto* t = static_cast<Transfer*>(user);
-  const size_t len = size * n;
+size_t handle_header(Transfer* t, char* data, size_t len) {
   const std::string line(data, len);
   HttpResponse& r = *t->response;
   if (line.rfind("HTTP/", 0) == 0) {  // a new answer starts (after a redirect or a 1xx)
@@ -62,14 +62,34 @@ size_t on_header(char* data, size_t size, size_t n, void* user) {
   return len;
 }
 
-size_t on_body(char* data, size_t size, size_t n, void* user) {
-  auto* t = static_cast<Transfer*>(user);
-  const size_t len = size * n;
+size_t handle_body(Transfer* t, char* data, size_t len) {
   if (t->to_sink) return t->sink->on_data(data, len) ? len : 0;
   std::string& body = t->response->body;
   if (body.size() < kMaxCollectedBody)
     body.append(data, std::min(len, kMaxCollectedBody - body.size()));
   return len;
+}
+
+// libcurl's callbacks: no exception may cross its C frames, so one is kept and the transfer
+// aborted (returning a short count).
+size_t on_header(char* data, size_t size, size_t n, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  try {
+    return handle_header(t, data, size * n);
+  } catch (...) {
+    t->error = std::current_exception();
+    return 0;
+  }
+}
+
+size_t on_body(char* data, size_t size, size_t n, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  try {
+    return handle_body(t, data, size * n);
+  } catch (...) {
+    t->error = std::current_exception();
+    return 0;
+  }
 }
 
 }  // namespace
@@ -100,7 +120,10 @@ std::string HttpResponse::describe() const {
 HttpResponse http_perform(const HttpRequest& request, BodySink* sink) {
   global_init();
   HttpResponse response;
-  Transfer t{&request, sink, &response, false};
+  Transfer t;
+  t.request = &request;
+  t.sink = sink;
+  t.response = &response;
   CURL* curl = curl_easy_init();
   if (curl == nullptr) {
     response.curl_code = CURLE_FAILED_INIT;
@@ -142,6 +165,7 @@ HttpResponse http_perform(const HttpRequest& request, BodySink* sink) {
   response.connected = connect_time > 0 || response.status != 0;
   curl_slist_free_all(headers);
   curl_easy_cleanup(curl);
+  if (t.error) std::rethrow_exception(t.error);
   return response;
 }
 
@@ -149,7 +173,8 @@ std::string url_escape(const std::string& s, bool keep_slash) {
   static const char* kHex = "0123456789ABCDEF";
   std::string out;
   for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || (keep_slash && c == '/')) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' ||
+        (keep_slash && c == '/')) {
       out += static_cast<char>(c);
     } else {
       out += '%';

@@ -13,23 +13,23 @@ namespace musicgen::hub {
 using HttpHeaders = std::map<std::string, std::string>;  // names in lower case
 
 struct HttpRequest {
-  std::string method = "GET";        // GET or HEAD
+  std::string method = "GET";  // GET or HEAD
   std::string url;
   std::vector<std::string> headers;  // "Name: value"; an Authorization header is never sent
                                      // on to another host after a redirect (libcurl's rule)
   bool follow_redirects = true;      // false: a 3xx answer is returned as it is
   uint64_t range_start = 0;          // > 0: ask for bytes range_start.. (a resume)
   long connect_timeout_s = 15;
-  long stall_timeout_s = 60;         // abort a transfer that moves < 1 byte/s for this long
+  long stall_timeout_s = 60;  // abort a transfer that moves < 1 byte/s for this long
 };
 
 struct HttpResponse {
-  int curl_code = 0;         // CURLcode; 0: an answer was received (any status)
-  std::string curl_error;    // libcurl's explanation when curl_code != 0
-  bool connected = false;    // a connection was made (errors after it may be transient)
-  long status = 0;           // HTTP status of the last answer
-  HttpHeaders headers;       // headers of the last answer
-  std::string body;          // body when no sink took it (first 1 MiB)
+  int curl_code = 0;       // CURLcode; 0: an answer was received (any status)
+  std::string curl_error;  // libcurl's explanation when curl_code != 0
+  bool connected = false;  // a connection was made (errors after it may be transient)
+  long status = 0;         // HTTP status of the last answer
+  HttpHeaders headers;     // headers of the last answer
+  std::string body;        // body when no sink took it (first 1 MiB)
   std::string effective_url;
 
   // A failure worth retrying: 5xx, 408, 429, a connection reset or cut, a stalled transfer.
@@ -48,7 +48,8 @@ struct BodySink {
 };
 
 // Performs one request (with libcurl's redirects when asked). Never throws for network errors:
-// they are reported in the response.
+// they are reported in the response. An exception thrown by a sink aborts the transfer and is
+// rethrown here.
 HttpResponse http_perform(const HttpRequest& request, BodySink* sink = nullptr);
 
 // Percent-encodes a URL path segment (everything but unreserved characters; '/' too unless

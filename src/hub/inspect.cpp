@@ -50,7 +50,8 @@ uint64_t tree_size(const fs::path& dir, bool skip_incomplete) {
   for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     if (skip_incomplete && it->path().extension() == ".incomplete") continue;
     std::error_code e2;
-    if (fs::is_regular_file(it->path(), e2)) total += fs::file_size(it->path(), e2);  // follows links
+    if (fs::is_regular_file(it->path(), e2))
+      total += fs::file_size(it->path(), e2);  // follows links
   }
   return total;
 }
@@ -81,7 +82,8 @@ std::vector<HeaderEntry> read_safetensors_header(const fs::path& path) {
   if (len > (uint64_t{100} << 20) || len + 8 > fs::file_size(path, ec))
     return corrupt("header length " + std::to_string(len) + " exceeds the file");
   std::string header(len, '\0');
-  if (!in.read(header.data(), static_cast<std::streamsize>(len))) return corrupt("truncated header");
+  if (!in.read(header.data(), static_cast<std::streamsize>(len)))
+    return corrupt("truncated header");
   json j;
   try {
     j = json::parse(header);
@@ -137,7 +139,8 @@ std::vector<CachedModel> list_cached_models(const ResolveOptions& options) {
       std::error_code e3;
       if (!fs::is_regular_file(r->path(), e3)) continue;
       const std::string name = fs::relative(r->path(), refs, e3).string();
-      if (auto commit = hub::read_ref(it->path().string(), name)) refs_by_commit[*commit].push_back(name);
+      if (auto commit = hub::read_ref(it->path().string(), name))
+        refs_by_commit[*commit].push_back(name);
     }
     const fs::path snapshots = it->path() / "snapshots";
     for (fs::directory_iterator s(snapshots, e2), send; !e2 && s != send; s.increment(e2)) {
@@ -157,16 +160,20 @@ std::vector<CachedModel> list_cached_models(const ResolveOptions& options) {
       m.revisions.push_back(std::move(rev));
     }
     // Named revisions first ("main" before others), then by commit.
-    std::sort(m.revisions.begin(), m.revisions.end(), [](const CachedRevision& a, const CachedRevision& b) {
-      auto rank = [](const CachedRevision& r) {
-        return std::find(r.refs.begin(), r.refs.end(), "main") != r.refs.end() ? 0 : r.refs.empty() ? 2 : 1;
-      };
-      if (rank(a) != rank(b)) return rank(a) < rank(b);
-      return a.commit < b.commit;
-    });
+    std::sort(m.revisions.begin(), m.revisions.end(),
+              [](const CachedRevision& a, const CachedRevision& b) {
+                auto rank = [](const CachedRevision& r) {
+                  return std::find(r.refs.begin(), r.refs.end(), "main") != r.refs.end() ? 0
+                         : r.refs.empty()                                                ? 2
+                                                                                         : 1;
+                };
+                if (rank(a) != rank(b)) return rank(a) < rank(b);
+                return a.commit < b.commit;
+              });
     out.push_back(std::move(m));
   }
-  std::sort(out.begin(), out.end(), [](const CachedModel& a, const CachedModel& b) { return a.repo_id < b.repo_id; });
+  std::sort(out.begin(), out.end(),
+            [](const CachedModel& a, const CachedModel& b) { return a.repo_id < b.repo_id; });
   return out;
 }
 
@@ -177,8 +184,9 @@ CheckpointSummary inspect_model(const std::string& reference, const ResolveOptio
   s.directory = dir;
   std::error_code ec;
   if (!fs::is_regular_file(d / "config.json", ec))
-    fail(ErrorCode::kNotFound, "no config.json in '" + dir + "'; point at a Hugging Face MusicGen "
-                               "checkpoint directory");
+    fail(ErrorCode::kNotFound, "no config.json in '" + dir +
+                                   "'; point at a Hugging Face MusicGen "
+                                   "checkpoint directory");
   const json config = read_json(d / "config.json");
   s.model_type = config.value("model_type", "");
   const json text = config.value("text_encoder", json::object());
@@ -197,8 +205,8 @@ CheckpointSummary inspect_model(const std::string& reference, const ResolveOptio
   if (s.audio_channels == 0 && s.decoder_layers > 0) s.audio_channels = 1;  // HF's default
   s.codebook_size = get_int(codec, "codebook_size");
   s.sample_rate = get_int(codec, "sampling_rate");
-  if (codec.is_object() && codec.contains("upsampling_ratios") && codec["upsampling_ratios"].is_array() &&
-      s.sample_rate > 0) {
+  if (codec.is_object() && codec.contains("upsampling_ratios") &&
+      codec["upsampling_ratios"].is_array() && s.sample_rate > 0) {
     int hop = 1;
     for (const auto& r : codec["upsampling_ratios"])
       if (r.is_number_integer() && r.get<int>() > 0) hop *= r.get<int>();
@@ -214,7 +222,8 @@ CheckpointSummary inspect_model(const std::string& reference, const ResolveOptio
     std::vector<std::string> shards;
     if (index.contains("weight_map") && index["weight_map"].is_object())
       for (const auto& [tensor, shard] : index["weight_map"].items())
-        if (shard.is_string() && std::find(shards.begin(), shards.end(), shard.get<std::string>()) == shards.end())
+        if (shard.is_string() &&
+            std::find(shards.begin(), shards.end(), shard.get<std::string>()) == shards.end())
           shards.push_back(shard.get<std::string>());
     for (const auto& sh : shards) weights.push_back(d / sh);
   } else {
@@ -229,23 +238,29 @@ CheckpointSummary inspect_model(const std::string& reference, const ResolveOptio
       g.dtype_params[e.dtype] += e.parameters;
       s.total_parameters += e.parameters;
     }
-  for (const char* name : {"text encoder (T5)", "decoder (with text projection)", "audio codec (EnCodec)", "other"}) {
+  for (const char* name :
+       {"text encoder (T5)", "decoder (with text projection)", "audio codec (EnCodec)", "other"}) {
     auto it = groups.find(name);
     if (it == groups.end()) continue;
     it->second.name = name;
     s.parts.push_back(it->second);
   }
   std::vector<fs::path> files = weights;
-  for (const char* f : {"config.json", "generation_config.json", "spiece.model", "model.safetensors.index.json"})
+  for (const char* f :
+       {"config.json", "generation_config.json", "spiece.model", "model.safetensors.index.json"})
     if (fs::is_regular_file(d / f, ec)) files.push_back(d / f);
   for (const auto& f : files) {
     std::error_code e2;
     s.file_bytes += fs::file_size(f, e2);  // follows snapshot links to the blobs
   }
-  // q8: 32 int8 values + one f16 scale per block (34 B / 32); q4: 32 4-bit values + scale (18 B / 32).
-  const std::pair<const char*, double> types[] = {{"f32", 4.0}, {"bf16", 2.0}, {"q8", 34.0 / 32}, {"q4", 18.0 / 32}};
+  // q8: 32 int8 values + one f16 scale per block (34 B / 32); q4: 32 4-bit values + scale (18 B /
+  // 32).
+  const std::pair<const char*, double> types[] = {
+      {"f32", 4.0}, {"bf16", 2.0}, {"q8", 34.0 / 32}, {"q4", 18.0 / 32}};
   for (const auto& [name, bpp] : types)
-    s.memory.push_back({name, bpp, static_cast<uint64_t>(std::llround(bpp * static_cast<double>(s.total_parameters)))});
+    s.memory.push_back(
+        {name, bpp,
+         static_cast<uint64_t>(std::llround(bpp * static_cast<double>(s.total_parameters)))});
   return s;
 }
 

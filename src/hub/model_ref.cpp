@@ -13,10 +13,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const char* const kShortNames[] = {"small",         "medium",        "large",
-                                   "melody",        "melody-large",  "stereo-small",
-                                   "stereo-medium", "stereo-large",  "stereo-melody",
-                                   "stereo-melody-large"};
+const char* const kShortNames[] = {
+    "small",        "medium",        "large",        "melody",        "melody-large",
+    "stereo-small", "stereo-medium", "stereo-large", "stereo-melody", "stereo-melody-large"};
 
 std::string short_name_list() {
   std::string s;
@@ -52,8 +51,8 @@ bool valid_revision(const std::string& r) {
   if (r.empty() || r.size() > 256 || r.find("..") != std::string::npos || r.front() == '/')
     return false;
   for (char c : r)
-    if (std::isspace(static_cast<unsigned char>(c)) || std::iscntrl(static_cast<unsigned char>(c)) ||
-        c == '\\')
+    if (std::isspace(static_cast<unsigned char>(c)) ||
+        std::iscntrl(static_cast<unsigned char>(c)) || c == '\\')
       return false;
   return true;
 }
@@ -67,25 +66,24 @@ std::vector<std::pair<std::string, std::string>> model_short_names() {
 }
 
 ModelReference parse_model_reference(const std::string& reference) {
-  const std::string hint = "give a checkpoint directory, a hub repo id like "
-                           "facebook/musicgen-small[@revision], or a short name (" +
-                           short_name_list() + ")";
+  const std::string hint =
+      "give a checkpoint directory, a hub repo id like "
+      "facebook/musicgen-small[@revision], or a short name (" +
+      short_name_list() + ")";
   if (reference.empty()) fail(ErrorCode::kInvalidArgument, "empty model reference; " + hint);
   ModelReference ref;
   std::error_code ec;
+  // Existing paths are local: a checkpoint directory, or a file (a quantized checkpoint), which
+  // Model::load judges.
   if (looks_like_path(reference)) {
     ref.path = expand_user(reference);
-    if (fs::is_directory(ref.path, ec)) return ref;
-    if (fs::exists(ref.path, ec))
-      fail(ErrorCode::kInvalidArgument, "'" + reference + "' is a file, not a checkpoint directory; " + hint);
+    if (fs::exists(ref.path, ec)) return ref;
     fail(ErrorCode::kNotFound, "model directory '" + reference + "' does not exist; " + hint);
   }
-  if (fs::is_directory(reference, ec)) {
+  if (fs::exists(reference, ec)) {
     ref.path = reference;
     return ref;
   }
-  if (fs::exists(reference, ec))
-    fail(ErrorCode::kInvalidArgument, "'" + reference + "' is a file, not a checkpoint directory; " + hint);
 
   std::string name = reference;
   std::string revision = "main";

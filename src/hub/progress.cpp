@@ -15,8 +15,10 @@ std::string format_duration(double s) {
   if (!(s >= 0) || s > 359999) return "--:--";
   const long t = static_cast<long>(s + 0.5);
   char buf[32];
-  if (t >= 3600) std::snprintf(buf, sizeof(buf), "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
-  else std::snprintf(buf, sizeof(buf), "%ld:%02ld", t / 60, t % 60);
+  if (t >= 3600)
+    std::snprintf(buf, sizeof(buf), "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+  else
+    std::snprintf(buf, sizeof(buf), "%ld:%02ld", t / 60, t % 60);
   return buf;
 }
 
@@ -29,9 +31,14 @@ Progress::Progress(const ResolveOptions& options, std::string repo_id)
   state_.repo_id = repo_id_;
 }
 
-void Progress::note(const std::string& message) const {
+Progress::~Progress() {
+  if (line_open_) std::fprintf(stderr, "\n");
+}
+
+void Progress::note(const std::string& message) {
   if (options_.progress == ProgressDisplay::kNever) return;
-  std::fprintf(stderr, "%s\n", message.c_str());
+  std::fprintf(stderr, "%s%s\n", line_open_ ? "\n" : "", message.c_str());
+  line_open_ = false;
 }
 
 double Progress::elapsed() const {
@@ -53,7 +60,8 @@ bool Progress::update(uint64_t bytes_done) {
   state_.bytes_done = bytes_done;
   const auto now = std::chrono::steady_clock::now();
   const double t = elapsed();
-  if (t > 0 && bytes_done >= start_bytes_) state_.bytes_per_second = (bytes_done - start_bytes_) / t;
+  if (t > 0 && bytes_done >= start_bytes_)
+    state_.bytes_per_second = (bytes_done - start_bytes_) / t;
   if (bar_ && now - last_draw_ >= std::chrono::milliseconds(100)) {
     last_draw_ = now;
     draw(false);
@@ -97,10 +105,12 @@ void Progress::draw(bool final_line) {
     const double rate = state_.bytes_per_second;
     line.append("  ").append(format_bytes(static_cast<uint64_t>(rate))).append("/s");
     if (total > 0)
-      line.append("  ETA ").append(format_duration(rate > 0 ? (total - std::min(total, done)) / rate : -1));
+      line.append("  ETA ").append(
+          format_duration(rate > 0 ? (total - std::min(total, done)) / rate : -1));
   }
   // \r and clear-to-end-of-line redraw in place on a terminal.
   std::fprintf(stderr, "\r%s\033[K%s", line.c_str(), final_line ? "\n" : "");
+  line_open_ = !final_line;
   std::fflush(stderr);
 }
 

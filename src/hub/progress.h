@@ -13,9 +13,13 @@ namespace musicgen::hub {
 class Progress {
  public:
   Progress(const ResolveOptions& options, std::string repo_id);
+  // Ends an unfinished bar's line, so that an error message starts on a line of its own.
+  ~Progress();
+  Progress(const Progress&) = delete;
+  Progress& operator=(const Progress&) = delete;
 
-  // A line on stderr, unless progress is kNever.
-  void note(const std::string& message) const;
+  // A line on stderr (below an unfinished bar), unless progress is kNever.
+  void note(const std::string& message);
   // A file starts (or resumes at bytes_done).
   void begin(const std::string& file, uint64_t bytes_done, uint64_t bytes_total);
   // Bytes on disk now; false: the callback asked to stop.
@@ -30,6 +34,7 @@ class Progress {
   const ResolveOptions& options_;
   std::string repo_id_;
   bool bar_ = false;
+  bool line_open_ = false;  // a bar is drawn without its newline yet
   DownloadProgress state_;
   uint64_t start_bytes_ = 0;
   std::chrono::steady_clock::time_point start_, last_draw_, last_callback_;

@@ -28,13 +28,18 @@ void matmul_nt_scalar(const float* a, int64_t lda, const float* w, const float* 
   }
 }
 
+void matmul_nt_cols(const float* a, int64_t lda, const float* w, const float* bias, float* c,
+                    int64_t ldc, int64_t m, int64_t n, int64_t k, int64_t n_begin, int64_t n_end) {
+  if (active_isa() == Isa::kAvx2)
+    matmul_nt_avx2(a, lda, w, bias, c, ldc, m, n, k, n_begin, n_end);
+  else
+    matmul_nt_scalar(a, lda, w, bias, c, ldc, m, n, k, n_begin, n_end);
+}
+
 void matmul_nt(const float* a, int64_t lda, const float* w, const float* bias, float* c,
                int64_t ldc, int64_t m, int64_t n, int64_t k, ThreadPool* pool) {
   auto run = [&](int64_t n_begin, int64_t n_end) {
-    if (active_isa() == Isa::kAvx2)
-      matmul_nt_avx2(a, lda, w, bias, c, ldc, m, n, k, n_begin, n_end);
-    else
-      matmul_nt_scalar(a, lda, w, bias, c, ldc, m, n, k, n_begin, n_end);
+    matmul_nt_cols(a, lda, w, bias, c, ldc, m, n, k, n_begin, n_end);
   };
   // Split the output columns (weight rows): every thread streams a disjoint slice of W.
   const int64_t work = m * n * k;

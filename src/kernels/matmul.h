@@ -17,6 +17,11 @@ namespace musicgen::kernels {
 void matmul_nt(const float* a, int64_t lda, const float* w, const float* bias, float* c,
                int64_t ldc, int64_t m, int64_t n, int64_t k, ThreadPool* pool);
 
+// Output columns [n_begin, n_end) only, on the calling thread, with the active instruction set
+// (the building block of callers that share one parallel region between several products).
+void matmul_nt_cols(const float* a, int64_t lda, const float* w, const float* bias, float* c,
+                    int64_t ldc, int64_t m, int64_t n, int64_t k, int64_t n_begin, int64_t n_end);
+
 // The scalar reference twin (same contract).
 void matmul_nt_scalar(const float* a, int64_t lda, const float* w, const float* bias, float* c,
                       int64_t ldc, int64_t m, int64_t n, int64_t k, int64_t n_begin, int64_t n_end);

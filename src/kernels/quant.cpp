@@ -351,31 +351,34 @@ void quantize_acts(const float* x, int64_t ldx, int64_t m, int64_t k, QActs* out
     quantize_acts_scalar(x, ldx, m, k, out);
 }
 
+void qmatmul_cols(const float* x, int64_t ldx, int64_t m, const QActs& acts, const QMatrix& w,
+                  const float* bias, float* y, int64_t ldy, int64_t n0, int64_t n1) {
+  const bool avx2 = active_isa() == Isa::kAvx2;
+  switch (w.type) {
+    case QType::kBF16:
+      if (avx2) qmatmul_bf16_avx2(x, ldx, m, w, bias, y, ldy, n0, n1);
+      else qmatmul_bf16_scalar(x, ldx, m, w, bias, y, ldy, n0, n1);
+      break;
+    case QType::kQ8:
+      if (avx2) qmatmul_q8_avx2(acts, w, bias, y, ldy, n0, n1);
+      else qmatmul_q8_scalar(acts, w, bias, y, ldy, n0, n1);
+      break;
+    case QType::kQ4:
+      if (avx2) qmatmul_q4_avx2(acts, w, bias, y, ldy, n0, n1);
+      else qmatmul_q4_scalar(acts, w, bias, y, ldy, n0, n1);
+      break;
+  }
+}
+
 void qmatmul(const float* x, int64_t ldx, int64_t m, const QMatrix& w, const float* bias,
              float* y, int64_t ldy, ThreadPool* pool) {
   if (m <= 0 || w.n <= 0) return;
-  const bool avx2 = active_isa() == Isa::kAvx2;
   // Scratch of the calling thread; the workers read it through this reference (a thread_local
   // named inside the lambda would be each worker's own, empty one).
   thread_local QActs scratch;
   QActs& acts = scratch;
   if (w.type != QType::kBF16) quantize_acts(x, ldx, m, w.k, &acts);
-  auto run = [&](int64_t n0, int64_t n1) {
-    switch (w.type) {
-      case QType::kBF16:
-        if (avx2) qmatmul_bf16_avx2(x, ldx, m, w, bias, y, ldy, n0, n1);
-        else qmatmul_bf16_scalar(x, ldx, m, w, bias, y, ldy, n0, n1);
-        break;
-      case QType::kQ8:
-        if (avx2) qmatmul_q8_avx2(acts, w, bias, y, ldy, n0, n1);
-        else qmatmul_q8_scalar(acts, w, bias, y, ldy, n0, n1);
-        break;
-      case QType::kQ4:
-        if (avx2) qmatmul_q4_avx2(acts, w, bias, y, ldy, n0, n1);
-        else qmatmul_q4_scalar(acts, w, bias, y, ldy, n0, n1);
-        break;
-    }
-  };
+  auto run = [&](int64_t n0, int64_t n1) { qmatmul_cols(x, ldx, m, acts, w, bias, y, ldy, n0, n1); };
   const int64_t work = m * w.n * w.k;
   if (pool == nullptr || pool->size() == 1 || work < (1 << 15)) {
     run(0, w.n);

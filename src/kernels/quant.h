@@ -89,6 +89,11 @@ void quantize_acts_avx2(const float* x, int64_t ldx, int64_t m, int64_t k, QActs
 void qmatmul(const float* x, int64_t ldx, int64_t m, const QMatrix& w, const float* bias,
              float* y, int64_t ldy, ThreadPool* pool);
 
+// Output columns [n_begin, n_end) only, on the calling thread, with the active instruction set.
+// acts: x quantized by quantize_acts (q8/q4 weights; unused for bf16).
+void qmatmul_cols(const float* x, int64_t ldx, int64_t m, const QActs& acts, const QMatrix& w,
+                  const float* bias, float* y, int64_t ldy, int64_t n_begin, int64_t n_end);
+
 // The bodies over output columns [n_begin, n_end): scalar reference twins and AVX2 variants.
 // bf16 takes the float activations; q8/q4 the quantized ones.
 void qmatmul_bf16_scalar(const float* x, int64_t ldx, int64_t m, const QMatrix& w,

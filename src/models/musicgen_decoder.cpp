@@ -16,6 +16,16 @@ namespace musicgen {
 namespace {
 std::string layer_prefix(int i) { return "decoder.model.decoder.layers." + std::to_string(i) + "."; }
 constexpr float kLayerNormEps = 1e-5f;
+// Attention work (query-key products) below which the pool is not worth waking.
+constexpr int64_t kMinParallelAttention = 256 * 1024;
+
+template <typename Fn>
+void parallel_or_inline(ThreadPool* pool, bool parallel, int64_t n, Fn&& fn) {
+  if (parallel && pool != nullptr)
+    pool->parallel_for(n, fn);
+  else
+    fn(0, n);
+}
 }  // namespace
 
 std::vector<TensorSpec> MusicgenDecoder::tensor_specs(const DecoderConfig& c, int text_hidden,
@@ -232,9 +242,11 @@ void MusicgenDecoder::forward(DecoderState& st, const int32_t* tokens, int n_tok
     // Self-attention.
     kernels::layer_norm(x.data(), L.self_attn_norm.weight.data, L.self_attn_norm.bias.data, a.data(),
                         rows, H, kLayerNormEps);
-    L.q.forward(a.data(), rows, q.data(), pool);
-    L.k.forward(a.data(), rows, kk.data(), pool);
-    L.v.forward(a.data(), rows, vv.data(), pool);
+    {  // q, k, v in one parallel region
+      const Linear* qkv[] = {&L.q, &L.k, &L.v};
+      float* outs[] = {q.data(), kk.data(), vv.data()};
+      Linear::forward_many(qkv, 3, a.data(), rows, outs, pool);
+    }
     float* kc = st.kv_f16 ? nullptr : st.self_k[l].data();
     float* vc = st.kv_f16 ? nullptr : st.self_v[l].data();
     uint16_t* kc16 = st.kv_f16 ? st.self_k16[l].data() : nullptr;
@@ -252,7 +264,9 @@ void MusicgenDecoder::forward(DecoderState& st, const int32_t* tokens, int n_tok
             std::copy_n(vv.data() + src, hd, vc + dst);
           }
         }
-    pool->parallel_for(B * nh, [&](int64_t begin, int64_t end) {
+    // Small attention (short caches) runs on this thread: cheaper than waking the pool.
+    const bool self_parallel = static_cast<int64_t>(B) * nh * (P + n) * n * hd >= kMinParallelAttention;
+    parallel_or_inline(pool, self_parallel, B * nh, [&](int64_t begin, int64_t end) {
       std::vector<float> scores(P + n);
       for (int64_t bh = begin; bh < end; ++bh) {
         const int64_t b = bh / nh, hh = bh % nh;
@@ -278,7 +292,8 @@ void MusicgenDecoder::forward(DecoderState& st, const int32_t* tokens, int n_tok
                           a.data(), rows, H, kLayerNormEps);
       L.cross_q.forward(a.data(), rows, q.data(), pool);
       const int S = st.text_length;
-      pool->parallel_for(B * nh, [&](int64_t begin, int64_t end) {
+      const bool cross_parallel = static_cast<int64_t>(B) * nh * S * n * hd >= kMinParallelAttention;
+      parallel_or_inline(pool, cross_parallel, B * nh, [&](int64_t begin, int64_t end) {
         std::vector<float> scores(S);
         for (int64_t bh = begin; bh < end; ++bh) {
           const int64_t b = bh / nh, hh = bh % nh;
@@ -323,14 +338,22 @@ void MusicgenDecoder::forward(DecoderState& st, const int32_t* tokens, int n_tok
     }
   logits->assign(static_cast<size_t>(B) * K * out_pos * V, 0.0f);
   // One read of each head for all rows: [B * out_pos, H] x [V, H]^T.
-  std::vector<float> tmp(static_cast<int64_t>(B) * out_pos * V);
+  // All K heads in one parallel region: tmp [K][B * out_pos, V].
+  const int64_t head_out = static_cast<int64_t>(B) * out_pos * V;
+  std::vector<float> tmp(K * head_out);
+  std::vector<const Linear*> heads;
+  std::vector<float*> outs;
   for (int k = 0; k < K; ++k) {
-    lm_heads_[k].forward(hsel.data(), static_cast<int64_t>(B) * out_pos, tmp.data(), pool);
+    heads.push_back(&lm_heads_[k]);
+    outs.push_back(tmp.data() + k * head_out);
+  }
+  Linear::forward_many(heads.data(), heads.size(), hsel.data(), static_cast<int64_t>(B) * out_pos,
+                       outs.data(), pool);
+  for (int k = 0; k < K; ++k)
     for (int b = 0; b < B; ++b)
-      std::copy_n(tmp.data() + static_cast<int64_t>(b) * out_pos * V,
+      std::copy_n(tmp.data() + k * head_out + static_cast<int64_t>(b) * out_pos * V,
                   static_cast<int64_t>(out_pos) * V,
                   logits->data() + (static_cast<int64_t>(b) * K + k) * out_pos * V);
-  }
 }
 
 }  // namespace musicgen

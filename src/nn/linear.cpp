@@ -1,5 +1,7 @@
 #include "nn/linear.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 
 namespace musicgen {
@@ -56,6 +58,51 @@ void Linear::forward(const float* x, int64_t rows, float* y, ThreadPool* pool) c
                        in_features(), pool);
   else
     kernels::qmatmul(x, in_features(), rows, qweight, b, y, out_features(), pool);
+}
+
+void Linear::forward_many(const Linear* const* layers, size_t count, const float* x, int64_t rows,
+                          float* const* ys, ThreadPool* pool) {
+  if (count == 0 || rows <= 0) return;
+  const int64_t k = layers[0]->in_features();
+  // The input quantized once per block format (every q8/q4 layer shares it).
+  thread_local kernels::QActs scratch;
+  kernels::QActs& acts = scratch;
+  int64_t total = 0;
+  bool needs_acts = false;
+  for (size_t i = 0; i < count; ++i) {
+    if (layers[i]->in_features() != k)
+      fail(ErrorCode::kInvalidArgument, "forward_many: layers differ in input width");
+    total += layers[i]->out_features();
+    needs_acts = needs_acts || layers[i]->storage == WeightStorage::kQ8 ||
+                 layers[i]->storage == WeightStorage::kQ4;
+  }
+  if (needs_acts) kernels::quantize_acts(x, k, rows, k, &acts);
+  // Columns of the concatenated outputs [0, total): each range maps to pieces of the layers.
+  auto run = [&](int64_t c0, int64_t c1) {
+    int64_t base = 0;
+    for (size_t i = 0; i < count && base < c1; ++i) {
+      const Linear& l = *layers[i];
+      const int64_t n = l.out_features();
+      const int64_t n0 = std::max<int64_t>(c0 - base, 0), n1 = std::min<int64_t>(c1 - base, n);
+      if (n0 < n1) {
+        const float* b = l.bias.empty() ? nullptr : l.bias.data;
+        if (l.storage == WeightStorage::kF32)
+          kernels::matmul_nt_cols(x, k, l.weight.data, b, ys[i], n, rows, n, k, n0, n1);
+        else
+          kernels::qmatmul_cols(x, k, rows, acts, l.qweight, b, ys[i], n, n0, n1);
+      }
+      base += n;
+    }
+  };
+  if (pool == nullptr || pool->size() == 1 || rows * total * k < (1 << 15)) {
+    run(0, total);
+    return;
+  }
+  constexpr int64_t kCols = 16;  // whole tiles of every kernel
+  const int64_t blocks = (total + kCols - 1) / kCols;
+  pool->parallel_for(blocks, [&](int64_t b0, int64_t b1) {
+    run(b0 * kCols, std::min(total, b1 * kCols));
+  });
 }
 
 Linear Linear::from_f32(const ConstTensor& w, const ConstTensor& b, WeightStorage storage,

@@ -41,6 +41,11 @@ struct Linear {
 
   // x [rows, in] (row stride in_features) -> y [rows, out].
   void forward(const float* x, int64_t rows, float* y, ThreadPool* pool) const;
+  // Several layers applied to the same x (same in_features): ys[i] = layers[i](x), computed in
+  // one parallel region (one dispatch instead of `count`; the input is quantized once). Results
+  // equal separate forward() calls.
+  static void forward_many(const Linear* const* layers, size_t count, const float* x, int64_t rows,
+                           float* const* ys, ThreadPool* pool);
 
   // Loads name.weight (and name.bias) in the requested storage type. A weight stored in the
   // file as bf16/q8/q4 (dtype BF16 / Q8 / Q4) is used in place when it already has that type;
