@@ -66,6 +66,12 @@ uint16_t f32_to_bf16(float f) {
 
 namespace {
 
+// Round to nearest even for |v| <= 2^22, as std::nearbyint in the default rounding mode, without
+// a library call (the loops then vectorise): adding 1.5 * 2^23 leaves no fraction bits.
+inline float round_even(float v) {
+  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
+  return (v + kMagic) - kMagic;
+}
 
 void quantize_row_q8(const float* w, int64_t k, int8_t* q, uint16_t* scales) {
   const int64_t nb = q_blocks(k);
@@ -78,7 +84,7 @@ void quantize_row_q8(const float* w, int64_t k, int8_t* q, uint16_t* scales) {
     const float d = f16_to_f32(dh);
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     for (int64_t p = p0; p < p0 + kQBlock; ++p) {
-      const float v = p < p1 ? std::nearbyint(w[p] * id) : 0.0f;
+      const float v = p < p1 ? round_even(w[p] * id) : 0.0f;
       q[p] = static_cast<int8_t>(std::clamp(v, -127.0f, 127.0f));
     }
   }
@@ -108,7 +114,7 @@ void quantize_row_q4(const float* w, int64_t k, uint8_t* q, uint16_t* d_out, uin
       uint8_t qq[kQBlock] = {};
       double err = 0.0;
       for (int64_t p = 0; p < n; ++p) {
-        const float v = std::clamp(std::nearbyint((x[p] - mq) * id), 0.0f, 15.0f);
+        const float v = std::clamp(round_even((x[p] - mq) * id), 0.0f, 15.0f);
         qq[p] = static_cast<uint8_t>(v);
         const double e = static_cast<double>(x[p]) - (static_cast<double>(dq) * v + mq);
         err += e * e;
@@ -238,7 +244,7 @@ void quantize_acts_scalar(const float* x, int64_t ldx, int64_t m, int64_t k, QAc
       const float id = d != 0.0f ? 1.0f / d : 0.0f;
       int32_t sum = 0;
       for (int64_t p = p0; p < p1; ++p) {
-        const int32_t v = static_cast<int32_t>(std::nearbyint(xr[p] * id));
+        const int32_t v = static_cast<int32_t>(round_even(xr[p] * id));
         out->q[i * out->kp + p] = static_cast<int8_t>(v);
         sum += v;
       }

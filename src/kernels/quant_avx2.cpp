@@ -13,7 +13,10 @@
 namespace musicgen::kernels {
 namespace {
 
-constexpr int kRowsPerPass = 4;  // activation rows sharing one load of a weight block
+// A tile is WR weight rows x R activation rows: WR * R independent accumulator chains hide the
+// latency of the fused multiply-adds (one chain per output; each output's arithmetic is the same
+// whatever tile computes it, so tails and thread splits do not change results).
+constexpr int kMaxActRows = 4;
 
 inline float hsum(__m256 v) {
   // (l0+l4)+(l1+l5) + (l2+l6)+(l3+l7), as hsum8 in the scalar twin.
@@ -23,141 +26,184 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(s01, s23));
 }
 
-inline void store_outputs(const float* r, int rows, int64_t i0, int64_t j, const float* bias,
-                          float* y, int64_t ldy) {
-  for (int t = 0; t < rows; ++t) y[(i0 + t) * ldy + j] = bias != nullptr ? r[t] + bias[j] : r[t];
-}
-
 // ---- bf16 -----------------------------------------------------------------------------------
 
-template <int R>
-void bf16_row(const float* x, int64_t ldx, const uint16_t* w, int64_t k, float* out) {
+template <int WR, int R>
+void bf16_tile(const float* x, int64_t ldx, const uint16_t* w, int64_t k, float* out) {
   const int64_t k8 = k & ~int64_t{7};
-  __m256 acc[R];
-  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  __m256 acc[WR][R];
+  for (int c = 0; c < WR; ++c)
+    for (int r = 0; r < R; ++r) acc[c][r] = _mm256_setzero_ps();
   for (int64_t p = 0; p < k8; p += 8) {
-    const __m256 wv = _mm256_castsi256_ps(_mm256_slli_epi32(
-        _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + p))), 16));
-    for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(x + r * ldx + p), wv, acc[r]);
+    __m256 xv[R];
+    for (int r = 0; r < R; ++r) xv[r] = _mm256_loadu_ps(x + r * ldx + p);
+    for (int c = 0; c < WR; ++c) {
+      const __m256 wv = _mm256_castsi256_ps(_mm256_slli_epi32(
+          _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + c * k + p))),
+          16));
+      for (int r = 0; r < R; ++r) acc[c][r] = _mm256_fmadd_ps(xv[r], wv, acc[c][r]);
+    }
   }
-  for (int r = 0; r < R; ++r) {
-    float tail = 0.0f;
-    for (int64_t p = k8; p < k; ++p) tail = std::fma(x[r * ldx + p], bf16_to_f32(w[p]), tail);
-    out[r] = hsum(acc[r]) + tail;
-  }
+  for (int c = 0; c < WR; ++c)
+    for (int r = 0; r < R; ++r) {
+      float tail = 0.0f;
+      for (int64_t p = k8; p < k; ++p) tail = std::fma(x[r * ldx + p], bf16_to_f32(w[c * k + p]), tail);
+      out[c * kMaxActRows + r] = hsum(acc[c][r]) + tail;
+    }
 }
 
 // ---- q8 -------------------------------------------------------------------------------------
 
-template <int R>
-void q8_row(const QActs& x, int64_t i0, const int8_t* wq, const uint16_t* ws, float* out) {
+template <int WR, int R>
+void q8_tile(const QActs& x, int64_t i0, const int8_t* wq, const uint16_t* ws, float* out) {
   const int64_t kp = x.kp, nb = kp / kQBlock, nbp = x.nbp;
   const __m256i ones = _mm256_set1_epi16(1);
-  __m256 acc[R];
+  __m256 acc[WR][R];
   const int8_t* xq[R];
   const float* xd[R];
   for (int r = 0; r < R; ++r) {
-    acc[r] = _mm256_setzero_ps();
     xq[r] = x.q.data() + (i0 + r) * kp;
     xd[r] = x.d.data() + (i0 + r) * nbp;
   }
-  alignas(32) float dd[R][8];
+  for (int c = 0; c < WR; ++c)
+    for (int r = 0; r < R; ++r) acc[c][r] = _mm256_setzero_ps();
+  alignas(32) float dd[WR][R][8];
   for (int64_t g = 0; g < nb; g += 8) {
-    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ws + g)));
-    for (int r = 0; r < R; ++r) _mm256_store_ps(dd[r], _mm256_mul_ps(dw, _mm256_loadu_ps(xd[r] + g)));
+    for (int c = 0; c < WR; ++c) {
+      const __m256 dw =
+          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ws + c * nbp + g)));
+      for (int r = 0; r < R; ++r)
+        _mm256_store_ps(dd[c][r], _mm256_mul_ps(dw, _mm256_loadu_ps(xd[r] + g)));
+    }
     const int64_t ge = std::min(nb, g + 8);
     for (int64_t b = g; b < ge; ++b) {
-      const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + b * kQBlock));
-      const __m256i aw = _mm256_sign_epi8(wv, wv);  // |w|: q is never -128
-      for (int r = 0; r < R; ++r) {
-        const __m256i xv =
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[r] + b * kQBlock));
-        const __m256i p =
-            _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv, wv)), ones);
-        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(&dd[r][b - g]), acc[r]);
+      __m256i xv[R];
+      for (int r = 0; r < R; ++r)
+        xv[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[r] + b * kQBlock));
+      for (int c = 0; c < WR; ++c) {
+        const __m256i wv =
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + c * kp + b * kQBlock));
+        const __m256i aw = _mm256_sign_epi8(wv, wv);  // |w|: q is never -128
+        for (int r = 0; r < R; ++r) {
+          const __m256i p =
+              _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv[r], wv)), ones);
+          acc[c][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(&dd[c][r][b - g]),
+                                      acc[c][r]);
+        }
       }
     }
   }
-  for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]);
+  for (int c = 0; c < WR; ++c)
+    for (int r = 0; r < R; ++r) out[c * kMaxActRows + r] = hsum(acc[c][r]);
 }
 
 // ---- q4 -------------------------------------------------------------------------------------
 
-template <int R>
-void q4_row(const QActs& x, int64_t i0, const uint8_t* wq, const uint16_t* ws, float* out) {
+template <int WR, int R>
+void q4_tile(const QActs& x, int64_t i0, const uint8_t* wq, const uint16_t* ws, float* out) {
   const int64_t kp = x.kp, nb = kp / kQBlock, nbp = x.nbp;
   const __m256i ones = _mm256_set1_epi16(1);
   const __m256i low4 = _mm256_set1_epi8(0x0f);
-  __m256 acc[R], mins[R];
+  __m256 acc[WR][R], mins[WR][R];
   const int8_t* xq[R];
   const float* xd[R];
   const float* xs[R];
   for (int r = 0; r < R; ++r) {
-    acc[r] = _mm256_setzero_ps();
-    mins[r] = _mm256_setzero_ps();
     xq[r] = x.q.data() + (i0 + r) * kp;
     xd[r] = x.d.data() + (i0 + r) * nbp;
     xs[r] = x.s.data() + (i0 + r) * nbp;
   }
-  alignas(32) float dd[R][8];
+  for (int c = 0; c < WR; ++c)
+    for (int r = 0; r < R; ++r) acc[c][r] = mins[c][r] = _mm256_setzero_ps();
+  alignas(32) float dd[WR][R][8];
   for (int64_t g = 0; g < nb; g += 8) {
-    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ws + g)));
-    const __m256 mw =
-        _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ws + nbp + g)));
-    for (int r = 0; r < R; ++r) {
-      _mm256_store_ps(dd[r], _mm256_mul_ps(dw, _mm256_loadu_ps(xd[r] + g)));
-      mins[r] = _mm256_fmadd_ps(mw, _mm256_loadu_ps(xs[r] + g), mins[r]);
+    for (int c = 0; c < WR; ++c) {
+      const uint16_t* wsc = ws + c * 2 * nbp;
+      const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wsc + g)));
+      const __m256 mw =
+          _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wsc + nbp + g)));
+      for (int r = 0; r < R; ++r) {
+        _mm256_store_ps(dd[c][r], _mm256_mul_ps(dw, _mm256_loadu_ps(xd[r] + g)));
+        mins[c][r] = _mm256_fmadd_ps(mw, _mm256_loadu_ps(xs[r] + g), mins[c][r]);
+      }
     }
     const int64_t ge = std::min(nb, g + 8);
     for (int64_t b = g; b < ge; ++b) {
-      const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wq + b * (kQBlock / 2)));
-      const __m256i wv = _mm256_and_si256(
-          _mm256_inserti128_si256(_mm256_castsi128_si256(raw), _mm_srli_epi16(raw, 4), 1), low4);
-      for (int r = 0; r < R; ++r) {
-        const __m256i xv =
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[r] + b * kQBlock));
-        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(wv, xv), ones);
-        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(&dd[r][b - g]), acc[r]);
+      __m256i xv[R];
+      for (int r = 0; r < R; ++r)
+        xv[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[r] + b * kQBlock));
+      for (int c = 0; c < WR; ++c) {
+        const __m128i raw = _mm_loadu_si128(
+            reinterpret_cast<const __m128i*>(wq + c * (kp / 2) + b * (kQBlock / 2)));
+        const __m256i wv = _mm256_and_si256(
+            _mm256_inserti128_si256(_mm256_castsi128_si256(raw), _mm_srli_epi16(raw, 4), 1), low4);
+        for (int r = 0; r < R; ++r) {
+          const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(wv, xv[r]), ones);
+          acc[c][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(&dd[c][r][b - g]),
+                                      acc[c][r]);
+        }
       }
     }
   }
-  for (int r = 0; r < R; ++r) out[r] = hsum(acc[r]) + hsum(mins[r]);
+  for (int c = 0; c < WR; ++c)
+    for (int r = 0; r < R; ++r) out[c * kMaxActRows + r] = hsum(acc[c][r]) + hsum(mins[c][r]);
 }
 
-// Runs `row<R>` for each weight row in [n_begin, n_end) and each pass of up to 4 activation rows.
-template <template <int> class Fn, typename... Args>
-void for_rows(int64_t m, int64_t n_begin, int64_t n_end, const float* bias, float* y, int64_t ldy,
-              Args&&... args) {
-  float r[kRowsPerPass];
-  for (int64_t j = n_begin; j < n_end; ++j)
-    for (int64_t i0 = 0; i0 < m; i0 += kRowsPerPass) {
-      const int rows = static_cast<int>(std::min<int64_t>(kRowsPerPass, m - i0));
-      switch (rows) {
-        case 1: Fn<1>::run(j, i0, r, args...); break;
-        case 2: Fn<2>::run(j, i0, r, args...); break;
-        case 3: Fn<3>::run(j, i0, r, args...); break;
-        default: Fn<4>::run(j, i0, r, args...); break;
+// Weight rows [n_begin, n_end) in tiles of WR rows (4 for up to 2 activation rows, else 2), the
+// activation rows in passes of up to 4; tail weight rows one at a time.
+template <template <int, int> class Fn, typename... Args>
+void for_tiles(int64_t m, int64_t n_begin, int64_t n_end, const float* bias, float* y, int64_t ldy,
+               Args&&... args) {
+  float r[4 * kMaxActRows];
+  auto store = [&](int64_t j, int wr, int64_t i0, int rows) {
+    for (int c = 0; c < wr; ++c)
+      for (int t = 0; t < rows; ++t) {
+        const float v = r[c * kMaxActRows + t];
+        y[(i0 + t) * ldy + j + c] = bias != nullptr ? v + bias[j + c] : v;
       }
-      store_outputs(r, rows, i0, j, bias, y, ldy);
+  };
+  for (int64_t i0 = 0; i0 < m; i0 += kMaxActRows) {
+    const int rows = static_cast<int>(std::min<int64_t>(kMaxActRows, m - i0));
+    const int wr = rows <= 2 ? 4 : 2;
+    int64_t j = n_begin;
+    for (; j + wr <= n_end; j += wr) {
+      switch (rows) {
+        case 1: Fn<4, 1>::run(j, i0, r, args...); break;
+        case 2: Fn<4, 2>::run(j, i0, r, args...); break;
+        case 3: Fn<2, 3>::run(j, i0, r, args...); break;
+        default: Fn<2, 4>::run(j, i0, r, args...); break;
+      }
+      store(j, wr, i0, rows);
     }
+    for (; j < n_end; ++j) {
+      switch (rows) {
+        case 1: Fn<1, 1>::run(j, i0, r, args...); break;
+        case 2: Fn<1, 2>::run(j, i0, r, args...); break;
+        case 3: Fn<1, 3>::run(j, i0, r, args...); break;
+        default: Fn<1, 4>::run(j, i0, r, args...); break;
+      }
+      store(j, 1, i0, rows);
+    }
+  }
 }
 
-template <int R>
+template <int WR, int R>
 struct Bf16Fn {
   static void run(int64_t j, int64_t i0, float* out, const float* x, int64_t ldx, const QMatrix& w) {
-    bf16_row<R>(x + i0 * ldx, ldx, reinterpret_cast<const uint16_t*>(w.data) + j * w.k, w.k, out);
+    bf16_tile<WR, R>(x + i0 * ldx, ldx, reinterpret_cast<const uint16_t*>(w.data) + j * w.k, w.k, out);
   }
 };
-template <int R>
+template <int WR, int R>
 struct Q8Fn {
   static void run(int64_t j, int64_t i0, float* out, const QActs& x, const QMatrix& w) {
-    q8_row<R>(x, i0, reinterpret_cast<const int8_t*>(w.data) + j * x.kp, w.scales + j * x.nbp, out);
+    q8_tile<WR, R>(x, i0, reinterpret_cast<const int8_t*>(w.data) + j * x.kp, w.scales + j * x.nbp,
+                   out);
   }
 };
-template <int R>
+template <int WR, int R>
 struct Q4Fn {
   static void run(int64_t j, int64_t i0, float* out, const QActs& x, const QMatrix& w) {
-    q4_row<R>(x, i0, w.data + j * x.kp / 2, w.scales + j * 2 * x.nbp, out);
+    q4_tile<WR, R>(x, i0, w.data + j * x.kp / 2, w.scales + j * 2 * x.nbp, out);
   }
 };
 
@@ -165,17 +211,17 @@ struct Q4Fn {
 
 void qmatmul_bf16_avx2(const float* x, int64_t ldx, int64_t m, const QMatrix& w,
                        const float* bias, float* y, int64_t ldy, int64_t n_begin, int64_t n_end) {
-  for_rows<Bf16Fn>(m, n_begin, n_end, bias, y, ldy, x, ldx, w);
+  for_tiles<Bf16Fn>(m, n_begin, n_end, bias, y, ldy, x, ldx, w);
 }
 
 void qmatmul_q8_avx2(const QActs& x, const QMatrix& w, const float* bias, float* y, int64_t ldy,
                      int64_t n_begin, int64_t n_end) {
-  for_rows<Q8Fn>(x.m, n_begin, n_end, bias, y, ldy, x, w);
+  for_tiles<Q8Fn>(x.m, n_begin, n_end, bias, y, ldy, x, w);
 }
 
 void qmatmul_q4_avx2(const QActs& x, const QMatrix& w, const float* bias, float* y, int64_t ldy,
                      int64_t n_begin, int64_t n_end) {
-  for_rows<Q4Fn>(x.m, n_begin, n_end, bias, y, ldy, x, w);
+  for_tiles<Q4Fn>(x.m, n_begin, n_end, bias, y, ldy, x, w);
 }
 
 void convert_f32_to_f16_avx2(const float* x, uint16_t* y, int64_t n) {

@@ -4,7 +4,11 @@
 
 namespace musicgen {
 
-WeightStorage lm_head_storage(WeightStorage requested) { return requested; }
+WeightStorage lm_head_storage(WeightStorage requested) {
+  // The heads write the logits directly (no later layer averages their error out) and are 2% of
+  // the bytes a step reads: q4 models keep them in q8.
+  return requested == WeightStorage::kQ4 ? WeightStorage::kQ8 : requested;
+}
 
 WeightStorage t5_storage(WeightStorage requested) {
   // T5 runs once per prompt: its type only changes memory, never speed. 4 bits cost more text
