@@ -80,16 +80,20 @@ def run_ours(args, weights):
 
 
 def load_reference(model_dir):
-    """MusicgenForConditionalGeneration in fp32, loading tensors one at a time (musicgen-large in fp32 is
-    ~14.6 GB: from_pretrained would hold the file's tensors and the model's at once)."""
+    """Musicgen(Melody)ForConditionalGeneration in fp32, loading tensors one at a time (musicgen-large in
+    fp32 is 13.7 GB: from_pretrained would hold the file's tensors and the model's at once)."""
     import torch
     from safetensors import safe_open
-    from transformers import GenerationConfig, MusicgenConfig, MusicgenForConditionalGeneration
+    import transformers
+    from transformers import GenerationConfig
     from transformers.modeling_utils import no_init_weights
 
-    config = MusicgenConfig.from_pretrained(model_dir)
+    with open(os.path.join(model_dir, "config.json")) as f:
+        melody = json.load(f).get("model_type") == "musicgen_melody"
+    prefix = "MusicgenMelody" if melody else "Musicgen"
+    config = getattr(transformers, prefix + "Config").from_pretrained(model_dir)
     with no_init_weights(_enable=True):
-        model = MusicgenForConditionalGeneration(config)
+        model = getattr(transformers, prefix + "ForConditionalGeneration")(config)
     model.eval()
     state = model.state_dict()
     files = []
@@ -273,7 +277,29 @@ def main():
 
     load = os.getloadavg()
     log(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    ours = [run_ours(args, w) for w in args.weights]
+
+    def save(ours, ref):
+        if not args.json_out:
+            return
+        with open(args.json_out, "w") as f:
+            json.dump({"model": args.model, "steps": args.steps, "guidance": args.guidance,
+                       "threads": args.threads, "greedy": args.greedy, "prompt": args.prompt,
+                       "load_average_at_start": load, "load_average_now": os.getloadavg(),
+                       "machine": platform.processor() or platform.machine(),
+                       "ours": ours, "reference": ref,
+                       "ratios": {o["weights"]: {
+                           "decoder_steps_per_s": ratio(o["decoder_steps_per_s"], ref["decoder_steps_per_s"]),
+                           "audio_decode_speed": ratio(ref["audio_decode_s"], o["audio_decode_s"]),
+                           "end_to_end_speed": ratio(ref["end_to_end_rtf"], o["end_to_end_rtf"]),
+                       } for o in ours} if ref else None}, f, indent=2)
+
+    ours = []
+    for w in args.weights:
+        ours.append(run_ours(args, w))
+        o = ours[-1]
+        log(f"ours {w}: {o['decoder_steps_per_s']:.2f} decoder steps/s, audio decoding RTF "
+            f"{o['audio_decode_rtf']:.4f}, end-to-end RTF {o['end_to_end_rtf']:.3f}")
+        save(ours, None)  # a long reference run can be interrupted without losing these
     ref = None
     if not args.skip_reference:
         repeats = args.repeats
@@ -282,17 +308,7 @@ def main():
         ref = run_reference(args)
         args.repeats = repeats
     print_report(args, ours, ref)
-    if args.json_out:
-        with open(args.json_out, "w") as f:
-            json.dump({"model": args.model, "steps": args.steps, "guidance": args.guidance,
-                       "threads": args.threads, "greedy": args.greedy, "prompt": args.prompt,
-                       "load_average_at_start": load, "machine": platform.processor() or platform.machine(),
-                       "ours": ours, "reference": ref,
-                       "ratios": {o["weights"]: {
-                           "decoder_steps_per_s": ratio(o["decoder_steps_per_s"], ref["decoder_steps_per_s"]),
-                           "audio_decode_speed": ratio(ref["audio_decode_s"], o["audio_decode_s"]),
-                           "end_to_end_speed": ratio(ref["end_to_end_rtf"], o["end_to_end_rtf"]),
-                       } for o in ours} if ref else None}, f, indent=2)
+    save(ours, ref)
 
 
 if __name__ == "__main__":

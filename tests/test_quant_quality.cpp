@@ -28,8 +28,8 @@ struct Tolerance {
 // docs/QUANTIZATION.md, "Tolerances enforced by the tests".
 constexpr Tolerance kTolerances[] = {
     {WeightStorage::kBF16, 0.01, 0.03, 0.97, 0.97, 0.01},
-    {WeightStorage::kQ8, 0.03, 0.06, 0.95, 0.93, 0.05},
-    {WeightStorage::kQ4, 0.20, 0.35, 0.90, 0.70, 0.05},
+    {WeightStorage::kQ8, 0.03, 0.06, 0.95, 0.93, 0.01},
+    {WeightStorage::kQ4, 0.20, 0.35, 0.90, 0.70, 0.01},
 };
 
 constexpr int kSteps = 200;

@@ -278,6 +278,25 @@ TEST(RandomModel, TinyShapeGeneratesFiniteAudio) {
   EXPECT_LT(rms, 10.0);
 }
 
+TEST(RandomModel, StereoAndMelodyCheckpointsLoadAndGenerate) {
+  for (const char* shape : {"test-tiny-stereo", "test-tiny-melody"}) {
+    const std::string dir = make_model({"--shape", shape});
+    const auto model = Model::load(dir);
+    const bool stereo = std::string(shape) == "test-tiny-stereo";
+    EXPECT_EQ(model->info().num_codebooks, stereo ? 8 : 4) << shape;
+    EXPECT_EQ(model->info().audio_channels, stereo ? 2 : 1) << shape;
+    EXPECT_EQ(model->info().model_type, stereo ? "musicgen" : "musicgen_melody") << shape;
+    Session session(model, {.threads = 2});
+    GenerationOptions opt;
+    opt.prompts = {"calm ambient track"};
+    opt.duration_s = 0.2;
+    const GenerationResult r = session.generate(opt);
+    EXPECT_EQ(r.channels, stereo ? 2 : 1) << shape;
+    EXPECT_EQ(r.frames, 10) << shape;
+    for (float v : r.audio) ASSERT_TRUE(std::isfinite(v)) << shape;
+  }
+}
+
 TEST(RandomModel, SameSeedSameBytesAnyThreadCount) {
   const std::string a = make_model({"--shape", "test-tiny", "--seed", "5", "--threads", "1"});
   const std::string b = make_model({"--shape", "test-tiny", "--seed", "5", "--threads", "2"});

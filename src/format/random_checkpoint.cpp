@@ -55,10 +55,13 @@ RandomShape official(const char* name, const char* description, int hidden, int 
   return s;
 }
 
-RandomShape test_tiny() {
+RandomShape test_tiny(const char* name, int codebooks, int channels, bool melody) {
   RandomShape s;
-  s.name = "test-tiny";
+  s.name = name;
   s.description = "reduced shape for tests (official vocabulary, tiny widths)";
+  s.codebooks = codebooks;
+  s.audio_channels = channels;
+  s.melody = melody;
   s.test_only = true;
   s.hidden = 64;
   s.layers = 2;
@@ -96,7 +99,9 @@ const std::vector<RandomShape>& random_shapes() {
                24, 8, 2, true),
       official("stereo-melody-large", "facebook/musicgen-stereo-melody-large: 2.7B params, 10.6 GB",
                2048, 48, 32, 8, 2, true),
-      test_tiny(),
+      test_tiny("test-tiny", 4, 1, false),
+      test_tiny("test-tiny-stereo", 8, 2, false),
+      test_tiny("test-tiny-melody", 4, 1, true),
   };
   return kShapes;
 }

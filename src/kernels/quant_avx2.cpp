@@ -26,6 +26,13 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(s01, s23));
 }
 
+// The rows of the next tile (WR rows further on) are prefetched while this tile runs: a tile
+// reads WR short row streams at once, too short for the hardware prefetcher to train on, and the
+// products are otherwise stalled on memory far below the machine's bandwidth
+// (docs/PERFORMANCE.md). Prefetches never fault, so running past the matrix is harmless.
+constexpr int64_t kPrefetchBytes = 8192;
+inline void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
+
 // ---- bf16 -----------------------------------------------------------------------------------
 
 template <int WR, int R>
@@ -37,6 +44,8 @@ void bf16_tile(const float* x, int64_t ldx, const uint16_t* w, int64_t k, float*
   for (int64_t p = 0; p < k8; p += 8) {
     __m256 xv[R];
     for (int r = 0; r < R; ++r) xv[r] = _mm256_loadu_ps(x + r * ldx + p);
+    if ((p & 31) == 0)
+      for (int c = 0; c < WR; ++c) prefetch(w + c * k + p + kPrefetchBytes / 2);
     for (int c = 0; c < WR; ++c) {
       const __m256 wv = _mm256_castsi256_ps(_mm256_slli_epi32(
           _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + c * k + p))),
@@ -80,6 +89,8 @@ void q8_tile(const QActs& x, int64_t i0, const int8_t* wq, const uint16_t* ws, f
       __m256i xv[R];
       for (int r = 0; r < R; ++r)
         xv[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[r] + b * kQBlock));
+      if ((b & 1) == 0)
+        for (int c = 0; c < WR; ++c) prefetch(wq + c * kp + b * kQBlock + kPrefetchBytes);
       for (int c = 0; c < WR; ++c) {
         const __m256i wv =
             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + c * kp + b * kQBlock));
@@ -104,6 +115,7 @@ void q4_tile(const QActs& x, int64_t i0, const uint8_t* wq, const uint16_t* ws, 
   const int64_t kp = x.kp, nb = kp / kQBlock, nbp = x.nbp;
   const __m256i ones = _mm256_set1_epi16(1);
   const __m256i low4 = _mm256_set1_epi8(0x0f);
+  const __m256i nibble_shift = _mm256_setr_epi64x(0, 0, 4, 4);
   __m256 acc[WR][R], mins[WR][R];
   const int8_t* xq[R];
   const float* xd[R];
@@ -132,11 +144,13 @@ void q4_tile(const QActs& x, int64_t i0, const uint8_t* wq, const uint16_t* ws, 
       __m256i xv[R];
       for (int r = 0; r < R; ++r)
         xv[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[r] + b * kQBlock));
+      if ((b & 3) == 0)
+        for (int c = 0; c < WR; ++c) prefetch(wq + c * (kp / 2) + b * (kQBlock / 2) + kPrefetchBytes);
       for (int c = 0; c < WR; ++c) {
-        const __m128i raw = _mm_loadu_si128(
-            reinterpret_cast<const __m128i*>(wq + c * (kp / 2) + b * (kQBlock / 2)));
-        const __m256i wv = _mm256_and_si256(
-            _mm256_inserti128_si256(_mm256_castsi128_si256(raw), _mm_srli_epi16(raw, 4), 1), low4);
+        // The 16 bytes in both halves (one load), the upper half shifted to its high nibbles.
+        const __m256i both = _mm256_broadcastsi128_si256(_mm_loadu_si128(
+            reinterpret_cast<const __m128i*>(wq + c * (kp / 2) + b * (kQBlock / 2))));
+        const __m256i wv = _mm256_and_si256(_mm256_srlv_epi64(both, nibble_shift), low4);
         for (int r = 0; r < R; ++r) {
           const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(wv, xv[r]), ones);
           acc[c][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(&dd[c][r][b - g]),
