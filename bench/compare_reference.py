@@ -178,7 +178,7 @@ def run_reference(args):
     med = lambda key: statistics.median(r[key] for r in runs)  # noqa: E731
     audio_seconds = runs[0]["audio_seconds"]
     return {
-        "implementation": f"transformers {__import__('transformers').__version__}, torch {torch.__version__}, fp32",
+        "implementation": f"transformers {__import__('transformers').__version__}, torch {torch.__version__}, fp32, BLAS " + (os.environ.get("LD_LIBRARY_PATH", "").split(":")[0] or "system default"),
         "threads": torch.get_num_threads(),
         "load_s": load_s,
         "text_encode_s": med("text_encode_s"),
@@ -248,6 +248,22 @@ def print_report(args, ours, ref):
               f"{o['machine_read_bandwidth_gb_s']:.1f} GB/s ({100 * o['bandwidth_fraction']:.0f}%)")
 
 
+OPENMP_BLAS = "/usr/lib/x86_64-linux-gnu/openblas-openmp"
+
+
+def use_openmp_blas():
+    """Debian's torch 1.13 calls BLAS through libblas.so.3. When libopenblas0-pthread is installed too,
+    the alternatives system usually picks the pthread build, whose own threads fight torch's OpenMP
+    threads: measured here, the reference then runs 3x slower (1.2 vs 3.6 steps/s incl. EnCodec, 40
+    steps of musicgen-small, 2 threads). The OpenMP build is the one torch is meant to run with
+    (libopenblas0-openmp): re-run this script with it first on the library path."""
+    if not os.path.isdir(OPENMP_BLAS) or os.environ.get("MUSICGEN_BENCH_BLAS_SET"):
+        return
+    env = dict(os.environ, MUSICGEN_BENCH_BLAS_SET="1")
+    env["LD_LIBRARY_PATH"] = OPENMP_BLAS + (":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
+    os.execve(sys.executable, [sys.executable] + sys.argv, env)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
@@ -266,7 +282,11 @@ def main():
     p.add_argument("--musicgen", default=default_cli(), help="the musicgen binary")
     p.add_argument("--skip-reference", action="store_true", help="only run musicgen.cpp")
     p.add_argument("--json-out", help="also write everything as JSON to this file")
+    p.add_argument("--reuse-ours", help="take our results from this earlier --json-out file instead of "
+                   "running musicgen.cpp again (the reference still runs)")
     args = p.parse_args()
+    if not args.skip_reference:
+        use_openmp_blas()
 
     if args.shape:
         args.model = os.path.join(args.cache_dir, f"random-{args.shape}-seed0-f32")
@@ -294,6 +314,10 @@ def main():
                        } for o in ours} if ref else None}, f, indent=2)
 
     ours = []
+    if args.reuse_ours:
+        with open(args.reuse_ours) as f:
+            ours = json.load(f)["ours"]
+        args.weights = []
     for w in args.weights:
         ours.append(run_ours(args, w))
         o = ours[-1]

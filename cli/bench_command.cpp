@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -155,61 +156,41 @@ int run_bench(const std::vector<std::string>& args) {
   bool as_json = false, greedy = false;
   uint64_t seed = 0;
   try {
-    for (size_t i = 0; i < args.size(); ++i) {
-      const std::string& a = args[i];
-      auto value = [&]() -> std::string {
-        if (i + 1 >= args.size()) command_usage(a + " needs a value");
-        return args[++i];
-      };
-      if (a == "--help" || a == "-h") {
+    for (ArgReader r(args); r.next();) {
+      if (r.is("--help", "-h")) {
         print_help();
         return 0;
-      } else if (a == "--model") {
-        model_dir = value();
-      } else if (a == "--shape") {
-        shape = value();
-      } else if (a == "--cache-dir") {
-        cache_dir = value();
-      } else if (a == "--weights") {
-        weights_arg = value();
-        if (weights_arg != "f32" && weights_arg != "bf16" && weights_arg != "q8" &&
-            weights_arg != "q4")
-          command_usage("--weights must be f32, bf16, q8 or q4, got '" + weights_arg + "'");
-      } else if (a == "--steps") {
-        const long long v = parse_int_option(a, value());
-        if (v < 8 || v > 2048) command_usage("--steps must be between 8 and 2048");
-        steps = static_cast<int>(v);
-      } else if (a == "--guidance") {
-        guidance = static_cast<float>(parse_double_option(a, value()));
+      } else if (r.is("--model")) {
+        model_dir = r.value();
+      } else if (r.is("--shape")) {
+        shape = r.value();
+      } else if (r.is("--cache-dir")) {
+        cache_dir = r.value();
+      } else if (r.is("--weights")) {
+        weights_arg = r.weight_type();
+      } else if (r.is("--steps")) {
+        steps = static_cast<int>(r.integer_in(8, 2048));
+      } else if (r.is("--guidance")) {
+        guidance = static_cast<float>(r.number());
         if (guidance < 1.0f) command_usage("--guidance must be >= 1 (1 disables guidance)");
-      } else if (a == "--threads") {
-        const long long v = parse_int_option(a, value());
-        if (v < 1 || v > 256) command_usage("--threads must be between 1 and 256");
-        threads = static_cast<int>(v);
-      } else if (a == "--repeats") {
-        const long long v = parse_int_option(a, value());
-        if (v < 1 || v > 100) command_usage("--repeats must be between 1 and 100");
-        repeats = static_cast<int>(v);
-      } else if (a == "--warmup-steps") {
-        const long long v = parse_int_option(a, value());
-        if (v < 0 || v > 2048) command_usage("--warmup-steps must be between 0 and 2048");
-        warmup_steps = static_cast<int>(v);
-      } else if (a == "--prompt") {
-        prompt = value();
-      } else if (a == "--greedy") {
+      } else if (r.is("--threads")) {
+        threads = r.threads();
+      } else if (r.is("--repeats")) {
+        repeats = static_cast<int>(r.integer_in(1, 100));
+      } else if (r.is("--warmup-steps")) {
+        warmup_steps = static_cast<int>(r.integer_in(0, 2048));
+      } else if (r.is("--prompt")) {
+        prompt = r.value();
+      } else if (r.is("--greedy")) {
         greedy = true;
-      } else if (a == "--seed") {
-        const long long v = parse_int_option(a, value());
-        if (v < 0) command_usage("--seed must be >= 0");
-        seed = static_cast<uint64_t>(v);
-      } else if (a == "--bandwidth-mib") {
-        bandwidth_mib = parse_int_option(a, value());
-        if (bandwidth_mib < 0 || bandwidth_mib > 65536)
-          command_usage("--bandwidth-mib must be between 0 and 65536");
-      } else if (a == "--json") {
+      } else if (r.is("--seed")) {
+        seed = static_cast<uint64_t>(r.integer_in(0, std::numeric_limits<long long>::max()));
+      } else if (r.is("--bandwidth-mib")) {
+        bandwidth_mib = r.integer_in(0, 65536);
+      } else if (r.is("--json")) {
         as_json = true;
       } else {
-        command_usage("unknown option '" + a + "'");
+        r.unknown();
       }
     }
     if (model_dir.empty() == shape.empty())

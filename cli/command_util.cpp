@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 
 namespace musicgen::cli {
 
@@ -29,6 +30,43 @@ double parse_double_option(const std::string& flag, const std::string& v) {
     command_usage(flag + " expects a number, got '" + v + "'");
   return d;
 }
+
+std::string ArgReader::value() {
+  if (index_ + 1 >= args_.size()) command_usage(flag() + " needs a value");
+  return args_[++index_];
+}
+
+long long ArgReader::integer() {
+  const std::string& f = flag();
+  return parse_int_option(f, value());
+}
+
+long long ArgReader::integer_in(long long lo, long long hi) {
+  const std::string f = flag();
+  const long long v = parse_int_option(f, value());
+  if (v < lo || v > hi) {
+    if (hi == std::numeric_limits<long long>::max())
+      command_usage(f + " must be >= " + std::to_string(lo) + ", got " + std::to_string(v));
+    command_usage(f + " must be between " + std::to_string(lo) + " and " + std::to_string(hi) +
+                  ", got " + std::to_string(v));
+  }
+  return v;
+}
+
+double ArgReader::number() {
+  const std::string f = flag();
+  return parse_double_option(f, value());
+}
+
+std::string ArgReader::weight_type() {
+  const std::string f = flag();
+  const std::string w = value();
+  if (w != "f32" && w != "bf16" && w != "q8" && w != "q4")
+    command_usage(f + " must be f32, bf16, q8 or q4, got '" + w + "'");
+  return w;
+}
+
+void ArgReader::unknown() const { command_usage("unknown option '" + flag() + "'"); }
 
 std::string human_bytes(double bytes) {
   static const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};

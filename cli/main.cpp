@@ -13,6 +13,7 @@
 #include <chrono>
 
 #include "bench_command.h"
+#include "command_util.h"
 #include "hub_commands.h"
 #include "musicgen/hub.h"
 #include "musicgen/musicgen.h"
@@ -20,11 +21,12 @@
 #include "quantize_command.h"
 #include "random_model_command.h"
 
-double musicgen_now();
-
 namespace fs = std::filesystem;
 using musicgen::Error;
 using musicgen::ErrorCode;
+using musicgen::cli::ArgReader;
+using musicgen::cli::CommandUsageError;
+using musicgen::cli::command_usage;
 
 namespace {
 
@@ -108,28 +110,7 @@ void print_generate_help() {
       "      --output long.wav                                               # longer than 30 s\n");
 }
 
-struct UsageError {
-  std::string message;
-};
-
-[[noreturn]] void usage(const std::string& message) { throw UsageError{message}; }
-
-double parse_double(const std::string& flag, const std::string& v) {
-  char* end = nullptr;
-  errno = 0;
-  const double d = std::strtod(v.c_str(), &end);
-  if (v.empty() || *end != '\0' || errno != 0 || !std::isfinite(d))
-    usage(flag + " expects a number, got '" + v + "'");
-  return d;
-}
-
-long long parse_int(const std::string& flag, const std::string& v) {
-  char* end = nullptr;
-  errno = 0;
-  const long long i = std::strtoll(v.c_str(), &end, 10);
-  if (v.empty() || *end != '\0' || errno != 0) usage(flag + " expects an integer, got '" + v + "'");
-  return i;
-}
+[[noreturn]] void usage(const std::string& message) { command_usage(message); }
 
 std::string item_path(const std::string& output, int index, int batch) {
   if (batch == 1) return output;
@@ -191,52 +172,36 @@ int cmd_generate(const std::vector<std::string>& args) {
   std::vector<std::string> audio_prompt_paths, melody_paths;
   double prompt_start = 0.0;
   std::optional<double> prompt_duration;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= args.size()) usage(a + " needs a value");
-      return args[++i];
-    };
-    if (a == "--help" || a == "-h") {
+  for (ArgReader r(args); r.next();) {
+    if (r.is("--help", "-h")) {
       print_generate_help();
       return 0;
-    } else if (a == "--model") model_dir = value();
-    else if (a == "--weights") {
-      const std::string w = value();
-      if (w != "f32" && w != "bf16" && w != "q8" && w != "q4")
-        usage("--weights must be f32, bf16, q8 or q4, got '" + w + "'");
-      load_options.weights = musicgen::parse_weight_type(w);
-    }
-    else if (a == "--prompt") opt.prompts.push_back(value());
-    else if (a == "--output" || a == "-o") output = value();
-    else if (a == "--duration") opt.duration_s = parse_double(a, value());
-    else if (a == "--max-new-tokens") opt.max_new_tokens = static_cast<int>(parse_int(a, value()));
-    else if (a == "--guidance") opt.guidance_scale = static_cast<float>(parse_double(a, value()));
-    else if (a == "--top-k") opt.top_k = static_cast<int>(parse_int(a, value()));
-    else if (a == "--top-p") opt.top_p = static_cast<float>(parse_double(a, value()));
-    else if (a == "--temperature") opt.temperature = static_cast<float>(parse_double(a, value()));
-    else if (a == "--seed") opt.seed = static_cast<uint64_t>(parse_int(a, value()));
-    else if (a == "--greedy") opt.greedy = true;
-    else if (a == "--threads") {
-      const long long t = parse_int(a, value());
-      if (t < 1 || t > 256) usage("--threads must be between 1 and 256");
-      threads = static_cast<int>(t);
-    } else if (a == "--samples") {
-      const long long s = parse_int(a, value());
-      if (s < 1 || s > 64) usage("--samples must be between 1 and 64");
-      samples = static_cast<int>(s);
-    } else if (a == "--sample-format") {
-      sample_format = value();
+    } else if (r.is("--model")) model_dir = r.value();
+    else if (r.is("--weights")) load_options.weights = musicgen::parse_weight_type(r.weight_type());
+    else if (r.is("--prompt")) opt.prompts.push_back(r.value());
+    else if (r.is("--output", "-o")) output = r.value();
+    else if (r.is("--duration")) opt.duration_s = r.number();
+    else if (r.is("--max-new-tokens")) opt.max_new_tokens = static_cast<int>(r.integer());
+    else if (r.is("--guidance")) opt.guidance_scale = static_cast<float>(r.number());
+    else if (r.is("--top-k")) opt.top_k = static_cast<int>(r.integer());
+    else if (r.is("--top-p")) opt.top_p = static_cast<float>(r.number());
+    else if (r.is("--temperature")) opt.temperature = static_cast<float>(r.number());
+    else if (r.is("--seed")) opt.seed = static_cast<uint64_t>(r.integer());
+    else if (r.is("--greedy")) opt.greedy = true;
+    else if (r.is("--threads")) threads = r.threads();
+    else if (r.is("--samples")) samples = static_cast<int>(r.integer_in(1, 64));
+    else if (r.is("--sample-format")) {
+      sample_format = r.value();
       if (sample_format != "pcm16" && sample_format != "f32")
         usage("--sample-format must be pcm16 or f32, got '" + sample_format + "'");
-    } else if (a == "--codes-out") codes_out = value();
-    else if (a == "--audio-prompt") audio_prompt_paths.push_back(value());
-    else if (a == "--prompt-start") prompt_start = parse_double(a, value());
-    else if (a == "--prompt-duration") prompt_duration = parse_double(a, value());
-    else if (a == "--melody") melody_paths.push_back(value());
-    else if (a == "--extend-stride") opt.extend_stride_s = parse_double(a, value());
-    else if (a == "--quiet" || a == "-q") quiet = true;
-    else usage("unknown option '" + a + "'");
+    } else if (r.is("--codes-out")) codes_out = r.value();
+    else if (r.is("--audio-prompt")) audio_prompt_paths.push_back(r.value());
+    else if (r.is("--prompt-start")) prompt_start = r.number();
+    else if (r.is("--prompt-duration")) prompt_duration = r.number();
+    else if (r.is("--melody")) melody_paths.push_back(r.value());
+    else if (r.is("--extend-stride")) opt.extend_stride_s = r.number();
+    else if (r.is("--quiet", "-q")) quiet = true;
+    else r.unknown();
   }
   if (model_dir.empty()) usage("--model MODEL is required");
   if (output.empty()) usage("--output FILE.wav is required");
@@ -274,21 +239,21 @@ int cmd_generate(const std::vector<std::string>& args) {
   if (quiet) resolve_options.progress = musicgen::ProgressDisplay::kNever;
   if (!fs::is_regular_file(model_dir))  // a file is a `musicgen quantize` output: load it as is
     model_dir = musicgen::resolve_model(model_dir, resolve_options);
-  const double t0 = musicgen_now();
+  const double t0 = musicgen::cli::now_seconds();
   load_options.threads = threads;
   auto model = musicgen::Model::load(model_dir, load_options);
-  const double load_s = musicgen_now() - t0;
+  const double load_s = musicgen::cli::now_seconds() - t0;
   if (!quiet)
     std::fprintf(stderr, "loaded %s (%d layers, hidden %d, %d codebooks, %s) in %.2f s\n",
                  model_dir.c_str(), model->info().num_layers, model->info().hidden_size,
                  model->info().num_codebooks, model->info().audio_channels == 2 ? "stereo" : "mono",
                  load_s);
   musicgen::Session session(model, {.threads = threads});
-  const double gen_start = musicgen_now();
+  const double gen_start = musicgen::cli::now_seconds();
   double decode_start = 0;
   if (!quiet) {
     opt.progress = [&](int step, int total) {
-      const double now = musicgen_now();
+      const double now = musicgen::cli::now_seconds();
       if (step == 1) decode_start = now;
       if (step == 1 || step == total || step % 10 == 0) {
         const double rate = step > 1 ? (step - 1) / std::max(1e-9, now - decode_start) : 0.0;
@@ -300,7 +265,7 @@ int cmd_generate(const std::vector<std::string>& args) {
     };
   }
   musicgen::GenerationResult r = session.generate(opt);
-  const double total_s = musicgen_now() - gen_start;
+  const double total_s = musicgen::cli::now_seconds() - gen_start;
 
   const auto fmt = sample_format == "f32" ? musicgen::SampleFormat::kFloat32 : musicgen::SampleFormat::kPcm16;
   std::vector<std::string> written;
@@ -334,12 +299,9 @@ int cmd_generate(const std::vector<std::string>& args) {
 
 }  // namespace
 
-double musicgen_now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
+  std::string help = "musicgen --help";
   try {
     if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
       print_main_help();
@@ -351,7 +313,10 @@ int main(int argc, char** argv) {
     }
     const std::string cmd = args[0];
     args.erase(args.begin());
-    if (cmd == "generate") return cmd_generate(args);
+    if (cmd == "generate") {
+      help = "musicgen generate --help";
+      return cmd_generate(args);
+    }
     if (cmd == "pull") return musicgen::cli::cmd_pull(args);
     if (cmd == "list") return musicgen::cli::cmd_list(args);
     if (cmd == "info") return musicgen::cli::cmd_info(args);
@@ -359,8 +324,8 @@ int main(int argc, char** argv) {
     if (cmd == "make-random-model") return musicgen::cli::run_make_random_model(args);
     if (cmd == "quantize") return musicgen::cli::run_quantize(args);
     usage("unknown command '" + cmd + "'");
-  } catch (const UsageError& e) {
-    std::fprintf(stderr, "musicgen: error: %s (see 'musicgen --help')\n", e.message.c_str());
+  } catch (const CommandUsageError& e) {
+    std::fprintf(stderr, "musicgen: error: %s (see '%s')\n", e.message.c_str(), help.c_str());
     return 2;
   } catch (const Error& e) {
     std::fprintf(stderr, "musicgen: error: %s\n", e.what());

@@ -39,31 +39,22 @@ int run_quantize(const std::vector<std::string>& args) {
   QuantizeOptions opt;
   bool quiet = false;
   try {
-    for (size_t i = 0; i < args.size(); ++i) {
-      const std::string& a = args[i];
-      auto value = [&]() -> std::string {
-        if (i + 1 >= args.size()) command_usage(a + " needs a value");
-        return args[++i];
-      };
-      if (a == "--help" || a == "-h") {
+    for (ArgReader r(args); r.next();) {
+      if (r.is("--help", "-h")) {
         print_help();
         return 0;
-      } else if (a == "--model") {
-        model = value();
-      } else if (a == "--out" || a == "-o") {
-        out = value();
-      } else if (a == "--weights") {
-        weights = value();
-        if (weights != "f32" && weights != "bf16" && weights != "q8" && weights != "q4")
-          command_usage("--weights must be f32, bf16, q8 or q4, got '" + weights + "'");
-      } else if (a == "--threads") {
-        const long long t = parse_int_option(a, value());
-        if (t < 1 || t > 256) command_usage("--threads must be between 1 and 256");
-        opt.threads = static_cast<int>(t);
-      } else if (a == "--quiet" || a == "-q") {
+      } else if (r.is("--model")) {
+        model = r.value();
+      } else if (r.is("--out", "-o")) {
+        out = r.value();
+      } else if (r.is("--weights")) {
+        weights = r.weight_type();
+      } else if (r.is("--threads")) {
+        opt.threads = r.threads();
+      } else if (r.is("--quiet", "-q")) {
         quiet = true;
       } else {
-        command_usage("unknown option '" + a + "'");
+        r.unknown();
       }
     }
     if (model.empty()) command_usage("--model DIR is required");

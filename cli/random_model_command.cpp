@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <limits>
 #include <string>
 
 #include "command_util.h"
@@ -50,39 +51,30 @@ int run_make_random_model(const std::vector<std::string>& args) {
   opt.shape.clear();
   bool quiet = false;
   try {
-    for (size_t i = 0; i < args.size(); ++i) {
-      const std::string& a = args[i];
-      auto value = [&]() -> std::string {
-        if (i + 1 >= args.size()) command_usage(a + " needs a value");
-        return args[++i];
-      };
-      if (a == "--help" || a == "-h") {
+    for (ArgReader r(args); r.next();) {
+      if (r.is("--help", "-h")) {
         print_help();
         return 0;
-      } else if (a == "--shape") {
-        opt.shape = value();
-      } else if (a == "--out" || a == "-o") {
-        opt.out_dir = value();
-      } else if (a == "--seed") {
-        const long long s = parse_int_option(a, value());
-        if (s < 0) command_usage("--seed must be >= 0");
-        opt.seed = static_cast<uint64_t>(s);
-      } else if (a == "--dtype") {
-        opt.dtype = value();
+      } else if (r.is("--shape")) {
+        opt.shape = r.value();
+      } else if (r.is("--out", "-o")) {
+        opt.out_dir = r.value();
+      } else if (r.is("--seed")) {
+        opt.seed = static_cast<uint64_t>(r.integer_in(0, std::numeric_limits<long long>::max()));
+      } else if (r.is("--dtype")) {
+        opt.dtype = r.value();
         if (opt.dtype != "f32" && opt.dtype != "f16" && opt.dtype != "bf16")
           command_usage("--dtype must be f32, f16 or bf16, got '" + opt.dtype + "'");
-      } else if (a == "--heavy-tails") {
+      } else if (r.is("--heavy-tails")) {
         opt.heavy_tails = true;
-      } else if (a == "--force") {
+      } else if (r.is("--force")) {
         opt.overwrite = true;
-      } else if (a == "--threads") {
-        const long long t = parse_int_option(a, value());
-        if (t < 1 || t > 256) command_usage("--threads must be between 1 and 256");
-        opt.threads = static_cast<int>(t);
-      } else if (a == "--quiet" || a == "-q") {
+      } else if (r.is("--threads")) {
+        opt.threads = r.threads();
+      } else if (r.is("--quiet", "-q")) {
         quiet = true;
       } else {
-        command_usage("unknown option '" + a + "'");
+        r.unknown();
       }
     }
     if (opt.shape.empty()) command_usage("--shape is required (see --help for the shapes)");

@@ -46,6 +46,12 @@ void block(const float* a, int64_t lda, const float* w, float* c, int64_t ldc, i
              c03 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps(),
              c12 = _mm256_setzero_ps(), c13 = _mm256_setzero_ps();
       for (int64_t p = 0; p < k8; p += 8) {
+        if ((p & 15) == 0) {  // the rows of two tiles further on, a cache line each (see quant_avx2)
+          _mm_prefetch(reinterpret_cast<const char*>(w0 + 8 * k + p), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(w1 + 8 * k + p), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(w2 + 8 * k + p), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(w3 + 8 * k + p), _MM_HINT_T0);
+        }
         const __m256 x0 = _mm256_loadu_ps(a0 + p);
         const __m256 x1 = _mm256_loadu_ps(a1 + p);
         __m256 wv = _mm256_loadu_ps(w0 + p);

@@ -26,11 +26,14 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(s01, s23));
 }
 
-// The rows of the next tile (WR rows further on) are prefetched while this tile runs: a tile
+// The rows two tiles further on (2 WR rows) are prefetched while this tile runs: a tile
 // reads WR short row streams at once, too short for the hardware prefetcher to train on, and the
 // products are otherwise stalled on memory far below the machine's bandwidth
 // (docs/PERFORMANCE.md). Prefetches never fault, so running past the matrix is harmless.
-constexpr int64_t kPrefetchBytes = 8192;
+// Measured with bench/kernel_bench (2 threads, musicgen-small layer shapes, q8): no prefetch
+// 6.7-7.1 GB/s, one tile ahead 8.8-12.6, two tiles ahead 11.7-13.1, a fixed 8 KiB ahead
+// 10.4-12.0 (docs/PERFORMANCE.md).
+constexpr int64_t kPrefetchTiles = 2;
 inline void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
 
 // ---- bf16 -----------------------------------------------------------------------------------
@@ -45,7 +48,7 @@ void bf16_tile(const float* x, int64_t ldx, const uint16_t* w, int64_t k, float*
     __m256 xv[R];
     for (int r = 0; r < R; ++r) xv[r] = _mm256_loadu_ps(x + r * ldx + p);
     if ((p & 31) == 0)
-      for (int c = 0; c < WR; ++c) prefetch(w + c * k + p + kPrefetchBytes / 2);
+      for (int c = 0; c < WR; ++c) prefetch(w + (c + kPrefetchTiles * WR) * k + p);
     for (int c = 0; c < WR; ++c) {
       const __m256 wv = _mm256_castsi256_ps(_mm256_slli_epi32(
           _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + c * k + p))),
@@ -90,7 +93,7 @@ void q8_tile(const QActs& x, int64_t i0, const int8_t* wq, const uint16_t* ws, f
       for (int r = 0; r < R; ++r)
         xv[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[r] + b * kQBlock));
       if ((b & 1) == 0)
-        for (int c = 0; c < WR; ++c) prefetch(wq + c * kp + b * kQBlock + kPrefetchBytes);
+        for (int c = 0; c < WR; ++c) prefetch(wq + (c + kPrefetchTiles * WR) * kp + b * kQBlock);
       for (int c = 0; c < WR; ++c) {
         const __m256i wv =
             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + c * kp + b * kQBlock));
@@ -145,7 +148,7 @@ void q4_tile(const QActs& x, int64_t i0, const uint8_t* wq, const uint16_t* ws, 
       for (int r = 0; r < R; ++r)
         xv[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[r] + b * kQBlock));
       if ((b & 3) == 0)
-        for (int c = 0; c < WR; ++c) prefetch(wq + c * (kp / 2) + b * (kQBlock / 2) + kPrefetchBytes);
+        for (int c = 0; c < WR; ++c) prefetch(wq + (c + kPrefetchTiles * WR) * (kp / 2) + b * (kQBlock / 2));
       for (int c = 0; c < WR; ++c) {
         // The 16 bytes in both halves (one load), the upper half shifted to its high nibbles.
         const __m256i both = _mm256_broadcastsi128_si256(_mm_loadu_si128(
