@@ -97,7 +97,9 @@ void expect_clean_failure(const CliResult& r, const std::string& needle, const s
   // One line: the message and its newline.
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "stderr: " << r.err;
   EXPECT_EQ(r.err.rfind("musicgen: error: ", 0), 0u) << "stderr: " << r.err;
-  if (!out.empty()) EXPECT_FALSE(fs::exists(out)) << out << " was left behind";
+  if (!out.empty()) {
+    EXPECT_FALSE(fs::exists(out)) << out << " was left behind";
+  }
   if (!out.empty() && fs::is_directory(fs::path(out).parent_path())) {
     for (const auto& e : fs::directory_iterator(fs::path(out).parent_path()))
       EXPECT_EQ(e.path().string().find(".tmp-"), std::string::npos) << "temp file left";

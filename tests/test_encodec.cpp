@@ -337,6 +337,34 @@ TEST_P(EncodecFixture, DecodeIndependentOfThreadCount) {
   EXPECT_TRUE(a.data == d.data) << "1 thread vs no pool differ";
 }
 
+TEST_P(EncodecFixture, DecodeInChunksEqualsOnePass) {
+  // The audio-rate convolutions run in chunks with a halo (EncodecModel::decode_latent): every
+  // chunk size must give the one-pass result bit for bit, and the one pass matches the
+  // reference (DecodeMatchesReference). Random codes, long enough for many chunks.
+  Fixture f = open_fixture(GetParam());
+  EncodecModel codec(f.cfg, f.store);
+  ThreadPool pool(2);
+  const int batch = 2, n_q = codec.num_quantizers(), frames = 70;
+  std::vector<int32_t> codes(static_cast<size_t>(batch) * n_q * frames);
+  uint32_t state = 12345;
+  for (int32_t& c : codes) {
+    state = state * 1664525u + 1013904223u;
+    c = static_cast<int32_t>((state >> 8) % static_cast<uint32_t>(codec.codebook_size()));
+  }
+  const Tensor latent = codec.quantizer_decode(codes, batch, n_q, frames);
+  const Tensor whole = codec.decode_latent(latent, &pool, 0);
+  ASSERT_EQ(whole.shape, (Shape{batch, 1, static_cast<int64_t>(frames) * codec.hop_length()}));
+  for (int64_t chunk : {1, 3, 16, 53}) {
+    const Tensor parts = codec.decode_latent(latent, &pool, chunk);
+    ASSERT_EQ(parts.shape, whole.shape) << "chunk " << chunk;
+    size_t first_diff = parts.data.size();
+    for (size_t i = 0; i < parts.data.size() && first_diff == parts.data.size(); ++i)
+      if (std::memcmp(&parts.data[i], &whole.data[i], sizeof(float)) != 0) first_diff = i;
+    EXPECT_EQ(first_diff, parts.data.size())
+        << "chunk " << chunk << ": sample " << first_diff << " differs from one pass";
+  }
+}
+
 TEST_P(EncodecFixture, BadCodesThrow) {
   Fixture f = open_fixture(GetParam());
   EncodecModel codec(f.cfg, f.store);

@@ -21,6 +21,12 @@ class MappedFile {
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
 
+  // Drops the whole pages inside [p, p + n) from this process's resident set (they stay in the
+  // page cache; touching them again maps them back). For bytes read once, e.g. to verify a
+  // checksum or to convert a tensor to another type, so that they do not count as the process's
+  // memory for the rest of its life.
+  static void release(const uint8_t* p, size_t n);
+
  private:
   MappedFile() = default;
   const uint8_t* data_ = nullptr;

@@ -188,9 +188,13 @@ QuantizedFile read_quantized_file(const std::string& path, bool verify_data) {
   if (verify_data) {
     if (crc32c(0, data + tok.offset, tok.size) != tok.crc)
       corrupt(path, "the tokenizer's checksum does not match (damaged file)");
-    for (size_t i = 0; i < tensors.size(); ++i)
+    for (size_t i = 0; i < tensors.size(); ++i) {
       if (crc32c(0, tensors[i].data, tensors[i].nbytes) != tensor_blobs[i].crc)
         corrupt(path, "tensor '" + tensors[i].name + "' fails its checksum (damaged file)");
+      // Verified: only the pages the model really reads should stay resident (most of the
+      // token embeddings never are, and the text encoder only while it runs).
+      MappedFile::release(tensors[i].data, tensors[i].nbytes);
+    }
   }
   info.tokenizer.assign(reinterpret_cast<const char*>(data + tok.offset), tok.size);
   out.store = TensorStore::from_tensors(std::move(tensors), path);

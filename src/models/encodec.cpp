@@ -340,9 +340,30 @@ void EncodecModel::lstm_skip(const nn::Lstm& lstm, Tensor& x, ThreadPool* pool) 
   x = std::move(y);
 }
 
-Tensor EncodecModel::decoder_forward(Tensor z, ThreadPool* pool) const {
+Tensor EncodecModel::decoder_forward(Tensor z, ThreadPool* pool, int64_t chunk_frames) const {
   Tensor x = dec_first_.forward(z, pool);  // [B, T, 2^n·F]
   lstm_skip(dec_lstm_, x, pool);
+  const int64_t batch = x.shape[0], frames = x.shape[1], ch = x.shape[2];
+  if (chunk_frames <= 0 || frames <= chunk_frames + 2 * kDecodeHaloFrames)
+    return decoder_convs(std::move(x), pool);
+  const int64_t hop = hop_;
+  Tensor audio({batch, frames * hop, 1});
+  for (int64_t a = 0; a < frames; a += chunk_frames) {
+    const int64_t b = std::min(frames, a + chunk_frames);
+    const int64_t a0 = std::max<int64_t>(0, a - kDecodeHaloFrames);
+    const int64_t b0 = std::min(frames, b + kDecodeHaloFrames);
+    Tensor part({batch, b0 - a0, ch});
+    for (int64_t i = 0; i < batch; ++i)
+      std::copy_n(x.ptr() + (i * frames + a0) * ch, (b0 - a0) * ch, part.ptr() + i * (b0 - a0) * ch);
+    const Tensor y = decoder_convs(std::move(part), pool);  // [B, (b0 − a0)·hop, 1]
+    for (int64_t i = 0; i < batch; ++i)
+      std::copy_n(y.ptr() + i * (b0 - a0) * hop + (a - a0) * hop, (b - a) * hop,
+                  audio.ptr() + i * frames * hop + a * hop);
+  }
+  return audio;
+}
+
+Tensor EncodecModel::decoder_convs(Tensor x, ThreadPool* pool) const {
   for (const DecoderStage& stage : dec_stages_) {
     x = stage.up.forward(x, pool, nn::PreActivation::kElu);  // [B, T·r, C/2]
     for (const ResBlock& r : stage.res) x = res_block(r, x, pool);
@@ -406,7 +427,8 @@ Tensor EncodecModel::decode(const std::vector<int32_t>& codes, int batch, int n_
   return decode_latent(latent, pool);
 }
 
-Tensor EncodecModel::decode_latent(const Tensor& latent, ThreadPool* pool) const {
+Tensor EncodecModel::decode_latent(const Tensor& latent, ThreadPool* pool,
+                                  int64_t chunk_frames) const {
   if (latent.shape.size() != 3 || latent.shape[1] != cfg_.hidden_size || latent.shape[0] < 1 ||
       latent.shape[2] < 1)
     fail(ErrorCode::kInvalidArgument, "EnCodec decode: expected a latent [B, " +
@@ -414,7 +436,7 @@ Tensor EncodecModel::decode_latent(const Tensor& latent, ThreadPool* pool) const
                                           shape_str(latent.shape));
   const int64_t batch = latent.shape[0], frames = latent.shape[2];
   Tensor z = transpose_last2(latent.ptr(), batch, cfg_.hidden_size, frames);  // [B, T, D]
-  Tensor audio = decoder_forward(std::move(z), pool);                         // [B, T·hop, 1]
+  Tensor audio = decoder_forward(std::move(z), pool, chunk_frames);           // [B, T·hop, 1]
   audio.reshape({batch, 1, audio.shape[1]});  // one channel: same memory
   return audio;
 }

@@ -48,7 +48,18 @@ class EncodecModel {
   // RVQ decode only: Σ_q embed_q[codes[b][q][t]] → latent [batch, hidden, frames].
   Tensor quantizer_decode(const std::vector<int32_t>& codes, int batch, int n_q, int frames) const;
   // SEANet decoder only: latent [B, hidden, T] → audio [B, 1, T·hop].
-  Tensor decode_latent(const Tensor& latent, ThreadPool* pool) const;
+  //
+  // After the LSTM (which needs the whole sequence, at the frame rate) the decoder is
+  // convolutions whose receptive field spans under 2 frames, so it runs in chunks of
+  // chunk_frames frames, each with kDecodeHaloFrames of context on both sides whose output is
+  // dropped: memory for the audio-rate activations is bounded by the chunk (about 40 MB for
+  // musicgen's 32 kHz codec) instead of growing with the duration (470 MB for 30 s), and the
+  // result is bitwise the same as one pass over the whole sequence (tests/test_encodec.cpp).
+  // chunk_frames <= 0: one pass.
+  static constexpr int64_t kDecodeChunkFrames = 256;
+  static constexpr int64_t kDecodeHaloFrames = 8;
+  Tensor decode_latent(const Tensor& latent, ThreadPool* pool,
+                       int64_t chunk_frames = kDecodeChunkFrames) const;
 
   // Mono audio [batch][samples] at the codec's sampling rate → codes
   // [batch][num_quantizers][frames], frames = ceil(samples / hop) (nested ceil per stride),
@@ -80,7 +91,9 @@ class EncodecModel {
   // x ← LSTM(x) + x, in place.
   static void lstm_skip(const nn::Lstm& lstm, Tensor& x, ThreadPool* pool);
   // Time-major forward passes: [B, T, hidden] → [B, T·hop, 1] and [B, L, 1] → [B, T, hidden].
-  Tensor decoder_forward(Tensor z, ThreadPool* pool) const;
+  Tensor decoder_forward(Tensor z, ThreadPool* pool, int64_t chunk_frames) const;
+  // The convolutions after the LSTM: [B, T, C] at the frame rate → [B, T·hop, 1].
+  Tensor decoder_convs(Tensor x, ThreadPool* pool) const;
   Tensor encoder_forward(Tensor audio, ThreadPool* pool) const;
   void check_codes(const std::vector<int32_t>& codes, int batch, int n_q, int frames) const;
 

@@ -1,11 +1,9 @@
 #include "nn/linear.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <algorithm>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 
 namespace musicgen {
 
@@ -44,17 +42,6 @@ std::shared_ptr<uint8_t> aligned_bytes(size_t n) {
   void* p = ::operator new(n > 0 ? n : 1, std::align_val_t{64});
   return std::shared_ptr<uint8_t>(static_cast<uint8_t*>(p),
                                   [](uint8_t* q) { ::operator delete(q, std::align_val_t{64}); });
-}
-
-// The source pages of a converted weight are not read again: drop them from this process's
-// resident set (a float32 checkpoint would otherwise stay resident next to its quantized copy).
-// Only whole pages inside the tensor; the mapping is read-only, so a page touched again later is
-// simply read back from the file.
-void release_pages(const uint8_t* data, size_t nbytes) {
-  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + nbytes) / page * page;
-  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 }  // namespace
@@ -181,7 +168,9 @@ Linear Linear::load(const TensorStore& store, const std::string& name, bool has_
          "tensor '" + wname + "' is stored as " + dtype_name(info->dtype) + " and cannot be loaded as " +
              weight_storage_name(wanted) + "; quantize the original checkpoint again for another type");
   Linear l = from_f32(TensorStore::to_f32(*info), bias, wanted, options.pool);
-  if (wanted != WeightStorage::kF32 && info->file) release_pages(info->data, info->nbytes);
+  // The source pages are not read again: drop them from the resident set (a float32 checkpoint
+  // would otherwise stay resident next to its converted copy).
+  if (wanted != WeightStorage::kF32 && info->file) MappedFile::release(info->data, info->nbytes);
   return l;
 }
 
