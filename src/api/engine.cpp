@@ -354,6 +354,7 @@ GenerationResult Session::generate(const GenerationOptions& opt) {
   if (conditional) {
     const TokenBatch tokens = m.tokenizer->encode_batch(opt.prompts);
     text_raw = m.t5->forward(tokens.ids, tokens.mask, tokens.batch, tokens.length, &impl_->pool);
+    m.t5->release_resident();  // read again (from the page cache) by the next request only
     mask = tokens.mask;
     projected = m.decoder->project_text(text_raw, tokens.mask, &impl_->pool);
     if (!cfg.melody) {

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "core/thread_pool.h"
 #include "kernels/ops.h"
 
@@ -301,6 +302,12 @@ EncodecModel::EncodecModel(const EncodecConfig& cfg, const TensorStore& store,
     }
     codebooks_.push_back(std::move(embed));
     codebook_sqnorm_.push_back(std::move(sq));
+  }
+  // Every tensor above was copied (weight norm folded, weights packed): the checkpoint's pages
+  // are not read again, so they leave this process's resident set (57 MB for musicgen's codec).
+  for (const std::string& name : store.names()) {
+    const TensorInfo* info = store.find(name);
+    if (name.rfind(prefix, 0) == 0 && info->file) MappedFile::release(info->data, info->nbytes);
   }
 }
 

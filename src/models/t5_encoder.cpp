@@ -141,4 +141,9 @@ Tensor T5Encoder::forward(const std::vector<int32_t>& ids, const std::vector<int
   return out;
 }
 
+void T5Encoder::release_resident() const {
+  for (const Block& b : blocks_)
+    for (const Linear* l : {&b.q, &b.k, &b.v, &b.o, &b.wi, &b.wo}) l->release_resident();
+}
+
 }  // namespace musicgen

@@ -52,6 +52,14 @@ size_t Linear::weight_bytes() const {
          kernels::q_scale_bytes(qweight.type, qweight.n, qweight.k);
 }
 
+void Linear::release_resident() const {
+  if (!mapped) return;
+  if (storage == WeightStorage::kF32)
+    MappedFile::release(reinterpret_cast<const uint8_t*>(weight.data), weight_bytes());
+  else
+    MappedFile::release(qweight.data, weight_bytes());
+}
+
 void Linear::forward(const float* x, int64_t rows, float* y, ThreadPool* pool) const {
   const float* b = bias.empty() ? nullptr : bias.data;
   if (storage == WeightStorage::kF32)
@@ -161,6 +169,7 @@ Linear Linear::load(const TensorStore& store, const std::string& name, bool has_
         t, n, k, info->data,
         scales > 0 ? reinterpret_cast<const uint16_t*>(info->data + data) : nullptr};
     l.qowner = info->file;
+    l.mapped = info->file != nullptr;
     return l;
   }
   if (stored_quantized)
@@ -168,6 +177,7 @@ Linear Linear::load(const TensorStore& store, const std::string& name, bool has_
          "tensor '" + wname + "' is stored as " + dtype_name(info->dtype) + " and cannot be loaded as " +
              weight_storage_name(wanted) + "; quantize the original checkpoint again for another type");
   Linear l = from_f32(TensorStore::to_f32(*info), bias, wanted, options.pool);
+  l.mapped = wanted == WeightStorage::kF32 && info->dtype == DType::kF32 && info->file != nullptr;
   // The source pages are not read again: drop them from the resident set (a float32 checkpoint
   // would otherwise stay resident next to its converted copy).
   if (wanted != WeightStorage::kF32 && info->file) MappedFile::release(info->data, info->nbytes);

@@ -33,6 +33,11 @@ struct Linear {
   kernels::QMatrix qweight;  // when storage is not kF32
   std::shared_ptr<const void> qowner;  // keeps qweight's bytes alive
   ConstTensor bias;        // [out] or empty
+  bool mapped = false;     // the weight's bytes are a checkpoint's memory mapping, used in place
+
+  // Drops a mapped weight's pages from the resident set (they are mapped back from the page
+  // cache when next read); no effect on owned weights. For layers that run once per request.
+  void release_resident() const;
 
   int64_t in_features() const { return storage == WeightStorage::kF32 ? weight.dim(1) : qweight.k; }
   int64_t out_features() const { return storage == WeightStorage::kF32 ? weight.dim(0) : qweight.n; }
