@@ -104,22 +104,6 @@ int usage_error(const std::string& command, const std::string& message) {
   return 2;
 }
 
-std::string format_bytes(uint64_t bytes) {
-  const char* units[] = {"B", "kB", "MB", "GB", "TB"};
-  double v = static_cast<double>(bytes);
-  int u = 0;
-  while (v >= 1000.0 && u < 4) {
-    v /= 1000.0;
-    ++u;
-  }
-  char buf[32];
-  if (u == 0)
-    std::snprintf(buf, sizeof(buf), "%llu B", static_cast<unsigned long long>(bytes));
-  else
-    std::snprintf(buf, sizeof(buf), "%.2f %s", v, units[u]);
-  return buf;
-}
-
 std::string format_params(uint64_t n) {
   char buf[32];
   if (n >= 1000000000ULL)
@@ -197,7 +181,7 @@ int cmd_list(const std::vector<std::string>& args) {
     bool first = true;
     if (m.revisions.empty())
       std::printf("%-36s %-24s %10s  %s\n", m.repo_id.c_str(), "-",
-                  format_bytes(m.size_bytes).c_str(), "no snapshot");
+                  musicgen::format_download_size(m.size_bytes).c_str(), "no snapshot");
     for (const auto& r : m.revisions) {
       std::string refs;
       for (const auto& name : r.refs) refs += (refs.empty() ? "" : ",") + name;
@@ -210,7 +194,7 @@ int cmd_list(const std::vector<std::string>& args) {
       if (!m.model_type.empty() && m.model_type.rfind("musicgen", 0) != 0 && status == "ok")
         status = "not MusicGen (" + m.model_type + ")";
       std::printf("%-36s %-24s %10s  %s\n", first ? m.repo_id.c_str() : "", revision.c_str(),
-                  format_bytes(r.size_bytes).c_str(), status.c_str());
+                  musicgen::format_download_size(r.size_bytes).c_str(), status.c_str());
       first = false;
     }
   }
@@ -257,12 +241,12 @@ int cmd_info(const std::vector<std::string>& args) {
                 dtypes.c_str());
   }
   std::printf("  %-32s %10s\n", "total", format_params(s.total_parameters).c_str());
-  std::printf("files:         %s\n", format_bytes(s.file_bytes).c_str());
+  std::printf("files:         %s\n", musicgen::format_download_size(s.file_bytes).c_str());
   std::printf(
       "weight memory by weight type (estimates: weights only, activations and caches extra):\n");
   for (const auto& m : s.memory)
     std::printf("  %-5s ~%.2f B/parameter  %10s\n", m.weight_type.c_str(), m.bytes_per_parameter,
-                format_bytes(m.bytes).c_str());
+                musicgen::format_download_size(m.bytes).c_str());
   return 0;
 }
 

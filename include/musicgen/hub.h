@@ -97,6 +97,9 @@ struct ModelReference {
 // and Error(kNotFound) for a path-like reference whose directory does not exist.
 ModelReference parse_model_reference(const std::string& reference);
 
+// "1.5 GB", "320 kB": a size in decimal units, as huggingface_hub and download tools print it.
+std::string format_download_size(uint64_t bytes);
+
 // The short names and the repos they stand for, in documentation order.
 std::vector<std::pair<std::string, std::string>> model_short_names();
 

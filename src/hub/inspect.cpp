@@ -264,4 +264,6 @@ CheckpointSummary inspect_model(const std::string& reference, const ResolveOptio
   return s;
 }
 
+std::string format_download_size(uint64_t bytes) { return hub::format_bytes(bytes); }
+
 }  // namespace musicgen
