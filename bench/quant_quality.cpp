@@ -30,6 +30,17 @@ using namespace musicgen;
 
 namespace {
 
+// ‖a − b‖₂ / ‖b‖₂.
+double rel_l2(const float* a, const float* b, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double d = static_cast<double>(a[i]) - b[i];
+    num += d * d;
+    den += static_cast<double>(b[i]) * b[i];
+  }
+  return std::sqrt(num / den);
+}
+
 std::string group_of(const std::string& name) {
   if (name.rfind("text_encoder.", 0) == 0) return "T5 matrices";
   if (name.find("lm_heads") != std::string::npos) return "LM heads";
@@ -65,13 +76,8 @@ int per_matrix(const std::string& model, bool outlier_acts, int threads) {
     for (WeightStorage t : {WeightStorage::kBF16, WeightStorage::kQ8, WeightStorage::kQ4}) {
       const Linear q = Linear::load(store, base, false, LinearLoadOptions{t, &pool});
       q.forward(x.data(), rows, y1.data(), &pool);
-      double num = 0, den = 0;
-      for (int64_t i = 0; i < rows * n; ++i) {
-        num += (static_cast<double>(y1[i]) - y0[i]) * (static_cast<double>(y1[i]) - y0[i]);
-        den += static_cast<double>(y0[i]) * y0[i];
-      }
       Acc& a = table[group_of(name)][weight_storage_name(t)];
-      const double e = std::sqrt(num / den);
+      const double e = rel_l2(y1.data(), y0.data(), y0.size());
       a.sum += e;
       a.max = std::max(a.max, e);
       ++a.n;
@@ -144,14 +150,10 @@ int main(int argc, char** argv) {
       const Tensor t5_out = t5.forward(tokens.ids, tokens.mask, tokens.batch, tokens.length, &pool);
       const Tensor text = dec.project_text(t5_out, tokens.mask, &pool);
       const quality::Metrics m = quality::measure(ref, dec, text_ref, text, tokens.mask, steps, 3.0f, 50, &pool);
-      double num = 0, den = 0;
-      for (size_t i = 0; i < t5_out.data.size(); ++i) {
-        num += (static_cast<double>(t5_out.data[i]) - t5_out_ref.data[i]) * (t5_out.data[i] - t5_out_ref.data[i]);
-        den += static_cast<double>(t5_out_ref.data[i]) * t5_out_ref.data[i];
-      }
       std::printf("| %s | %.4f / %.4f | %.3f | %.3f | %.3f | %d | %.4f / %.4f |\n", name.c_str(),
                   m.logits_rel_err_mean, m.logits_rel_err_max, m.topk_overlap, m.argmax_agree,
-                  m.greedy_agree, m.first_divergence, std::sqrt(num / den),
+                  m.greedy_agree, m.first_divergence,
+                  rel_l2(t5_out.data.data(), t5_out_ref.data.data(), t5_out.data.size()),
                   quality::relative_max_error(t5_out.data, t5_out_ref.data));
       std::fflush(stdout);
     }

@@ -110,7 +110,6 @@ void print_generate_help() {
       "      --output long.wav                                               # longer than 30 s\n");
 }
 
-[[noreturn]] void usage(const std::string& message) { command_usage(message); }
 
 std::string item_path(const std::string& output, int index, int batch) {
   if (batch == 1) return output;
@@ -193,7 +192,7 @@ int cmd_generate(const std::vector<std::string>& args) {
     else if (r.is("--sample-format")) {
       sample_format = r.value();
       if (sample_format != "pcm16" && sample_format != "f32")
-        usage("--sample-format must be pcm16 or f32, got '" + sample_format + "'");
+        command_usage("--sample-format must be pcm16 or f32, got '" + sample_format + "'");
     } else if (r.is("--codes-out")) codes_out = r.value();
     else if (r.is("--audio-prompt")) audio_prompt_paths.push_back(r.value());
     else if (r.is("--prompt-start")) prompt_start = r.number();
@@ -203,25 +202,25 @@ int cmd_generate(const std::vector<std::string>& args) {
     else if (r.is("--quiet", "-q")) quiet = true;
     else r.unknown();
   }
-  if (model_dir.empty()) usage("--model MODEL is required");
-  if (output.empty()) usage("--output FILE.wav is required");
-  if (samples && !opt.prompts.empty()) usage("--samples applies to unconditional runs; give no --prompt");
+  if (model_dir.empty()) command_usage("--model MODEL is required");
+  if (output.empty()) command_usage("--output FILE.wav is required");
+  if (samples && !opt.prompts.empty()) command_usage("--samples applies to unconditional runs; give no --prompt");
   if (samples) opt.unconditional_samples = *samples;
-  if (opt.duration_s && opt.max_new_tokens) usage("give either --duration or --max-new-tokens, not both");
-  if (opt.duration_s && *opt.duration_s <= 0) usage("--duration must be positive, got " + std::to_string(*opt.duration_s));
-  if (opt.top_k && *opt.top_k < 1) usage("--top-k must be >= 1, got " + std::to_string(*opt.top_k));
-  if (opt.top_p && !(*opt.top_p > 0 && *opt.top_p <= 1)) usage("--top-p must be in (0, 1]");
-  if (opt.temperature && *opt.temperature <= 0) usage("--temperature must be > 0");
-  if (opt.guidance_scale && *opt.guidance_scale < 1) usage("--guidance must be >= 1 (1 disables guidance)");
-  if (prompt_start < 0) usage("--prompt-start must be >= 0");
-  if (prompt_duration && *prompt_duration <= 0) usage("--prompt-duration must be positive");
+  if (opt.duration_s && opt.max_new_tokens) command_usage("give either --duration or --max-new-tokens, not both");
+  if (opt.duration_s && *opt.duration_s <= 0) command_usage("--duration must be positive, got " + std::to_string(*opt.duration_s));
+  if (opt.top_k && *opt.top_k < 1) command_usage("--top-k must be >= 1, got " + std::to_string(*opt.top_k));
+  if (opt.top_p && !(*opt.top_p > 0 && *opt.top_p <= 1)) command_usage("--top-p must be in (0, 1]");
+  if (opt.temperature && *opt.temperature <= 0) command_usage("--temperature must be > 0");
+  if (opt.guidance_scale && *opt.guidance_scale < 1) command_usage("--guidance must be >= 1 (1 disables guidance)");
+  if (prompt_start < 0) command_usage("--prompt-start must be >= 0");
+  if (prompt_duration && *prompt_duration <= 0) command_usage("--prompt-duration must be positive");
   if ((prompt_start > 0 || prompt_duration) && audio_prompt_paths.empty())
-    usage("--prompt-start and --prompt-duration need --audio-prompt");
+    command_usage("--prompt-start and --prompt-duration need --audio-prompt");
   if (opt.extend_stride_s <= 0 || opt.extend_stride_s >= 30)
-    usage("--extend-stride must be between 0 and 30 seconds (exclusive)");
+    command_usage("--extend-stride must be between 0 and 30 seconds (exclusive)");
   if (!opt.prompts.empty() && audio_prompt_paths.size() > 1 && audio_prompt_paths.size() != opt.prompts.size())
-    usage("give one --audio-prompt per --prompt, or a single one for all");
-  if (samples && !audio_prompt_paths.empty()) usage("--samples cannot be combined with --audio-prompt");
+    command_usage("give one --audio-prompt per --prompt, or a single one for all");
+  if (samples && !audio_prompt_paths.empty()) command_usage("--samples cannot be combined with --audio-prompt");
 
   const int batch = !opt.prompts.empty() ? static_cast<int>(opt.prompts.size())
                     : audio_prompt_paths.size() > 1 ? static_cast<int>(audio_prompt_paths.size())
@@ -323,7 +322,7 @@ int main(int argc, char** argv) {
     if (cmd == "bench") return musicgen::cli::run_bench(args);
     if (cmd == "make-random-model") return musicgen::cli::run_make_random_model(args);
     if (cmd == "quantize") return musicgen::cli::run_quantize(args);
-    usage("unknown command '" + cmd + "'");
+    command_usage("unknown command '" + cmd + "'");
   } catch (const CommandUsageError& e) {
     std::fprintf(stderr, "musicgen: error: %s (see '%s')\n", e.message.c_str(), help.c_str());
     return 2;
