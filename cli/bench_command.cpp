@@ -58,6 +58,8 @@ void print_help() {
       "                      $XDG_CACHE_HOME/musicgen, else ~/.cache/musicgen)\n"
       "  --weights T         weight type the checkpoint is loaded with: f32 (default), bf16, q8\n"
       "                      or q4 (a quantized file: its own type)\n"
+      "  --device DEV        cpu (default), vulkan, vulkan:N or auto (musicgen generate --help)\n"
+      "  --batch N           prompts generated together (default 1)\n"
       "  --steps N           decoder steps per generation (default 500 = 9.94 s of audio)\n"
       "  --guidance G        classifier-free guidance scale (default 3; 1 disables it)\n"
       "  --threads N         worker threads (default: all cores)\n"
@@ -149,7 +151,8 @@ struct Run {
 }  // namespace
 
 int run_bench(const std::vector<std::string>& args) {
-  std::string model_dir, shape, cache_dir, weights_arg, prompt = kDefaultPrompt;
+  std::string model_dir, shape, cache_dir, weights_arg, prompt = kDefaultPrompt, device = "cpu";
+  int batch = 1;
   int steps = 500, repeats = 3, threads = 0, warmup_steps = 16;
   long long bandwidth_mib = 512;
   float guidance = 3.0f;
@@ -168,6 +171,10 @@ int run_bench(const std::vector<std::string>& args) {
         cache_dir = r.value();
       } else if (r.is("--weights")) {
         weights_arg = r.weight_type();
+      } else if (r.is("--device")) {
+        device = r.value();
+      } else if (r.is("--batch")) {
+        batch = static_cast<int>(r.integer_in(1, 64));
       } else if (r.is("--steps")) {
         steps = static_cast<int>(r.integer_in(8, 2048));
       } else if (r.is("--guidance")) {
@@ -228,6 +235,7 @@ int run_bench(const std::vector<std::string>& args) {
   LoadOptions load_options;
   load_options.weights = weights_arg.empty() ? WeightType::kF32 : parse_weight_type(weights_arg);
   load_options.threads = n_threads;
+  load_options.device = device;
   const CheckpointStats stats = checkpoint_stats(model_dir, load_options.weights);
   const std::string& weights = stats.weights;
   const double t_load = now_seconds();
@@ -237,7 +245,7 @@ int run_bench(const std::vector<std::string>& args) {
   Session session(model, {.threads = n_threads});
 
   GenerationOptions opt;
-  opt.prompts = {prompt};
+  opt.prompts.assign(static_cast<size_t>(batch), prompt);
   opt.guidance_scale = guidance;
   if (greedy) opt.greedy = true;
   if (warmup_steps > 0) {
@@ -290,6 +298,9 @@ int run_bench(const std::vector<std::string>& args) {
     j["model"] = model_dir;
     if (!shape.empty()) j["shape"] = shape;
     j["weights"] = weights;
+    j["device"] = info.device;
+    j["batch"] = batch;
+    j["audio_seconds_per_s"] = batch * audio_s / std::max(1e-12, generate_s);
     j["threads"] = n_threads;
     j["steps"] = steps;
     j["guidance"] = guidance;
@@ -338,8 +349,9 @@ int run_bench(const std::vector<std::string>& args) {
               info.num_layers, info.hidden_size, info.num_codebooks,
               info.audio_channels == 2 ? "stereo" : "mono", weights.c_str(), n_threads,
               cpu_model().c_str());
-  std::printf("  %d steps (%.2f s of audio), guidance %.1f, %s, median of %d\n\n", steps, audio_s,
-              guidance, greedy ? "greedy" : "top-k sampling", repeats);
+  std::printf("  %d steps (%.2f s of audio), batch %d, guidance %.1f, %s, median of %d; device %s\n\n",
+              steps, audio_s, batch, guidance, greedy ? "greedy" : "top-k sampling", repeats,
+              info.device.c_str());
   std::printf("  %-34s %12s\n", "metric", "value");
   std::printf("  %-34s %10.2f s\n", "model load", load_s);
   std::printf("  %-34s %10.3f s\n", "text encoding", text_s);

@@ -43,7 +43,8 @@ void print_main_help() {
       "  quantize            convert a checkpoint into one quantized file (q8, q4, bf16)\n"
       "  pull                download a model from the Hugging Face Hub into the shared cache\n"
       "  list                list the models in the cache (revisions, sizes)\n"
-      "  info                describe a model: architecture, parameters, memory per weight type\n\n"
+      "  info                describe a model: architecture, parameters, memory per weight type\n"
+      "  devices             list the GPUs (Vulkan adapters) --device can name\n\n"
       "Run 'musicgen <command> --help' for the options of a command.\n"
       "Options:\n"
       "  --help, -h      show this help\n"
@@ -63,6 +64,9 @@ void print_generate_help() {
       "                          hub models are downloaded once into the shared cache (required)\n"
       "  --weights TYPE          f32 (default), bf16, q8 or q4: matrices converted at load\n"
       "                          (docs/QUANTIZATION.md); a quantized file keeps its own type\n"
+      "  --device DEV            where the decoder runs: cpu (default), vulkan (first discrete\n"
+      "                          GPU), vulkan:N (musicgen devices lists them) or auto (a discrete\n"
+      "                          GPU when present, else the CPU)\n"
       "  --prompt TEXT           a text prompt; repeat for a batch (default: unconditional)\n"
       "  --samples N             batch size of an unconditional run (default 1)\n"
       "  --output FILE.wav       output file (required); a batch writes FILE_0.wav, FILE_1.wav, ...\n"
@@ -177,6 +181,7 @@ int cmd_generate(const std::vector<std::string>& args) {
       return 0;
     } else if (r.is("--model")) model_dir = r.value();
     else if (r.is("--weights")) load_options.weights = musicgen::parse_weight_type(r.weight_type());
+    else if (r.is("--device")) load_options.device = r.value();
     else if (r.is("--prompt")) opt.prompts.push_back(r.value());
     else if (r.is("--output", "-o")) output = r.value();
     else if (r.is("--duration")) opt.duration_s = r.number();
@@ -243,10 +248,10 @@ int cmd_generate(const std::vector<std::string>& args) {
   auto model = musicgen::Model::load(model_dir, load_options);
   const double load_s = musicgen::cli::now_seconds() - t0;
   if (!quiet)
-    std::fprintf(stderr, "loaded %s (%d layers, hidden %d, %d codebooks, %s) in %.2f s\n",
+    std::fprintf(stderr, "loaded %s (%d layers, hidden %d, %d codebooks, %s) on %s in %.2f s\n",
                  model_dir.c_str(), model->info().num_layers, model->info().hidden_size,
                  model->info().num_codebooks, model->info().audio_channels == 2 ? "stereo" : "mono",
-                 load_s);
+                 model->info().device.c_str(), load_s);
   musicgen::Session session(model, {.threads = threads});
   const double gen_start = musicgen::cli::now_seconds();
   double decode_start = 0;
@@ -298,6 +303,30 @@ int cmd_generate(const std::vector<std::string>& args) {
 
 }  // namespace
 
+static int cmd_devices(const std::vector<std::string>& args) {
+  for (ArgReader r(args); r.next();) {
+    if (r.is("--help", "-h")) {
+      std::printf("Usage: musicgen devices\n\nLists the Vulkan adapters (GPUs, and Mesa's lavapipe "
+                  "on the CPU) that --device vulkan:N names.\n");
+      return 0;
+    }
+    r.unknown();
+  }
+  const auto devices = musicgen::list_devices();
+  if (devices.empty()) {
+    std::printf("no Vulkan adapter found; install the GPU's Vulkan driver (mesa-vulkan-drivers, or "
+                "the vendor's)\n");
+    return 1;
+  }
+  std::printf("%-10s %-40s %-11s %10s  %-12s %s\n", "device", "name", "type", "memory", "driver",
+              "vulkan");
+  for (const auto& d : devices)
+    std::printf("%-10s %-40s %-11s %7.1f GiB  %-12s %s\n", d.id.c_str(), d.name.c_str(),
+                d.type.c_str(), static_cast<double>(d.memory_bytes) / (1ull << 30),
+                d.driver_version.c_str(), d.api_version.c_str());
+  return 0;
+}
+
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   std::string help = "musicgen --help";
@@ -319,6 +348,7 @@ int main(int argc, char** argv) {
     if (cmd == "pull") return musicgen::cli::cmd_pull(args);
     if (cmd == "list") return musicgen::cli::cmd_list(args);
     if (cmd == "info") return musicgen::cli::cmd_info(args);
+    if (cmd == "devices") return cmd_devices(args);
     if (cmd == "bench") return musicgen::cli::run_bench(args);
     if (cmd == "make-random-model") return musicgen::cli::run_make_random_model(args);
     if (cmd == "quantize") return musicgen::cli::run_quantize(args);

@@ -8,6 +8,7 @@
 #include "format/hf_config.h"
 #include "models/musicgen_decoder.h"
 #include "musicgen/musicgen.h"
+#include "golden_runs.h"
 #include "test_util.h"
 
 namespace musicgen {
@@ -19,86 +20,12 @@ using testing::load_golden;
 
 constexpr double kTol = 1e-4;
 
-nlohmann::json run_info(const std::string& fixture, const std::string& run) {
-  std::ifstream in(fixture_dir(fixture) + "/golden.json");
-  return nlohmann::json::parse(in).at("runs").at(run);
-}
+using Case = testing::ModeRun;
 
-std::vector<std::string> texts_of(const nlohmann::json& info) {
-  for (const char* key : {"texts", "prompts"})
-    if (info.contains(key) && !info[key].is_null()) return info[key].get<std::vector<std::string>>();
-  return {};
-}
-
-// Item b of a golden [B, C, L] waveform, without its left padding.
-AudioData golden_audio(const ConstTensor& t, int b, int64_t pad) {
-  AudioData a;
-  a.sample_rate = 32000;
-  a.channels = static_cast<int>(t.dim(1));
-  const int64_t L = t.dim(2);
-  a.frames = L - pad;
-  for (int c = 0; c < a.channels; ++c)
-    a.samples.insert(a.samples.end(), t.data + (b * a.channels + c) * L + pad,
-                     t.data + (b * a.channels + c) * L + L);
-  return a;
-}
-
-struct Case {
-  std::string fixture, run;
-  bool audio_prompt = false;
-  bool melody = false;
-};
-
-void PrintTo(const Case& c, std::ostream* os) { *os << c.fixture << "/" << c.run; }
 
 class Modes : public ::testing::TestWithParam<Case> {};
 
-TEST_P(Modes, GreedyCodesAndAudioMatchHf) {
-  const Case& c = GetParam();
-  const TensorStore golden = load_golden(c.fixture);
-  const nlohmann::json info = run_info(c.fixture, c.run);
-  auto model = Model::load(fixture_dir(c.fixture));
-  Session session(model, {.threads = 2});
-  GenerationOptions opt;
-  opt.prompts = texts_of(info);
-  opt.max_new_tokens = info.at("max_new_tokens").get<int>();
-  opt.guidance_scale = info.at("guidance_scale").get<float>();
-  opt.greedy = true;
-  const int batch = info.at("batch").get<int>();
-  if (c.audio_prompt) {
-    const ConstTensor in = golden.get_f32(c.run + ".input_values");
-    const auto pads = info.at("left_padding").get<std::vector<int64_t>>();
-    for (int b = 0; b < batch; ++b) opt.audio_prompts.push_back(golden_audio(in, b, pads[b]));
-  }
-  if (c.melody) {
-    const ConstTensor in = golden.get_f32("chroma.input");  // [1, L] mono 32 kHz
-    AudioData a;
-    a.sample_rate = 32000;
-    a.channels = 1;
-    a.frames = in.dim(1);
-    a.samples.assign(in.data, in.data + in.numel());
-    opt.melodies.push_back(a);
-  }
-  const GenerationResult r = session.generate(opt);
-  const auto codes = golden.get_i64(c.run + ".codes");
-  const Shape& cs = golden.find(c.run + ".codes")->shape;
-  ASSERT_EQ(r.batch, cs[0]);
-  ASSERT_EQ(r.num_codebooks, cs[1]);
-  ASSERT_EQ(r.frames, cs[2]);
-  EXPECT_EQ(r.codes, std::vector<int32_t>(codes.begin(), codes.end())) << "codes differ from HF";
-  // HF's audio keeps the left padding of a batch (batch_decode removes it; see below).
-  expect_close(r.audio, golden.get_f32(c.run + ".audio"), kTol, c.run + " waveform");
-  if (info.contains("left_padding")) {
-    const auto pads = info.at("left_padding").get<std::vector<int64_t>>();
-    ASSERT_EQ(r.leading_padding, pads);
-    for (int b = 0; b < batch && golden.has(c.run + ".audio_trimmed." + std::to_string(b)); ++b) {
-      const ConstTensor trimmed = golden.get_f32(c.run + ".audio_trimmed." + std::to_string(b));
-      EXPECT_EQ(r.samples - r.leading_padding[b], trimmed.dim(1));
-      expect_close(r.audio.data() + b * r.samples + r.leading_padding[b],
-                   r.samples - r.leading_padding[b], trimmed, kTol, "batch_decode item");
-    }
-  }
-}
+TEST_P(Modes, GreedyCodesAndAudioMatchHf) { testing::check_mode_run(GetParam(), "cpu"); }
 
 INSTANTIATE_TEST_SUITE_P(
     Fixtures, Modes,

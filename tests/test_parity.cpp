@@ -12,6 +12,7 @@
 #include "models/musicgen_decoder.h"
 #include "models/t5_encoder.h"
 #include "musicgen/musicgen.h"
+#include "golden_runs.h"
 #include "test_util.h"
 #include "tokenizer/t5_tokenizer.h"
 
@@ -24,10 +25,7 @@ using testing::load_golden;
 
 constexpr double kTol = 1e-4;
 
-nlohmann::json golden_json(const std::string& name) {
-  std::ifstream in(fixture_dir(name) + "/golden.json");
-  return nlohmann::json::parse(in);
-}
+using testing::golden_json;
 
 std::vector<std::string> prompts_of(const std::string& name) {
   return golden_json(name).at("text").at("prompts").get<std::vector<std::string>>();
@@ -145,33 +143,9 @@ TEST_P(Parity, SamplingWarpersMatchHf) {
   }
 }
 
-struct RunSpec {
-  std::string name;
-  bool batch_prompts;  // both prompts, else only the first
-  bool unconditional;
-  float guidance;
-};
-
+using RunSpec = testing::TextRun;
 void check_run(const std::string& fixture, const RunSpec& run) {
-  const TensorStore golden = load_golden(fixture);
-  auto model = Model::load(fixture_dir(fixture));
-  Session session(model, {.threads = 2});
-  GenerationOptions opt;
-  const auto prompts = prompts_of(fixture);
-  if (!run.unconditional) {
-    opt.prompts = run.batch_prompts ? prompts : std::vector<std::string>{prompts[0]};
-  }
-  opt.max_new_tokens = golden_json(fixture).at("runs").at(run.name).at("max_new_tokens").get<int>();
-  opt.guidance_scale = run.guidance;
-  opt.greedy = true;
-  const GenerationResult r = session.generate(opt);
-  const auto codes = golden.get_i64(run.name + ".codes");
-  const Shape& cs = golden.find(run.name + ".codes")->shape;
-  ASSERT_EQ(r.batch, cs[0]);
-  ASSERT_EQ(r.num_codebooks, cs[1]);
-  ASSERT_EQ(r.frames, cs[2]);
-  EXPECT_EQ(r.codes, to_i32(codes)) << run.name << ": greedy codes differ from HF";
-  expect_close(r.audio, golden.get_f32(run.name + ".audio"), kTol, run.name + " waveform");
+  testing::check_text_run(fixture, run, "cpu");
 }
 
 TEST_P(Parity, GreedyBatchGuidance3) { check_run(GetParam(), {"greedy_g3", true, false, 3.0f}); }

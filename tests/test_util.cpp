@@ -8,7 +8,10 @@
 namespace musicgen::testing {
 
 std::string fixture_dir(const std::string& name) {
-  return std::string(MUSICGEN_FIXTURES_DIR) + "/" + name;
+  // MUSICGEN_FIXTURES_DIR in the environment overrides the build's path (a test binary copied to
+  // another machine, e.g. the GPU check in bench/gpu_check.sh).
+  const char* env = std::getenv("MUSICGEN_FIXTURES_DIR");
+  return std::string(env != nullptr && *env != 0 ? env : MUSICGEN_FIXTURES_DIR) + "/" + name;
 }
 
 TensorStore load_golden(const std::string& name) {

@@ -1,4 +1,4 @@
-musicgen_add_test(test_parity SOURCES test_parity.cpp
+musicgen_add_test(test_parity SOURCES test_parity.cpp golden_runs.cpp
   LIBS musicgen musicgen_generation musicgen_models musicgen_tokenizer nlohmann_json::nlohmann_json)
 musicgen_add_test(test_kernels SOURCES test_kernels.cpp LIBS musicgen_generation musicgen_kernels)
 musicgen_add_test(test_encodec SOURCES test_encodec.cpp LIBS musicgen_models)
@@ -25,10 +25,15 @@ add_dependencies(test_random_model musicgen_cli)
 musicgen_add_test(test_bench SOURCES test_bench.cpp LIBS nlohmann_json::nlohmann_json)
 target_compile_definitions(test_bench PRIVATE MUSICGEN_CLI="$<TARGET_FILE:musicgen_cli>")
 add_dependencies(test_bench musicgen_cli)
-musicgen_add_test(test_modes SOURCES test_modes.cpp
+musicgen_add_test(test_modes SOURCES test_modes.cpp golden_runs.cpp
   LIBS musicgen musicgen_models nlohmann_json::nlohmann_json)
 musicgen_add_test(test_quant_quality SOURCES test_quant_quality.cpp
   LIBS musicgen_generation musicgen_models musicgen_tokenizer)
 musicgen_add_test(test_quantized_file SOURCES test_quantized_file.cpp LIBS musicgen)
 target_compile_definitions(test_quantized_file PRIVATE MUSICGEN_CLI="$<TARGET_FILE:musicgen_cli>")
 add_dependencies(test_quantized_file musicgen_cli)
+if(MUSICGEN_HAVE_VULKAN)
+  musicgen_add_test(test_vulkan SOURCES test_vulkan.cpp golden_runs.cpp
+    LIBS musicgen musicgen_gpu musicgen_generation musicgen_models musicgen_tokenizer
+         nlohmann_json::nlohmann_json)
+endif()

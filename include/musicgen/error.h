@@ -14,6 +14,7 @@ enum class ErrorCode {
   kIo,               // reading or writing failed
   kUnsupported,      // a valid request this build cannot serve yet
   kCancelled,        // a progress callback asked to stop
+  kDevice,           // the requested compute device is absent, too small or failed
 };
 
 class Error : public std::runtime_error {

@@ -46,6 +46,8 @@ struct ModelInfo {
   float default_top_p = 1.0f;
   float default_temperature = 1.0f;
   int default_max_length = 1500;
+  // Where the decoder runs: "cpu" or "vulkan:N <adapter name>".
+  std::string device = "cpu";
 };
 
 // Storage type of the model's matrices (docs/QUANTIZATION.md: what each costs in accuracy, and
@@ -64,7 +66,25 @@ struct LoadOptions {
   WeightType weights = WeightType::kF32;
   // Threads that convert the weights at load; 0: all hardware threads.
   int threads = 0;
+  // Where the decoder runs: "cpu", "vulkan" (the first discrete GPU, else the first adapter),
+  // "vulkan:N" (adapter N of list_devices()), or "auto" (a discrete GPU when present, else the
+  // CPU). Asking for Vulkan where it is missing is an Error(kDevice), never a silent fallback.
+  std::string device = "cpu";
 };
+
+// A compute adapter, as `musicgen devices` lists it.
+struct DeviceInfo {
+  std::string id;    // "vulkan:0"
+  std::string name;  // "NVIDIA H200"
+  std::string type;  // "discrete", "integrated", "cpu" (lavapipe), ...
+  uint64_t memory_bytes = 0;  // largest device-local heap
+  std::string driver_version, api_version;
+};
+// The Vulkan adapters of this system. Throws Error(kDevice) with the reason when this build has no
+// Vulkan backend, or the system no loader or driver.
+std::vector<DeviceInfo> list_devices();
+// Whether this build includes the Vulkan backend.
+bool vulkan_available_in_build();
 
 class Model {
  public:

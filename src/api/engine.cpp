@@ -21,6 +21,10 @@
 #include "models/weight_policy.h"
 #include "musicgen/musicgen.h"
 #include "tokenizer/t5_tokenizer.h"
+#ifdef MUSICGEN_HAVE_VULKAN
+#include "gpu/context.h"
+#include "gpu/vulkan_decoder.h"
+#endif
 
 namespace musicgen {
 
@@ -35,7 +39,38 @@ struct Model::Impl {
   std::unique_ptr<MusicgenDecoder> decoder;
   std::unique_ptr<EncodecModel> codec;
   std::unique_ptr<ChromaExtractor> chroma;  // melody checkpoints
+#ifdef MUSICGEN_HAVE_VULKAN
+  std::unique_ptr<gpu::VulkanDecoder> gpu_decoder;  // when the decoder runs on a GPU
+#endif
+  // A decoder runner on the model's device, for one generation of a session.
+  std::unique_ptr<DecoderRunner> new_runner(ThreadPool* pool) const {
+#ifdef MUSICGEN_HAVE_VULKAN
+    if (gpu_decoder) return gpu_decoder->new_runner();
+#endif
+    return std::make_unique<CpuDecoderRunner>(*decoder, pool);
+  }
 };
+
+bool vulkan_available_in_build() {
+#ifdef MUSICGEN_HAVE_VULKAN
+  return true;
+#else
+  return false;
+#endif
+}
+
+std::vector<DeviceInfo> list_devices() {
+#ifdef MUSICGEN_HAVE_VULKAN
+  std::vector<DeviceInfo> out;
+  for (const gpu::AdapterInfo& a : gpu::list_adapters())
+    out.push_back(DeviceInfo{"vulkan:" + std::to_string(a.index), a.name, a.type,
+                             a.device_local_bytes, a.driver_version, a.api_version});
+  return out;
+#else
+  fail(ErrorCode::kDevice, "this build has no Vulkan backend (built without libvulkan-dev and "
+                           "glslc); rebuild with them installed, or use --device cpu");
+#endif
+}
 
 Model::Model() : impl_(std::make_unique<Impl>()) {}
 Model::~Model() = default;
@@ -76,6 +111,21 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptio
   m.decoder = std::make_unique<MusicgenDecoder>(m.config.decoder, m.config.text_encoder.d_model,
                                                 m.store, num_chroma,
                                                 DecoderLoadOptions{weights, &load_pool});
+  {
+#ifdef MUSICGEN_HAVE_VULKAN
+    const gpu::DeviceChoice choice = gpu::resolve_device(options.device);
+    if (choice.vulkan) {
+      auto ctx = gpu::Context::open(choice.index);
+      m.gpu_decoder = std::make_unique<gpu::VulkanDecoder>(ctx, m.decoder->spec());
+      m.info.device = "vulkan:" + std::to_string(ctx->adapter().index) + " " + ctx->adapter().name;
+    }
+#else
+    if (options.device != "cpu" && options.device != "auto")
+      fail(ErrorCode::kDevice, "this build has no Vulkan backend (built without libvulkan-dev and "
+                               "glslc), so device '" + options.device + "' is unavailable; rebuild "
+                               "with them installed, or use --device cpu");
+#endif
+  }
   if (m.config.melody) m.chroma = std::make_unique<ChromaExtractor>();
   m.codec = std::make_unique<EncodecModel>(m.config.audio_encoder, m.store, "audio_encoder.");
 
@@ -407,7 +457,8 @@ GenerationResult Session::generate(const GenerationOptions& opt) {
   CodeGenResult codes;
   if (!long_form) {
     req.max_length = total_frames + kc;
-    codes = generate_codes(*m.decoder, req, &impl_->pool);
+    auto runner = m.new_runner(&impl_->pool);
+    codes = generate_codes(*runner, m.config.decoder, req);
     t.decode_steps = codegen_steps(req);
   } else {
     LongFormRequest lr;
@@ -426,7 +477,8 @@ GenerationResult Session::generate(const GenerationOptions& opt) {
     lr.after_window = [&](const Window&, const CodeGenRequest& r, const CodeGenResult&) {
       t.decode_steps += codegen_steps(r);
     };
-    codes = generate_long(*m.decoder, lr, &impl_->pool);
+    auto runner = m.new_runner(&impl_->pool);
+    codes = generate_long(*runner, m.config.decoder, lr);
   }
   t.decode_s = sw.seconds();
   result = decode_codes(codes.codes, batch, codes.frames);

@@ -20,7 +20,12 @@ int codegen_steps(const CodeGenRequest& req) { return req.max_length - (req.prom
 
 CodeGenResult generate_codes(const MusicgenDecoder& decoder, const CodeGenRequest& req,
                              ThreadPool* pool) {
-  const DecoderConfig& cfg = decoder.config();
+  CpuDecoderRunner runner(decoder, pool);
+  return generate_codes(runner, decoder.config(), req);
+}
+
+CodeGenResult generate_codes(DecoderRunner& runner, const DecoderConfig& cfg,
+                             const CodeGenRequest& req) {
   const int B = req.batch, K = cfg.num_codebooks, V = cfg.vocab_size, M = req.max_length;
   const int special = cfg.vocab_size;
   const int Tp = req.prompt_frames;
@@ -34,18 +39,19 @@ CodeGenResult generate_codes(const MusicgenDecoder& decoder, const CodeGenReques
   const bool cfg_on = guidance_on(req);
   const int rows = cfg_on ? 2 * B : B;  // [cond_0..cond_{B-1}, uncond_0..uncond_{B-1}]
 
-  DecoderState state = decoder.new_state(rows, M + (req.prefix_cond ? req.prefix_cond->dim(1) : 0));
+  const int capacity = M + (req.prefix_cond ? static_cast<int>(req.prefix_cond->dim(1)) : 0);
+  if (req.text == nullptr) runner.start(rows, capacity, nullptr, nullptr);
   if (req.text != nullptr) {
     const int64_t S = req.text->dim(1), H = req.text->dim(2);
     if (!cfg_on) {
-      decoder.set_text(state, *req.text, *req.text_mask, pool);
+      runner.start(rows, capacity, req.text, req.text_mask);
     } else {
       // The null stream: zero text states and a zero mask (HF appends zeros_like).
       Tensor both({rows, S, H});
       std::copy(req.text->data.begin(), req.text->data.end(), both.data.begin());
       std::vector<int32_t> mask(static_cast<size_t>(rows) * S, 0);
       std::copy(req.text_mask->begin(), req.text_mask->end(), mask.begin());
-      decoder.set_text(state, both, mask, pool);
+      runner.start(rows, capacity, &both, &mask);
     }
   }
   std::vector<float> prefix;  // [rows, P0, H]
@@ -93,8 +99,8 @@ CodeGenResult generate_codes(const MusicgenDecoder& decoder, const CodeGenReques
           input[(static_cast<size_t>(r) * K + k) * n + j] = v;
         }
     const bool first = s == start - 1;
-    decoder.forward(state, input.data(), n, false, &logits, pool,
-                    first && prefix_len > 0 ? prefix.data() : nullptr, first ? prefix_len : 0);
+    runner.step(input.data(), n, first && prefix_len > 0 ? prefix.data() : nullptr,
+                first ? prefix_len : 0, &logits);
     for (int b = 0; b < B; ++b)
       for (int k = 0; k < K; ++k) {
         float* sc = scores.data() + (static_cast<size_t>(b) * K + k) * V;
@@ -141,7 +147,12 @@ std::vector<Window> plan_windows(int total_frames, int prompt_frames, int window
 
 CodeGenResult generate_long(const MusicgenDecoder& decoder, const LongFormRequest& lr,
                             ThreadPool* pool) {
-  const DecoderConfig& cfg = decoder.config();
+  CpuDecoderRunner runner(decoder, pool);
+  return generate_long(runner, decoder.config(), lr);
+}
+
+CodeGenResult generate_long(DecoderRunner& runner, const DecoderConfig& cfg,
+                            const LongFormRequest& lr) {
   const int B = lr.base.batch, K = cfg.num_codebooks, kc = K / cfg.audio_channels;
   const std::vector<Window> plan =
       plan_windows(lr.total_frames, lr.base.prompt_frames, lr.window_frames, lr.stride_frames);
@@ -171,7 +182,7 @@ CodeGenResult generate_long(const MusicgenDecoder& decoder, const LongFormReques
     req.step_offset = steps_done;
     req.step_total = total_steps;
     if (lr.before_window) lr.before_window(w, &req);
-    const CodeGenResult g = generate_codes(decoder, req, pool);
+    const CodeGenResult g = generate_codes(runner, cfg, req);
     steps_done += codegen_steps(req);
     if (lr.after_window) lr.after_window(w, req, g);
     // Append the new frames, then carry the tail (frames after the stride) as the next prompt.

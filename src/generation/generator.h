@@ -47,9 +47,12 @@ struct CodeGenResult {
 // Decoder forward calls a request needs (for progress totals).
 int codegen_steps(const CodeGenRequest& request);
 
-// Throws Error(kCancelled) if on_step returns false.
+// Throws Error(kCancelled) if on_step returns false. Runs on the CPU.
 CodeGenResult generate_codes(const MusicgenDecoder& decoder, const CodeGenRequest& request,
                              ThreadPool* pool);
+// The same on any backend's runner (nn/decoder_spec.h) for a decoder of configuration cfg.
+CodeGenResult generate_codes(DecoderRunner& runner, const DecoderConfig& cfg,
+                             const CodeGenRequest& request);
 
 // One window of a long-form generation (audiocraft MusicGen._generate_tokens), in frames.
 struct Window {
@@ -78,5 +81,7 @@ struct LongFormRequest {
 // Runs the windows and stitches the new frames of each: [B, K, total_frames].
 CodeGenResult generate_long(const MusicgenDecoder& decoder, const LongFormRequest& request,
                             ThreadPool* pool);
+CodeGenResult generate_long(DecoderRunner& runner, const DecoderConfig& cfg,
+                            const LongFormRequest& request);
 
 }  // namespace musicgen

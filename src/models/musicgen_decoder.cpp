@@ -187,6 +187,60 @@ void MusicgenDecoder::set_text(DecoderState& st, const Tensor& projected,
   }
 }
 
+void MusicgenDecoder::position_rows(int start, int count, float* out) const {
+  std::fill_n(out, static_cast<int64_t>(count) * cfg_.hidden_size, 0.0f);
+  for (int s = 0; s < count; ++s) add_positions(out + static_cast<int64_t>(s) * cfg_.hidden_size, 1, 1, start + s);
+}
+
+DecoderSpec MusicgenDecoder::spec() const {
+  DecoderSpec sp;
+  sp.hidden = cfg_.hidden_size;
+  sp.heads = cfg_.num_attention_heads;
+  sp.head_dim = static_cast<int>(cfg_.head_dim());
+  sp.ffn = cfg_.ffn_dim;
+  sp.vocab = cfg_.vocab_size;
+  sp.codebooks = cfg_.num_codebooks;
+  sp.norm_eps = kLayerNormEps;
+  sp.attention_scale = 1.0f / std::sqrt(static_cast<float>(cfg_.head_dim()));
+  sp.embed = embed_;
+  const bool cross = has_cross_attention();
+  for (const Layer& l : layers_) {
+    DecoderLayerSpec ls;
+    ls.self_norm = &l.self_attn_norm;
+    ls.q = &l.q;
+    ls.k = &l.k;
+    ls.v = &l.v;
+    ls.out = &l.out;
+    if (cross) {
+      ls.cross_norm = &l.cross_attn_norm;
+      ls.cross_q = &l.cross_q;
+      ls.cross_k = &l.cross_k;
+      ls.cross_v = &l.cross_v;
+      ls.cross_out = &l.cross_out;
+    }
+    ls.ffn_norm = &l.final_norm;
+    ls.fc1 = &l.fc1;
+    ls.fc2 = &l.fc2;
+    sp.layers.push_back(ls);
+  }
+  sp.final_norm = &final_norm_;
+  for (const Linear& h : lm_heads_) sp.lm_heads.push_back(&h);
+  sp.positions = [this](int start, int count, float* out) { position_rows(start, count, out); };
+  sp.kv_half = weights_ != WeightStorage::kF32;
+  return sp;
+}
+
+void CpuDecoderRunner::start(int batch, int capacity, const Tensor* text,
+                             const std::vector<int32_t>* mask) {
+  state_ = decoder_.new_state(batch, capacity);
+  if (text != nullptr) decoder_.set_text(state_, *text, *mask, pool_);
+}
+
+void CpuDecoderRunner::step(const int32_t* tokens, int n, const float* prefix, int prefix_len,
+                            std::vector<float>* logits) {
+  decoder_.forward(state_, tokens, n, false, logits, pool_, prefix, prefix_len);
+}
+
 void MusicgenDecoder::add_positions(float* x, int n, int batch, int start) const {
   const int half = cfg_.hidden_size / 2;
   for (int s = 0; s < n; ++s) {

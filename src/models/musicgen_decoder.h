@@ -13,6 +13,7 @@
 #include "core/thread_pool.h"
 #include "format/hf_config.h"
 #include "format/safetensors.h"
+#include "nn/decoder_spec.h"
 #include "nn/linear.h"
 
 namespace musicgen {
@@ -75,6 +76,12 @@ class MusicgenDecoder {
                std::vector<float>* logits, ThreadPool* pool, const float* prefix = nullptr,
                int prefix_len = 0) const;
 
+  // The decoder step as a backend-neutral description (nn/decoder_spec.h): views of this
+  // model's weights, valid while the model lives. Backends other than the CPU run it.
+  DecoderSpec spec() const;
+  // Writes the sinusoidal position rows [start, start + count) x hidden (HF's float32 values).
+  void position_rows(int start, int count, float* out) const;
+
  private:
   struct Layer {
     Norm self_attn_norm;
@@ -97,6 +104,24 @@ class MusicgenDecoder {
   WeightStorage weights_ = WeightStorage::kF32;
   Linear enc_to_dec_proj_;
   std::vector<float> inv_freq_;  // [H/2]: the sinusoid frequencies
+};
+
+// The CPU backend's DecoderRunner: this decoder's forward() on a DecoderState in host memory.
+class CpuDecoderRunner : public DecoderRunner {
+ public:
+  CpuDecoderRunner(const MusicgenDecoder& decoder, ThreadPool* pool)
+      : decoder_(decoder), pool_(pool) {}
+  void start(int batch, int capacity, const Tensor* text,
+             const std::vector<int32_t>* mask) override;
+  void step(const int32_t* tokens, int n, const float* prefix, int prefix_len,
+            std::vector<float>* logits) override;
+  int length() const override { return state_.length; }
+  const char* device_name() const override { return "cpu"; }
+
+ private:
+  const MusicgenDecoder& decoder_;
+  ThreadPool* pool_;
+  DecoderState state_;
 };
 
 }  // namespace musicgen

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Compiles every shader variant with glslc and validates it with spirv-val.
+# Usage: src/gpu/shaders/test_shaders.sh [output-dir]   (default: a temporary directory, removed)
+# Exits non-zero on the first failure. Needs glslc (shaderc) and spirv-val (SPIRV-Tools).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+GLSLC="${GLSLC:-glslc}"
+SPIRV_VAL="${SPIRV_VAL:-spirv-val}"
+if [[ $# -ge 1 ]]; then
+  out="$1"
+  mkdir -p "$out"
+else
+  out="$(mktemp -d)"
+  trap 'rm -rf "$out"' EXIT
+fi
+
+# name:source:defines (defines space-separated, may be empty)
+variants=(
+  "matvec_f32:matvec.comp:-DW_F32"
+  "matvec_f16:matvec.comp:-DW_F16"
+  "matvec_bf16:matvec.comp:-DW_BF16"
+  "matvec_q8:matvec.comp:-DW_Q8"
+  "matvec_q4:matvec.comp:-DW_Q4"
+  "layernorm:layernorm.comp:"
+  "embed:embed.comp:"
+  "kv_write:kv_write.comp:"
+  "kv_write_f16:kv_write.comp:-DKV_F16"
+  "attention:attention.comp:"
+  "attention_f16:attention.comp:-DKV_F16"
+  "attention_cephes:attention.comp:-DEXP_CEPHES"
+  "attention_f16_cephes:attention.comp:-DKV_F16 -DEXP_CEPHES"
+)
+
+fail=0
+for v in "${variants[@]}"; do
+  IFS=: read -r name src defs <<<"$v"
+  spv="$out/$name.spv"
+  # shellcheck disable=SC2086
+  if ! "$GLSLC" --target-env=vulkan1.1 -O -fshader-stage=compute -I "$here" $defs \
+       "$here/$src" -o "$spv"; then
+    echo "FAIL compile: $name ($src $defs)" >&2
+    fail=1
+    continue
+  fi
+  if ! "$SPIRV_VAL" --target-env vulkan1.1 "$spv"; then
+    echo "FAIL spirv-val: $name" >&2
+    fail=1
+    continue
+  fi
+  echo "ok  $name"
+done
+exit "$fail"
