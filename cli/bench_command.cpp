@@ -300,6 +300,8 @@ int run_bench(const std::vector<std::string>& args) {
     j["weights"] = weights;
     j["device"] = info.device;
     j["batch"] = batch;
+    j["gpu_weight_bytes"] = info.device_weight_bytes;
+    j["gpu_peak_bytes"] = model->device_memory_peak();
     j["audio_seconds_per_s"] = batch * audio_s / std::max(1e-12, generate_s);
     j["threads"] = n_threads;
     j["steps"] = steps;

@@ -226,6 +226,28 @@ TEST(Vulkan, SeededAndBatchIndependent) {
   EXPECT_EQ(alone.codes, std::vector<int32_t>(both.codes.begin(), both.codes.begin() + per));
 }
 
+// The reduced types keep the self-attention cache in IEEE half on both devices: bf16 weights
+// give the CPU's greedy codes; q8 and q4 (float activations on the GPU, int8 blocks on the CPU)
+// give full-length finite audio.
+TEST(Vulkan, ReducedWeightTypes) {
+  REQUIRE_VULKAN(ctx);
+  GenerationOptions opt;
+  opt.prompts = {"hello world", "drums"};
+  opt.max_new_tokens = 30;
+  opt.greedy = true;
+  auto run = [&](WeightType w, const std::string& device) {
+    Session s(Model::load(testing::fixture_dir("tiny-a"), {.weights = w, .device = device}),
+              {.threads = 1});
+    return s.generate(opt);
+  };
+  EXPECT_EQ(run(WeightType::kBF16, "vulkan").codes, run(WeightType::kBF16, "cpu").codes);
+  for (WeightType w : {WeightType::kQ8, WeightType::kQ4}) {
+    const GenerationResult g = run(w, "vulkan"), c = run(w, "cpu");
+    ASSERT_EQ(g.audio.size(), c.audio.size());
+    for (float v : g.audio) ASSERT_TRUE(std::isfinite(v));
+  }
+}
+
 TEST(Vulkan, DeviceSelectionErrors) {
   EXPECT_THROW(gpu::resolve_device("gpu"), Error);
   EXPECT_THROW(gpu::resolve_device("vulkan:x"), Error);

@@ -48,6 +48,7 @@ struct ModelInfo {
   int default_max_length = 1500;
   // Where the decoder runs: "cpu" or "vulkan:N <adapter name>".
   std::string device = "cpu";
+  uint64_t device_weight_bytes = 0;  // decoder weights held in GPU memory (0 on the CPU)
 };
 
 // Storage type of the model's matrices (docs/QUANTIZATION.md: what each costs in accuracy, and
@@ -95,6 +96,8 @@ class Model {
   static std::shared_ptr<const Model> load(const std::string& path, const LoadOptions& options = {});
   ~Model();
   const ModelInfo& info() const;
+  // Peak bytes this model and its sessions have held in GPU memory so far (0 on the CPU).
+  uint64_t device_memory_peak() const;
 
   struct Impl;
   const Impl& impl() const { return *impl_; }

@@ -75,6 +75,12 @@ std::vector<DeviceInfo> list_devices() {
 Model::Model() : impl_(std::make_unique<Impl>()) {}
 Model::~Model() = default;
 const ModelInfo& Model::info() const { return impl_->info; }
+uint64_t Model::device_memory_peak() const {
+#ifdef MUSICGEN_HAVE_VULKAN
+  if (impl_->gpu_decoder) return impl_->gpu_decoder->context().peak_allocated_bytes();
+#endif
+  return 0;
+}
 
 std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptions& options) {
   std::shared_ptr<Model> model(new Model());
@@ -118,6 +124,7 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptio
       auto ctx = gpu::Context::open(choice.index);
       m.gpu_decoder = std::make_unique<gpu::VulkanDecoder>(ctx, m.decoder->spec());
       m.info.device = "vulkan:" + std::to_string(ctx->adapter().index) + " " + ctx->adapter().name;
+      m.info.device_weight_bytes = m.gpu_decoder->weight_bytes();
     }
 #else
     if (options.device != "cpu" && options.device != "auto")

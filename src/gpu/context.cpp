@@ -1,6 +1,7 @@
 #include "gpu/context.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "core/error.h"
@@ -91,7 +92,7 @@ AdapterInfo describe(const VkApi& api, VkPhysicalDevice d, int index) {
   a.api_version = version_text(p.apiVersion);
   a.max_storage_buffer_range = p.limits.maxStorageBufferRange;
   a.max_push_constants = p.limits.maxPushConstantsSize;
-  a.timestamp_period_ns = p.limits.timestampComputeAndGraphics ? p.limits.timestampPeriod : 0.0f;
+  a.timestamp_period_ns = p.limits.timestampPeriod;
   return a;
 }
 
@@ -414,7 +415,19 @@ void Context::submit_wait(VkCommandBuffer cb) {
   info.commandBufferCount = 1;
   info.pCommandBuffers = &cb;
   check(api_.vkQueueSubmit(queue_, 1, &info, fence_), "vkQueueSubmit");
-  check(api_.vkWaitForFences(device_, 1, &fence_, VK_TRUE, UINT64_MAX), "vkWaitForFences");
+  // A decoder step is a few milliseconds: poll the fence briefly rather than sleep in the
+  // driver (a wake-up costs tens of microseconds a step). Not on a CPU adapter (lavapipe), whose
+  // worker threads need the cores.
+  bool done = false;
+  if (adapter_.type != "cpu") {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(20);
+    while (!done && std::chrono::steady_clock::now() < until) {
+      const VkResult r = api_.vkGetFenceStatus(device_, fence_);
+      if (r == VK_SUCCESS) done = true;
+      else if (r != VK_NOT_READY) check(r, "vkGetFenceStatus");
+    }
+  }
+  if (!done) check(api_.vkWaitForFences(device_, 1, &fence_, VK_TRUE, UINT64_MAX), "vkWaitForFences");
   check(api_.vkResetFences(device_, 1, &fence_), "vkResetFences");
 }
 
@@ -428,9 +441,36 @@ Recorder::Recorder(Context& ctx, uint32_t max_dispatches) : ctx_(ctx), capacity_
   check(ctx_.vk().vkCreateDescriptorPool(ctx_.device(), &info, nullptr, &pool_), "vkCreateDescriptorPool");
 }
 
-Recorder::~Recorder() { ctx_.vk().vkDestroyDescriptorPool(ctx_.device(), pool_, nullptr); }
+Recorder::~Recorder() {
+  if (queries_ != VK_NULL_HANDLE) ctx_.vk().vkDestroyQueryPool(ctx_.device(), queries_, nullptr);
+  ctx_.vk().vkDestroyDescriptorPool(ctx_.device(), pool_, nullptr);
+}
 
-void Recorder::begin(VkCommandBuffer cb) { cb_ = cb; }
+void Recorder::begin(VkCommandBuffer cb) {
+  cb_ = cb;
+  if (queries_ != VK_NULL_HANDLE) ctx_.vk().vkCmdResetQueryPool(cb_, queries_, 0, 2 * capacity_);
+}
+
+void Recorder::enable_timestamps() {
+  if (ctx_.adapter().timestamp_period_ns <= 0)
+    fail(ErrorCode::kDevice, "adapter '" + ctx_.adapter().name + "' has no timestamps to profile with");
+  VkQueryPoolCreateInfo info{};
+  info.sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO;
+  info.queryType = VK_QUERY_TYPE_TIMESTAMP;
+  info.queryCount = 2 * capacity_;
+  check(ctx_.vk().vkCreateQueryPool(ctx_.device(), &info, nullptr, &queries_), "vkCreateQueryPool");
+}
+
+void Recorder::add_timings(std::map<std::string, double>* totals) const {
+  if (queries_ == VK_NULL_HANDLE || used_ == 0) return;
+  std::vector<uint64_t> ts(2 * used_);
+  check(ctx_.vk().vkGetQueryPoolResults(ctx_.device(), queries_, 0, 2 * used_, ts.size() * 8, ts.data(), 8,
+                                        VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT),
+        "vkGetQueryPoolResults");
+  const double period = ctx_.adapter().timestamp_period_ns;
+  for (uint32_t i = 0; i < used_; ++i)
+    (*totals)[labels_[i]] += static_cast<double>(ts[2 * i + 1] - ts[2 * i]) * period;
+}
 
 void Recorder::dispatch(const std::string& shader, const std::vector<const Buffer*>& buffers,
                         const void* push, uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz) {
@@ -464,7 +504,13 @@ void Recorder::dispatch(const std::string& shader, const std::vector<const Buffe
   vk.vkCmdBindPipeline(cb_, VK_PIPELINE_BIND_POINT_COMPUTE, p.pipeline);
   vk.vkCmdBindDescriptorSets(cb_, VK_PIPELINE_BIND_POINT_COMPUTE, p.layout, 0, 1, &set, 0, nullptr);
   if (push_bytes > 0) vk.vkCmdPushConstants(cb_, p.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, push_bytes, push);
+  if (queries_ != VK_NULL_HANDLE) {
+    labels_.push_back(label_);
+    vk.vkCmdWriteTimestamp(cb_, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, queries_, 2 * (used_ - 1));
+  }
   vk.vkCmdDispatch(cb_, gx, gy, gz);
+  if (queries_ != VK_NULL_HANDLE)
+    vk.vkCmdWriteTimestamp(cb_, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, queries_, 2 * (used_ - 1) + 1);
 }
 
 void Recorder::barrier() {

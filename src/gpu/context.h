@@ -135,6 +135,13 @@ class Recorder {
   void dispatch(const std::string& shader, const std::vector<const Buffer*>& buffers,
                 const void* push, uint32_t push_bytes, uint32_t gx, uint32_t gy = 1,
                 uint32_t gz = 1);
+  // Profiling: a timestamp before and after every later dispatch, which is filed under `label`
+  // (set_label applies to the dispatches that follow). Needs timestamp support (adapter()).
+  void enable_timestamps();
+  void set_label(const std::string& label) { label_ = label; }
+  const std::string& label() const { return label_; }
+  // After the recorded commands ran: GPU nanoseconds per label, added to *totals.
+  void add_timings(std::map<std::string, double>* totals) const;
   // Makes every earlier shader write visible to later shader reads and writes.
   void barrier();
   // Copies and makes the copy visible to the host.
@@ -146,6 +153,9 @@ class Recorder {
   VkDescriptorPool pool_ = VK_NULL_HANDLE;
   VkCommandBuffer cb_ = VK_NULL_HANDLE;
   uint32_t capacity_ = 0, used_ = 0;
+  VkQueryPool queries_ = VK_NULL_HANDLE;
+  std::string label_ = "other";
+  std::vector<std::string> labels_;  // per dispatch, when profiling
 };
 
 // The embedded SPIR-V of a shader variant (gpu_shaders.cpp, generated at build time).

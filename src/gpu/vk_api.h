@@ -67,6 +67,7 @@ namespace musicgen::gpu {
   X(vkCreateFence)                  \
   X(vkDestroyFence)                 \
   X(vkWaitForFences)                \
+  X(vkGetFenceStatus)               \
   X(vkResetFences)
 
 struct VkApi {

@@ -2,7 +2,11 @@
 
 #include <algorithm>
 #include <cfloat>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <map>
 
 #include "core/error.h"
 #include "kernels/quant.h"
@@ -24,15 +28,21 @@ struct NormPush {
 struct EmbedPush {
   uint32_t batch, codebooks, v1, hidden, prefix_len;
 };
-struct KvWritePush {
-  uint32_t batch, hidden, capacity, ld_src, k_off, v_off;
+struct SplitPush {
+  uint32_t hidden, head_dim, ldq, q_off, k_off, v_off, capacity, max_splits;
+  float scale;
 };
+struct CombinePush {
+  uint32_t head_dim, max_splits, out_off, ldo;
+};
+constexpr uint32_t kSplitKeys = 64;  // keys per workgroup of attn_split.comp
 struct AttentionPush {
   uint32_t hidden, head_dim, q_off, ldq, kv_rowstride, kv_batchstride, causal, nkeys, has_bias;
   float scale;
   uint32_t out_off, ldo, scr_stride;
 };
 constexpr uint32_t kGroup = 256;
+constexpr uint32_t kMaxFusedLnRows = 4;
 
 uint32_t groups(int64_t n, int64_t per) { return static_cast<uint32_t>((n + per - 1) / per); }
 
@@ -222,8 +232,13 @@ class VulkanRunner : public DecoderRunner {
  public:
   VulkanRunner(const VulkanDecoder::Impl& m, Context& ctx) : m_(m), ctx_(ctx) {
     name_ = "vulkan:" + std::to_string(ctx.adapter().index) + " " + ctx.adapter().name;
+    const char* p = std::getenv("MUSICGEN_VK_PROFILE");
+    profile_ = p != nullptr && *p != 0 && *p != '0' && ctx.adapter().timestamp_period_ns > 0;
   }
-  ~VulkanRunner() override { release(); }
+  ~VulkanRunner() override {
+    print_profile();
+    release();
+  }
 
   void start(int batch, int capacity, const Tensor* text, const std::vector<int32_t>* mask) override;
   void step(const int32_t* tokens, int n, const float* prefix, int prefix_len,
@@ -236,6 +251,11 @@ class VulkanRunner : public DecoderRunner {
   void record_step();
   void matvec(Recorder& r, const GpuLinear& l, const Buffer& x, uint32_t m, uint32_t x_off,
               uint32_t ldx, const Buffer& y, uint32_t y_off, uint32_t ldy, uint32_t flags);
+  void print_profile() const;
+  // layernorm(x) · Wᵀ into y: one fused dispatch for few rows, else a layernorm into a_ first
+  // (fused_ln_ says which; the two give bitwise the same result).
+  void norm_matvec(Recorder& r, const GpuNorm& n, const GpuLinear& l, const Buffer& y,
+                   uint32_t y_off, uint32_t ldy, uint32_t flags, bool norm_done = false);
   void layernorm(Recorder& r, const GpuNorm& n, const Buffer& x, const Buffer& y, uint32_t rows);
 
   const VulkanDecoder::Impl& m_;
@@ -245,18 +265,37 @@ class VulkanRunner : public DecoderRunner {
   bool started_ = false;
   std::vector<Buffer*> owned_;
   Buffer x_, a_, qkv_, att_, cq_, ff_, logits_, logits_host_, params_, tokens_, pos_, prefix_,
-      bias_, scratch_;
+      bias_, scratch_, parts_;
+  uint32_t max_splits_ = 0;
+  bool fused_ln_ = false;  // layernorms fused into the next product (few rows)
   std::vector<Buffer> kc_, vc_, ck_, cv_;
   std::unique_ptr<Recorder> rec_;
   VkCommandBuffer step_cb_ = VK_NULL_HANDLE;
+  // MUSICGEN_VK_PROFILE=1: GPU time per kind of dispatch, and the host's time per step.
+  bool profile_ = false;
+  std::map<std::string, double> gpu_ns_;
+  double host_step_s_ = 0, submit_s_ = 0;
+  long steps_run_ = 0;
 };
+
+void VulkanRunner::print_profile() const {
+  if (!profile_ || steps_run_ == 0) return;
+  double gpu = 0;
+  for (const auto& [k, v] : gpu_ns_) gpu += v;
+  std::fprintf(stderr, "vulkan profile: %ld steps, batch rows %d; per step: host %.1f us (submit+wait %.1f us), GPU busy %.1f us\n",
+               steps_run_, B_, 1e6 * host_step_s_ / steps_run_, 1e6 * submit_s_ / steps_run_,
+               gpu / 1e3 / steps_run_);
+  for (const auto& [k, v] : gpu_ns_)
+    std::fprintf(stderr, "  %-22s %9.1f us/step  %5.1f%%\n", k.c_str(), v / 1e3 / steps_run_,
+                 100.0 * v / std::max(1.0, gpu));
+}
 
 void VulkanRunner::release() {
   if (step_cb_ != VK_NULL_HANDLE) ctx_.free_commands(step_cb_);
   step_cb_ = VK_NULL_HANDLE;
   rec_.reset();
   for (Buffer* b : {&x_, &a_, &qkv_, &att_, &cq_, &ff_, &logits_, &logits_host_, &params_,
-                    &tokens_, &pos_, &prefix_, &bias_, &scratch_})
+                    &tokens_, &pos_, &prefix_, &bias_, &scratch_, &parts_})
     ctx_.destroy(*b);
   for (auto* v : {&kc_, &vc_, &ck_, &cv_}) {
     for (Buffer& b : *v) ctx_.destroy(b);
@@ -273,6 +312,32 @@ void VulkanRunner::matvec(Recorder& r, const GpuLinear& l, const Buffer& x, uint
   const Buffer* s = l.s.buffer != VK_NULL_HANDLE ? &l.s : &m_.dummy;
   const Buffer* b = l.has_bias ? &l.bias : &m_.dummy;
   r.dispatch(l.shader, {&x, &l.w, s, b, &y}, &p, sizeof(p), groups(l.n, kMatvecColumns));
+}
+
+void VulkanRunner::norm_matvec(Recorder& r, const GpuNorm& n, const GpuLinear& l,
+                               const Buffer& y, uint32_t y_off, uint32_t ldy, uint32_t flags,
+                               bool norm_done) {
+  const uint32_t H = static_cast<uint32_t>(m_.H), B = static_cast<uint32_t>(B_);
+  if (!fused_ln_) {
+    if (!norm_done) {
+      const std::string label = r.label();
+      r.set_label("layernorm");
+      layernorm(r, n, x_, a_, B);
+      r.barrier();
+      r.set_label(label);
+    }
+    matvec(r, l, a_, B, 0, H, y, y_off, ldy, flags);
+    return;
+  }
+  if (l.has_bias) flags |= kBias;
+  struct {
+    MatvecPush mv;
+    float eps;
+  } p{{B, l.n, l.k, 0, H, y_off, ldy, flags, l.kp, l.nbp}, m_.eps};
+  const Buffer* s = l.s.buffer != VK_NULL_HANDLE ? &l.s : &m_.dummy;
+  const Buffer* b = l.has_bias ? &l.bias : &m_.dummy;
+  r.dispatch(l.shader + "_ln", {&x_, &l.w, s, b, &y, &n.gamma, &n.beta}, &p, sizeof(p),
+             groups(l.n, kMatvecColumns));
 }
 
 void VulkanRunner::layernorm(Recorder& r, const GpuNorm& n, const Buffer& x, const Buffer& y,
@@ -314,7 +379,9 @@ void VulkanRunner::start(int batch, int capacity, const Tensor* text,
     kc_.push_back(ctx_.create_buffer(B * capacity * H * kv_elem, false));
     vc_.push_back(ctx_.create_buffer(B * capacity * H * kv_elem, false));
   }
-  scratch_ = ctx_.create_buffer(B * m_.heads * std::max(capacity, S_) * 4, false);
+  scratch_ = ctx_.create_buffer(B * m_.heads * std::max(1, S_) * 4, false);  // cross-attention
+  max_splits_ = static_cast<uint32_t>((capacity + kSplitKeys - 1) / kSplitKeys);
+  parts_ = ctx_.create_buffer(B * m_.heads * max_splits_ * (m_.D + 2) * 4, false);
 
   // Cross-attention K/V of the text, once: [B, S, H] per layer, and the mask as a bias.
   std::vector<float> bias(std::max<size_t>(1, B * S_), 0.0f);
@@ -347,55 +414,63 @@ void VulkanRunner::record_step() {
   const uint32_t B = B_, H = m_.H, D = m_.D, heads = m_.heads, K = m_.K, V = m_.V;
   rec_ = std::make_unique<Recorder>(ctx_, static_cast<uint32_t>(16 * m_.layers.size() + K + 8));
   Recorder& r = *rec_;
+  if (profile_) r.enable_timestamps();
+  // Each workgroup of a fused product recomputes its rows' statistics: worth it for few rows.
+  const char* nofuse = std::getenv("MUSICGEN_VK_NO_FUSED_LN");
+  fused_ln_ = B <= kMaxFusedLnRows && !(nofuse != nullptr && *nofuse != 0 && *nofuse != '0');
   step_cb_ = ctx_.allocate_commands();
   ctx_.begin(step_cb_);
   r.begin(step_cb_);
+  r.set_label("embed");
   const EmbedPush ep{B, K, V + 1, H, static_cast<uint32_t>(prefix_len_)};
   r.dispatch("embed", {&tokens_, &m_.embed, &pos_, &params_, &x_, &prefix_}, &ep, sizeof(ep),
              groups(H, kGroup), B);
   r.barrier();
-  const std::string kv_write = m_.kv_half ? "kv_write_f16" : "kv_write";
-  const std::string self_attention = m_.kv_half ? "attention_f16" : "attention";
-  const uint32_t scr = static_cast<uint32_t>(std::max(cap_, S_));
+  const std::string split = m_.kv_half ? "attn_split_f16" : "attn_split";
+  const uint32_t scr = static_cast<uint32_t>(std::max(1, S_));
   for (size_t l = 0; l < m_.layers.size(); ++l) {
     const GpuLayer& L = m_.layers[l];
-    layernorm(r, L.self_norm, x_, a_, B);
+    r.set_label("matvec q|k|v");
+    norm_matvec(r, L.self_norm, L.qkv, qkv_, 0, 3 * H, 0);
     r.barrier();
-    matvec(r, L.qkv, a_, B, 0, H, qkv_, 0, 3 * H, 0);
+    // Self-attention split over the keys (the new K/V written to the cache on the way), then
+    // the splits merged.
+    r.set_label("self-attention split");
+    const SplitPush sp{H, D, 3 * H, 0, H, 2 * H, static_cast<uint32_t>(cap_), max_splits_, m_.scale};
+    r.dispatch(split, {&qkv_, &kc_[l], &vc_[l], &parts_, &params_}, &sp, sizeof(sp), max_splits_,
+               heads, B);
     r.barrier();
-    const KvWritePush kp{B, H, static_cast<uint32_t>(cap_), 3 * H, H, 2 * H};
-    r.dispatch(kv_write, {&qkv_, &kc_[l], &vc_[l], &params_}, &kp, sizeof(kp),
-               groups(H, m_.kv_half ? 2 * kGroup : kGroup), B);
+    r.set_label("self-attention merge");
+    const CombinePush cp{D, max_splits_, 0, H};
+    r.dispatch("attn_combine", {&parts_, &att_, &params_}, &cp, sizeof(cp), heads, B);
     r.barrier();
-    const AttentionPush sp{H, D, 0, 3 * H, H, static_cast<uint32_t>(cap_) * H, 1, 0, 0, m_.scale, 0, H, scr};
-    r.dispatch(self_attention, {&qkv_, &kc_[l], &vc_[l], &bias_, &scratch_, &att_, &params_}, &sp,
-               sizeof(sp), heads, B);
-    r.barrier();
+    r.set_label("matvec out");
     matvec(r, L.out, att_, B, 0, H, x_, 0, H, kResidual);
     r.barrier();
     if (L.cross && S_ > 0) {
-      layernorm(r, L.cross_norm, x_, a_, B);
+      r.set_label("matvec cross q");
+      norm_matvec(r, L.cross_norm, L.cross_q, cq_, 0, H, 0);
       r.barrier();
-      matvec(r, L.cross_q, a_, B, 0, H, cq_, 0, H, 0);
-      r.barrier();
-      const AttentionPush cp{H, D, 0, H, H, static_cast<uint32_t>(S_) * H, 0,
+      r.set_label("cross-attention");
+      const AttentionPush xp{H, D, 0, H, H, static_cast<uint32_t>(S_) * H, 0,
                              static_cast<uint32_t>(S_), 1, m_.scale, 0, H, scr};
-      r.dispatch("attention", {&cq_, &ck_[l], &cv_[l], &bias_, &scratch_, &att_, &params_}, &cp,
-                 sizeof(cp), heads, B);
+      r.dispatch("attention", {&cq_, &ck_[l], &cv_[l], &bias_, &scratch_, &att_, &params_}, &xp,
+                 sizeof(xp), heads, B);
       r.barrier();
+      r.set_label("matvec cross out");
       matvec(r, L.cross_out, att_, B, 0, H, x_, 0, H, kResidual);
       r.barrier();
     }
-    layernorm(r, L.ffn_norm, x_, a_, B);
+    r.set_label("matvec fc1+gelu");
+    norm_matvec(r, L.ffn_norm, L.fc1, ff_, 0, m_.F, kGelu);
     r.barrier();
-    matvec(r, L.fc1, a_, B, 0, H, ff_, 0, m_.F, kGelu);
-    r.barrier();
+    r.set_label("matvec fc2");
     matvec(r, L.fc2, ff_, B, 0, m_.F, x_, 0, H, kResidual);
     r.barrier();
   }
-  layernorm(r, m_.final_norm, x_, a_, B);
-  r.barrier();
-  for (uint32_t k = 0; k < K; ++k) matvec(r, m_.heads_[k], a_, B, 0, H, logits_, k * V, K * V, 0);
+  r.set_label("matvec lm heads");
+  for (uint32_t k = 0; k < K; ++k)
+    norm_matvec(r, m_.final_norm, m_.heads_[k], logits_, k * V, K * V, 0, k > 0);
   r.copy_to_host(logits_, logits_host_, static_cast<size_t>(B) * K * V * 4);
   ctx_.end(step_cb_);
 }
@@ -419,6 +494,7 @@ void VulkanRunner::step(const int32_t* tokens, int n_tokens, const float* prefix
     }
     ctx_.upload(prefix_, prefix, static_cast<size_t>(B) * prefix_len * H * 4);
   }
+  const auto step_start = std::chrono::steady_clock::now();
   auto* params = static_cast<uint32_t*>(params_.mapped);
   auto* tok = static_cast<int32_t*>(tokens_.mapped);
   // Positions one at a time through the recorded step: every row of a matrix product and every
@@ -436,11 +512,19 @@ void VulkanRunner::step(const int32_t* tokens, int n_tokens, const float* prefix
             fail(ErrorCode::kInvalidArgument, "decoder token " + std::to_string(id) + " out of range");
           tok[b * K + k] = id;
         }
+    const auto t0 = std::chrono::steady_clock::now();
     ctx_.submit_wait(step_cb_);
     ++length_;
+    if (profile_) {
+      submit_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      rec_->add_timings(&gpu_ns_);
+      ++steps_run_;
+    }
   }
   logits->resize(static_cast<size_t>(B) * K * V);
   std::memcpy(logits->data(), logits_host_.mapped, logits->size() * 4);
+  if (profile_)
+    host_step_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
 }
 
 }  // namespace

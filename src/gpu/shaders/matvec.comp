@@ -19,6 +19,10 @@
 //   if (flags & 2) r = y_old + r; Y = r.
 // Rows are processed in chunks of 8 (each weight is read once per chunk of 8 rows).
 // X must not alias Y.
+// -DLN_FUSED: the rows of X are first layer-normalised (bindings 5 GAMMA, 6 BETA, push constant
+//   eps after nbp), with exactly layernorm.comp's arithmetic (the same 256-thread reductions and
+//   element expression), so the result is bitwise the unfused layernorm + matvec pair; it saves
+//   a dispatch and a barrier. Every workgroup recomputes each row's statistics: for small m.
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
@@ -44,12 +48,62 @@ layout(std430, set = 0, binding = 2) readonly buffer SBuf { uint S[]; };
 layout(std430, set = 0, binding = 3) readonly buffer BBuf { float BIAS[]; };
 layout(std430, set = 0, binding = 4) buffer YBuf { float Y[]; };
 
+#ifdef LN_FUSED
+layout(std430, set = 0, binding = 5) readonly buffer GBuf { float GAMMA[]; };
+layout(std430, set = 0, binding = 6) readonly buffer BtBuf { float BETA[]; };
+layout(push_constant) uniform PC {
+  uint m, n, k, x_off, ldx, y_off, ldy, flags, kp, nbp;
+  float eps;
+} pc;
+#else
 layout(push_constant) uniform PC {
   uint m, n, k, x_off, ldx, y_off, ldy, flags, kp, nbp;
 } pc;
+#endif
 
 const uint ROWS = 8u;
 shared float red[ROWS * 256u];
+#ifdef LN_FUSED
+shared float ln_mean[ROWS], ln_rstd[ROWS];
+uint g_i0 = 0u;  // first row of the current chunk
+
+float ln_tree_sum(float v, uint lid) {  // layernorm.comp's tree_sum, on red[0 .. 255]
+  red[lid] = v;
+  barrier();
+  for (uint h = 128u; h > 0u; h >>= 1) {
+    if (lid < h) {
+      precise float s = red[lid] + red[lid + h];
+      red[lid] = s;
+    }
+    barrier();
+  }
+  const float total = red[0];
+  barrier();
+  return total;
+}
+
+// Mean and 1/sqrt(var + eps) of rows i0 .. i0 + rows - 1, as layernorm.comp computes them.
+void ln_stats(uint i0, uint rows, uint lid) {
+  for (uint r = 0u; r < rows; ++r) {
+    const uint xb = pc.x_off + (i0 + r) * pc.ldx;
+    precise float s = 0.0;
+    for (uint i = lid; i < pc.k; i += 256u) s = s + X[xb + i];
+    precise float mean = ln_tree_sum(s, lid) / float(pc.k);
+    precise float v = 0.0;
+    for (uint i = lid; i < pc.k; i += 256u) {
+      precise float d = X[xb + i] - mean;
+      v = v + d * d;
+    }
+    precise float var = ln_tree_sum(v, lid) / float(pc.k);
+    precise float rstd = inversesqrt(var + pc.eps);
+    if (lid == 0u) {
+      ln_mean[r] = mean;
+      ln_rstd[r] = rstd;
+    }
+  }
+  barrier();
+}
+#endif
 
 // Rarely taken paths (unaligned data, row tails) are written as loops guarded by the condition
 // (`for (...; !fast && ...; ...)`) rather than as ifs: the same on GPUs, but lavapipe (which runs
@@ -63,6 +117,14 @@ vec4 load_x4(uint i, uint p0, bool xal) {
   if (fast) v = X4[base >> 2];
   for (uint l = 0u; !fast && l < 4u; ++l)
     if (p0 + l < pc.k) v[l] = X[base + l];
+#ifdef LN_FUSED
+  const float mean = ln_mean[i - g_i0], rstd = ln_rstd[i - g_i0];
+  for (uint l = 0u; l < 4u; ++l)
+    if (p0 + l < pc.k) {
+      precise float y = ((v[l] - mean) * rstd) * GAMMA[p0 + l] + BETA[p0 + l];
+      v[l] = y;
+    }
+#endif
   return v;
 }
 
@@ -192,6 +254,10 @@ void main() {
 
   for (uint i0 = 0u; i0 < pc.m; i0 += ROWS) {
     const uint rows = min(ROWS, pc.m - i0);
+#ifdef LN_FUSED
+    g_i0 = i0;
+    ln_stats(i0, rows, lid);
+#endif
     float a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0, a4 = 0.0, a5 = 0.0, a6 = 0.0, a7 = 0.0;
     // Three copies of the chunk loop, for 1, 2..4 and 5..8 rows; exactly one runs. The same
     // arithmetic for a given row whichever copy runs.
