@@ -55,7 +55,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max
 "$mg" devices > "$out/devices.txt" 2>&1
 log "devices: $(tail -n +2 "$out/devices.txt" | head -3 | tr '\n' ' ')"
 
-MUSICGEN_FIXTURES_DIR="$root/tests/fixtures" timeout 240 "$bin/tests/test_vulkan" > "$out/test_vulkan.txt" 2>&1
+MUSICGEN_FIXTURES_DIR="$root/tests/fixtures" MUSICGEN_CLI="$mg" timeout 240 "$bin/tests/test_vulkan" > "$out/test_vulkan.txt" 2>&1
 log "test_vulkan: $(grep -E 'PASSED|FAILED' "$out/test_vulkan.txt" | head -5 | tr '\n' ' ')"
 
 models=/tmp/musicgen-gpu-models

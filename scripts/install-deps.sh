@@ -9,4 +9,5 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential cmake ninja-build pkg-config \
   libsentencepiece-dev libsndfile1-dev libsoxr-dev libfftw3-dev libcurl4-openssl-dev libssl-dev \
   nlohmann-json3-dev libcpp-httplib-dev libopenblas-dev libgtest-dev libgmock-dev \
+  libvulkan-dev glslc mesa-vulkan-drivers spirv-tools \
   ca-certificates > /dev/null

@@ -4,7 +4,13 @@
 // batch-composition independence, and the device-selection errors.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <cstring>
 #include <random>
 
@@ -259,6 +265,30 @@ TEST(Vulkan, DeviceSelectionErrors) {
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kDevice);
     EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos);
+  }
+}
+
+// The command line: a missing driver or adapter is one line and exit 1, no output file, never a
+// silent fall back to the CPU.
+TEST(Vulkan, CliDeviceErrors) {
+  const std::string out = testing::make_temp_dir("vkcli") + "/x.wav";
+  const char* cli = std::getenv("MUSICGEN_CLI");  // a copied binary (bench/gpu_check.sh)
+  const std::string base = std::string(cli != nullptr ? cli : MUSICGEN_CLI) + " generate --model " +
+                           testing::fixture_dir("tiny-a") + " --max-new-tokens 8 --output " + out;
+  for (const std::string& cmd :
+       {"VK_DRIVER_FILES=/nonexistent.json VK_ICD_FILENAMES=/nonexistent.json " + base + " --device vulkan",
+        base + " --device vulkan:99", base + " --device cuda"}) {
+    const std::string full = cmd + " 2>&1";
+    FILE* p = popen(full.c_str(), "r");
+    ASSERT_NE(p, nullptr);
+    std::string text;
+    char buf[512];
+    while (fgets(buf, sizeof buf, p) != nullptr) text += buf;
+    const int status = pclose(p);
+    EXPECT_EQ(WEXITSTATUS(status), 1) << cmd << "\n" << text;
+    EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1) << text;
+    EXPECT_NE(text.find("musicgen: error:"), std::string::npos) << text;
+    EXPECT_FALSE(std::filesystem::exists(out));
   }
 }
 

@@ -207,6 +207,7 @@ std::shared_ptr<Context> Context::open(int index) {
 Context::~Context() {
   if (device_ != VK_NULL_HANDLE) {
     api_.vkQueueWaitIdle(queue_);
+    destroy(staging_);
     for (auto& [name, p] : pipelines_) {
       api_.vkDestroyPipeline(device_, p.pipeline, nullptr);
       api_.vkDestroyPipelineLayout(device_, p.layout, nullptr);
@@ -295,7 +296,9 @@ void Context::upload(const Buffer& dst, const void* src, size_t bytes, size_t of
     std::memcpy(static_cast<char*>(dst.mapped) + offset, src, bytes);
     return;
   }
-  Buffer staging = create_buffer(std::min(bytes, kStagingBytes), true);
+  std::lock_guard<std::mutex> lock(staging_mutex_);
+  if (staging_.buffer == VK_NULL_HANDLE) staging_ = create_buffer(kStagingBytes, true);
+  const Buffer& staging = staging_;
   for (size_t done = 0; done < bytes;) {
     const size_t n = std::min(bytes - done, kStagingBytes);
     std::memcpy(staging.mapped, static_cast<const char*>(src) + done, n);
@@ -305,7 +308,6 @@ void Context::upload(const Buffer& dst, const void* src, size_t bytes, size_t of
     });
     done += n;
   }
-  destroy(staging);
 }
 
 void Context::download(const Buffer& src, void* dst, size_t bytes, size_t offset) {
@@ -314,7 +316,9 @@ void Context::download(const Buffer& src, void* dst, size_t bytes, size_t offset
     std::memcpy(dst, static_cast<const char*>(src.mapped) + offset, bytes);
     return;
   }
-  Buffer staging = create_buffer(std::min(bytes, kStagingBytes), true);
+  std::lock_guard<std::mutex> lock(staging_mutex_);
+  if (staging_.buffer == VK_NULL_HANDLE) staging_ = create_buffer(kStagingBytes, true);
+  const Buffer& staging = staging_;
   for (size_t done = 0; done < bytes;) {
     const size_t n = std::min(bytes - done, kStagingBytes);
     run_once([&](VkCommandBuffer cb) {
@@ -324,7 +328,6 @@ void Context::download(const Buffer& src, void* dst, size_t bytes, size_t offset
     std::memcpy(static_cast<char*>(dst) + done, staging.mapped, n);
     done += n;
   }
-  destroy(staging);
 }
 
 void Context::fill_zero(const Buffer& dst) {

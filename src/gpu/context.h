@@ -118,6 +118,8 @@ class Context {
   VkPhysicalDeviceMemoryProperties memory_{};
   std::mutex mutex_;  // the queue, the command pool, the pipelines
   std::map<std::string, Pipeline> pipelines_;
+  std::mutex staging_mutex_;  // one reusable staging buffer for uploads and downloads
+  Buffer staging_;
   size_t allocated_ = 0, peak_allocated_ = 0;
 };
 
