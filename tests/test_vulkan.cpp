@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <cstring>
 #include <random>
+#include <thread>
 
 #include "core/error.h"
 #include "core/thread_pool.h"
@@ -230,6 +231,29 @@ TEST(Vulkan, SeededAndBatchIndependent) {
   const GenerationResult both = session.generate(opt);
   const size_t per = alone.codes.size();
   EXPECT_EQ(alone.codes, std::vector<int32_t>(both.codes.begin(), both.codes.begin() + per));
+}
+
+// One model on the GPU, two sessions generating at the same time from two threads: each gets
+// what it gets alone.
+TEST(Vulkan, ConcurrentSessionsShareOneModel) {
+  REQUIRE_VULKAN(ctx);
+  auto model = Model::load(testing::fixture_dir("tiny-a"), {.device = "vulkan"});
+  GenerationOptions a, b;
+  a.prompts = {"warm jazz"};
+  b.prompts = {"cold techno", "rain"};
+  for (GenerationOptions* o : {&a, &b}) {
+    o->max_new_tokens = 20;
+    o->greedy = true;
+  }
+  const auto alone_a = Session(model, {.threads = 1}).generate(a).codes;
+  const auto alone_b = Session(model, {.threads = 1}).generate(b).codes;
+  std::vector<int32_t> got_a, got_b;
+  std::thread ta([&] { got_a = Session(model, {.threads = 1}).generate(a).codes; });
+  std::thread tb([&] { got_b = Session(model, {.threads = 1}).generate(b).codes; });
+  ta.join();
+  tb.join();
+  EXPECT_EQ(got_a, alone_a);
+  EXPECT_EQ(got_b, alone_b);
 }
 
 // The reduced types keep the self-attention cache in IEEE half on both devices: bf16 weights

@@ -387,7 +387,7 @@ const Pipeline& Context::pipeline(const std::string& name) {
 }
 
 VkCommandBuffer Context::allocate_commands() {
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::lock_guard<std::mutex> lock(pool_mutex_);
   VkCommandBufferAllocateInfo info{};
   info.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO;
   info.commandPool = command_pool_;
@@ -399,7 +399,7 @@ VkCommandBuffer Context::allocate_commands() {
 }
 
 void Context::free_commands(VkCommandBuffer cb) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::lock_guard<std::mutex> lock(pool_mutex_);
   api_.vkFreeCommandBuffers(device_, command_pool_, 1, &cb);
 }
 

@@ -93,12 +93,18 @@ class Context {
   template <typename Fn>
   void run_once(Fn&& fn) {
     VkCommandBuffer cb = allocate_commands();
-    begin(cb);
-    fn(cb);
-    end(cb);
+    {
+      auto lock = recording_lock();
+      begin(cb);
+      fn(cb);
+      end(cb);
+    }
     submit_wait(cb);
     free_commands(cb);
   }
+  // Held while recording into a command buffer of the shared pool (Vulkan requires the pool to
+  // be externally synchronised: sessions may record concurrently).
+  std::unique_lock<std::mutex> recording_lock() { return std::unique_lock<std::mutex>(pool_mutex_); }
   void begin(VkCommandBuffer cb);
   void end(VkCommandBuffer cb);
 
@@ -116,7 +122,8 @@ class Context {
   VkCommandPool command_pool_ = VK_NULL_HANDLE;
   VkFence fence_ = VK_NULL_HANDLE;
   VkPhysicalDeviceMemoryProperties memory_{};
-  std::mutex mutex_;  // the queue, the command pool, the pipelines
+  std::mutex mutex_;       // the queue, the pipelines
+  std::mutex pool_mutex_;  // the command pool: allocation, recording, freeing
   std::map<std::string, Pipeline> pipelines_;
   std::mutex staging_mutex_;  // one reusable staging buffer for uploads and downloads
   Buffer staging_;

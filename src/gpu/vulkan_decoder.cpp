@@ -419,6 +419,7 @@ void VulkanRunner::record_step() {
   const char* nofuse = std::getenv("MUSICGEN_VK_NO_FUSED_LN");
   fused_ln_ = B <= kMaxFusedLnRows && !(nofuse != nullptr && *nofuse != 0 && *nofuse != '0');
   step_cb_ = ctx_.allocate_commands();
+  auto lock = ctx_.recording_lock();
   ctx_.begin(step_cb_);
   r.begin(step_cb_);
   r.set_label("embed");
