@@ -23,6 +23,7 @@
 #include "tokenizer/t5_tokenizer.h"
 #ifdef MUSICGEN_HAVE_VULKAN
 #include "gpu/context.h"
+#include "gpu/vulkan_codec.h"
 #include "gpu/vulkan_decoder.h"
 #endif
 
@@ -41,7 +42,16 @@ struct Model::Impl {
   std::unique_ptr<ChromaExtractor> chroma;  // melody checkpoints
 #ifdef MUSICGEN_HAVE_VULKAN
   std::unique_ptr<gpu::VulkanDecoder> gpu_decoder;  // when the decoder runs on a GPU
+  std::unique_ptr<gpu::VulkanCodecDecoder> gpu_codec;  // EnCodec decoding there too
 #endif
+  // EnCodec decoding on the model's device: codes [B][n_q][T] -> audio [B, 1, T * hop].
+  Tensor decode_audio(const std::vector<int32_t>& codes, int batch, int n_q, int frames,
+                      ThreadPool* pool) const {
+#ifdef MUSICGEN_HAVE_VULKAN
+    if (gpu_codec) return gpu_codec->decode(codes, batch, n_q, frames);
+#endif
+    return codec->decode(codes, batch, n_q, frames, pool);
+  }
   // A decoder runner on the model's device, for one generation of a session.
   std::unique_ptr<DecoderRunner> new_runner(ThreadPool* pool) const {
 #ifdef MUSICGEN_HAVE_VULKAN
@@ -117,6 +127,7 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptio
   m.decoder = std::make_unique<MusicgenDecoder>(m.config.decoder, m.config.text_encoder.d_model,
                                                 m.store, num_chroma,
                                                 DecoderLoadOptions{weights, &load_pool});
+  m.codec = std::make_unique<EncodecModel>(m.config.audio_encoder, m.store, "audio_encoder.");
   {
 #ifdef MUSICGEN_HAVE_VULKAN
     const gpu::DeviceChoice choice = gpu::resolve_device(options.device);
@@ -125,6 +136,8 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptio
       m.gpu_decoder = std::make_unique<gpu::VulkanDecoder>(ctx, m.decoder->spec());
       m.info.device = "vulkan:" + std::to_string(ctx->adapter().index) + " " + ctx->adapter().name;
       m.info.device_weight_bytes = m.gpu_decoder->weight_bytes();
+      m.gpu_codec = std::make_unique<gpu::VulkanCodecDecoder>(ctx, m.codec->decoder_spec());
+      m.info.device_weight_bytes += m.gpu_codec->weight_bytes();
     }
 #else
     if (options.device != "cpu" && options.device != "auto")
@@ -134,7 +147,6 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptio
 #endif
   }
   if (m.config.melody) m.chroma = std::make_unique<ChromaExtractor>();
-  m.codec = std::make_unique<EncodecModel>(m.config.audio_encoder, m.store, "audio_encoder.");
 
   ModelInfo& i = m.info;
   const MusicgenConfig& c = m.config;
@@ -237,7 +249,7 @@ GenerationResult Session::decode_codes(const std::vector<int32_t>& codes, int ba
       for (int q = 0; q < kc; ++q)
         std::copy_n(codes.data() + (static_cast<size_t>(b) * K + q * C + ch) * frames, frames,
                     sub.data() + (static_cast<size_t>(b) * kc + q) * frames);
-    const Tensor audio = m.codec->decode(sub, batch, kc, frames, &impl_->pool);  // [B, 1, samples]
+    const Tensor audio = m.decode_audio(sub, batch, kc, frames, &impl_->pool);  // [B, 1, samples]
     for (int b = 0; b < batch; ++b)
       std::copy_n(audio.ptr() + static_cast<size_t>(b) * r.samples, r.samples,
                   r.audio.data() + (static_cast<size_t>(b) * C + ch) * r.samples);

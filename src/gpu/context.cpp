@@ -270,8 +270,11 @@ Buffer Context::create_buffer(size_t bytes, bool host_visible) {
   }
   check(api_.vkBindBufferMemory(device_, b.buffer, b.memory, 0), "vkBindBufferMemory");
   if (host_visible) check(api_.vkMapMemory(device_, b.memory, 0, VK_WHOLE_SIZE, 0, &b.mapped), "vkMapMemory");
-  allocated_ += req.size;
-  peak_allocated_ = std::max(peak_allocated_, allocated_);
+  {
+    std::lock_guard<std::mutex> lock(count_mutex_);
+    allocated_ += req.size;
+    peak_allocated_ = std::max(peak_allocated_, allocated_);
+  }
   return b;
 }
 
@@ -279,7 +282,10 @@ void Context::destroy(Buffer& b) {
   if (b.buffer == VK_NULL_HANDLE) return;
   VkMemoryRequirements req{};
   api_.vkGetBufferMemoryRequirements(device_, b.buffer, &req);
-  allocated_ -= std::min(allocated_, static_cast<size_t>(req.size));
+  {
+    std::lock_guard<std::mutex> lock(count_mutex_);
+    allocated_ -= std::min(allocated_, static_cast<size_t>(req.size));
+  }
   if (b.mapped != nullptr) api_.vkUnmapMemory(device_, b.memory);
   api_.vkDestroyBuffer(device_, b.buffer, nullptr);
   api_.vkFreeMemory(device_, b.memory, nullptr);

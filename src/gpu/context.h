@@ -79,8 +79,14 @@ class Context {
   void download(const Buffer& src, void* dst, size_t bytes, size_t offset = 0);
   void fill_zero(const Buffer& dst);
   // Bytes allocated on the device now / at most so far.
-  size_t allocated_bytes() const { return allocated_; }
-  size_t peak_allocated_bytes() const { return peak_allocated_; }
+  size_t allocated_bytes() const {
+    std::lock_guard<std::mutex> lock(count_mutex_);
+    return allocated_;
+  }
+  size_t peak_allocated_bytes() const {
+    std::lock_guard<std::mutex> lock(count_mutex_);
+    return peak_allocated_;
+  }
 
   // The pipeline of an embedded shader variant ("matvec_f32"), built on first use.
   const Pipeline& pipeline(const std::string& name);
@@ -127,6 +133,7 @@ class Context {
   std::map<std::string, Pipeline> pipelines_;
   std::mutex staging_mutex_;  // one reusable staging buffer for uploads and downloads
   Buffer staging_;
+  mutable std::mutex count_mutex_;  // allocated_ and peak_allocated_ (buffers come and go on any thread)
   size_t allocated_ = 0, peak_allocated_ = 0;
 };
 

@@ -448,6 +448,27 @@ Tensor EncodecModel::decode_latent(const Tensor& latent, ThreadPool* pool,
   return audio;
 }
 
+CodecDecoderSpec EncodecModel::decoder_spec() const {
+  CodecDecoderSpec s;
+  s.hidden = cfg_.hidden_size;
+  s.hop = hop_;
+  s.codebook_size = cfg_.codebook_size;
+  for (const std::vector<float>& cb : codebooks_)
+    s.codebooks.push_back(ConstTensor{{cfg_.codebook_size, cfg_.codebook_dim}, cb.data(), {}});
+  s.first = &dec_first_;
+  s.lstm = &dec_lstm_;
+  for (const DecoderStage& stage : dec_stages_) {
+    CodecUpStageSpec st;
+    st.up = &stage.up;
+    for (const ResBlock& r : stage.res) st.res.push_back({&r.conv1, &r.conv2});
+    s.stages.push_back(std::move(st));
+  }
+  s.last = &dec_last_;
+  s.chunk_frames = kDecodeChunkFrames;
+  s.halo_frames = kDecodeHaloFrames;
+  return s;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Encode
 

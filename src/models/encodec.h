@@ -14,6 +14,7 @@
 #include "core/tensor.h"
 #include "format/hf_config.h"
 #include "format/safetensors.h"
+#include "nn/codec_spec.h"
 #include "nn/conv.h"
 #include "nn/lstm.h"
 #include "nn/packed_matmul.h"
@@ -60,6 +61,11 @@ class EncodecModel {
   static constexpr int64_t kDecodeHaloFrames = 8;
   Tensor decode_latent(const Tensor& latent, ThreadPool* pool,
                        int64_t chunk_frames = kDecodeChunkFrames) const;
+
+  // The decoder (quantizer_decode + decode_latent) as a backend-neutral description with views
+  // of this model's layers (nn/codec_spec.h), for other backends (gpu/vulkan_codec.h). Valid
+  // while this model lives.
+  CodecDecoderSpec decoder_spec() const;
 
   // Mono audio [batch][samples] at the codec's sampling rate → codes
   // [batch][num_quantizers][frames], frames = ceil(samples / hop) (nested ceil per stride),

@@ -80,6 +80,18 @@ Conv1d::Conv1d(const std::vector<float>& weight, std::vector<float> bias, int in
   weight_ = WeightMatrix(rows, out_, static_cast<int64_t>(kernel_) * in_);
 }
 
+std::vector<float> Conv1d::weight() const {
+  // [out, k, in] → [out, in, k]
+  const std::vector<float> rows = weight_.unpacked();
+  std::vector<float> w(rows.size());
+  for (int co = 0; co < out_; ++co)
+    for (int ci = 0; ci < in_; ++ci)
+      for (int j = 0; j < kernel_; ++j)
+        w[(static_cast<size_t>(co) * in_ + ci) * kernel_ + j] =
+            rows[(static_cast<size_t>(co) * kernel_ + j) * in_ + ci];
+  return w;
+}
+
 int64_t Conv1d::output_length(int64_t length) const {
   const int k_eff = (kernel_ - 1) * dilation_ + 1;
   const auto [pl, pr] = conv1d_paddings(length, k_eff, stride_);
@@ -180,6 +192,18 @@ ConvTranspose1d::ConvTranspose1d(const std::vector<float>& weight, std::vector<f
         rows[(static_cast<size_t>(j) * out_ + co) * in_ + ci] =
             weight[(static_cast<size_t>(ci) * out_ + co) * kernel_ + j];
   weight_ = WeightMatrix(rows, static_cast<int64_t>(kernel_) * out_, in_);
+}
+
+std::vector<float> ConvTranspose1d::weight() const {
+  // [k, out, in] → [in, out, k]
+  const std::vector<float> rows = weight_.unpacked();
+  std::vector<float> w(rows.size());
+  for (int ci = 0; ci < in_; ++ci)
+    for (int co = 0; co < out_; ++co)
+      for (int j = 0; j < kernel_; ++j)
+        w[(static_cast<size_t>(ci) * out_ + co) * kernel_ + j] =
+            rows[(static_cast<size_t>(j) * out_ + co) * in_ + ci];
+  return w;
 }
 
 int64_t ConvTranspose1d::output_length(int64_t length) const {

@@ -71,6 +71,13 @@ class Conv1d {
   // A good number of output rows per chunk for forward_rows.
   int64_t chunk_rows() const;
 
+  // The layer's parameters, for backends that lay them out their own way (nn/codec_spec.h):
+  // the folded weight in PyTorch layout [out, in, kernel] (unpacked: a copy) and the bias.
+  int stride() const { return stride_; }
+  int dilation() const { return dilation_; }
+  std::vector<float> weight() const;
+  const std::vector<float>& bias() const { return bias_; }
+
  private:
   int in_ = 0, out_ = 0, kernel_ = 0, stride_ = 1, dilation_ = 1;
   WeightMatrix weight_;      // [out, kernel·in]: row co is the window, time-major
@@ -86,6 +93,11 @@ class ConvTranspose1d {
 
   int in_channels() const { return in_; }
   int out_channels() const { return out_; }
+  int kernel_size() const { return kernel_; }
+  int stride() const { return stride_; }
+  // The folded weight in PyTorch layout [in, out, kernel] (unpacked: a copy) and the bias.
+  std::vector<float> weight() const;
+  const std::vector<float>& bias() const { return bias_; }
   // (length − 1)·stride + kernel, minus the trimmed padding_total = kernel − stride
   // (pad_right = padding_total/2 from the end, the rest from the start): length·stride.
   int64_t output_length(int64_t length) const;

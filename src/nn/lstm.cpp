@@ -32,6 +32,11 @@ Lstm::Lstm(int input_size, int hidden_size, std::vector<LstmLayerWeights> layers
   }
 }
 
+LstmLayerWeights Lstm::layer_weights(int l) const {
+  const Layer& w = layers_.at(static_cast<size_t>(l));
+  return {w.w_ih.unpacked(), w.w_hh.unpacked(), w.b_ih, w.b_hh};
+}
+
 Tensor Lstm::forward(const Tensor& x, ThreadPool* pool) const {
   if (x.shape.size() != 3 || x.shape[2] != input_)
     fail(ErrorCode::kInvalidArgument,

@@ -38,6 +38,8 @@ class Lstm {
   // x [B, T, input_size] → the last layer's hidden state at every step, [B, T, hidden_size].
   // pool may be nullptr.
   Tensor forward(const Tensor& x, ThreadPool* pool) const;
+  // Layer l's parameters in PyTorch layout (a copy; for backends, nn/codec_spec.h).
+  LstmLayerWeights layer_weights(int l) const;
 
  private:
   struct Layer {

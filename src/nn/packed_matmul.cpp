@@ -289,4 +289,14 @@ void WeightMatrix::multiply(const float* a, int64_t lda, const float* bias, floa
     gemm_nt(a, lda, rows_.data(), bias, c, ldc, m, n_, k_, pool);
 }
 
+std::vector<float> WeightMatrix::unpacked() const {
+  if (n_ < kMinPackedRows) return rows_;
+  std::vector<float> w(static_cast<size_t>(n_ * k_));
+  for (int64_t j = 0; j < n_; ++j) {
+    const float* src = packed_.panel(j / PackedWeights::kPanel) + j % PackedWeights::kPanel;
+    for (int64_t p = 0; p < k_; ++p) w[j * k_ + p] = src[p * PackedWeights::kPanel];
+  }
+  return w;
+}
+
 }  // namespace musicgen::nn

@@ -66,6 +66,8 @@ class WeightMatrix {
   int64_t k() const { return k_; }
   void multiply(const float* a, int64_t lda, const float* bias, float* c, int64_t ldc, int64_t m,
                 ThreadPool* pool) const;
+  // W [n, k] row-major, as given at construction (for backends that lay weights out their way).
+  std::vector<float> unpacked() const;
 
  private:
   int64_t n_ = 0, k_ = 0;

@@ -30,6 +30,13 @@ variants=(
   "attention_f16:attention.comp:-DKV_F16"
   "attention_cephes:attention.comp:-DEXP_CEPHES"
   "attention_f16_cephes:attention.comp:-DKV_F16 -DEXP_CEPHES"
+  "codec_rvq:codec_rvq.comp:"
+  "codec_conv1d:codec_conv1d.comp:"
+  "codec_conv_tr:codec_conv_tr.comp:"
+  "codec_elu:codec_elu.comp:"
+  "codec_add:codec_add.comp:"
+  "codec_lstm_gates:codec_lstm_gates.comp:"
+  "codec_lstm_cell:codec_lstm_cell.comp:"
 )
 
 fail=0
