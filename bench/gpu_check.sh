@@ -57,6 +57,10 @@ log "devices: $(tail -n +2 "$out/devices.txt" | head -3 | tr '\n' ' ')"
 
 MUSICGEN_FIXTURES_DIR="$root/tests/fixtures" MUSICGEN_CLI="$mg" timeout 240 "$bin/tests/test_vulkan" > "$out/test_vulkan.txt" 2>&1
 log "test_vulkan: $(grep -E 'PASSED|FAILED' "$out/test_vulkan.txt" | head -5 | tr '\n' ' ')"
+if [ -x "$bin/tests/test_vulkan_codec" ]; then
+  MUSICGEN_FIXTURES_DIR="$root/tests/fixtures" timeout 120 "$bin/tests/test_vulkan_codec" > "$out/test_vulkan_codec.txt" 2>&1
+  log "test_vulkan_codec: $(grep -E 'PASSED|FAILED' "$out/test_vulkan_codec.txt" | head -5 | tr '\n' ' ')"
+fi
 
 models=/tmp/musicgen-gpu-models
 mkdir -p "$models"
@@ -77,8 +81,9 @@ bench() {
   if [ "$(left)" -lt 40 ]; then log "skip $1 $2 $3 b$4 (budget)"; return; fi
   make_model "$1"
   timeout $(( $(left) - 20 )) "$mg" bench --model "$models/$1" --device vulkan --weights "$2" --batch "$3" \
-    --steps "$4" --repeats "${5:-2}" --bandwidth-mib 0 --json > "$out/ours-$1-$2-b$3.json" 2> "$out/ours-$1-$2-b$3.err"
-  log "ours $1 $2 b$3: rc $? $(grep -o '"decoder_steps_per_s": [0-9.]*' "$out/ours-$1-$2-b$3.json" | head -1)"
+    --steps "$4" --repeats "${5:-2}" --bandwidth-mib 0 --json > "$out/ours-$1-$2-b$3-s$4.json" \
+    2> "$out/ours-$1-$2-b$3-s$4.err"
+  log "ours $1 $2 b$3 $4 steps: rc $? $(grep -o '"decoder_steps_per_s": [0-9.]*' "$out/ours-$1-$2-b$3-s$4.json" | head -1)"
 }
 reference() {
   if [ "$(left)" -lt 60 ]; then log "skip reference $1 (budget)"; return; fi
@@ -99,7 +104,7 @@ if [ "$plan" = profile ]; then  # a short run: where the time of a step goes
   log "done in $(( $(date +%s) - start )) s"
   exit 0
 fi
-if [ "$plan" = second ]; then
+if [ "$plan" = second ]; then  # after the changes a profile suggested
   profile small f32 1 300
   bench small f32 1 1500 1
   bench small f32 1 500
