@@ -1,6 +1,8 @@
 // list_cached_models (a scan of the cache folder) and inspect_model (config.json and safetensors
 // headers of a checkpoint: architecture, parameters per part and dtype, weight memory estimates).
 #include <algorithm>
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -10,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "hub/cache.h"
 #include "hub/hub_config.h"
 #include "musicgen/hub.h"
@@ -22,10 +25,9 @@ using json = nlohmann::json;
 namespace {
 
 json read_json(const fs::path& path) {
-  std::ifstream in(path);
-  if (!in) fail(ErrorCode::kNotFound, "cannot read '" + path.string() + "'");
+  const std::string text = read_regular_file(path.string(), kMaxJsonFileBytes);
   try {
-    return json::parse(in);
+    return json::parse(text);
   } catch (const json::exception& e) {
     fail(ErrorCode::kInvalidModel, "'" + path.string() + "' is not valid JSON (" + e.what() +
                                        "); re-download the checkpoint");
@@ -36,8 +38,8 @@ std::string model_type_of(const fs::path& snapshot) {
   std::error_code ec;
   if (!fs::is_regular_file(snapshot / "config.json", ec)) return "";
   try {
-    std::ifstream in(snapshot / "config.json");
-    const json j = json::parse(in);
+    const json j =
+        json::parse(read_regular_file((snapshot / "config.json").string(), kMaxJsonFileBytes));
     return j.value("model_type", "");
   } catch (const std::exception&) {
     return "";
@@ -72,17 +74,21 @@ std::vector<HeaderEntry> read_safetensors_header(const fs::path& path) {
     fail(ErrorCode::kInvalidModel, "corrupt safetensors file '" + path.string() + "': " + what +
                                        "; re-download the checkpoint");
   };
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(ErrorCode::kNotFound, "cannot read '" + path.string() + "'");
+  uint64_t file_size = 0;
+  const int fd = open_regular_file(path.string(), &file_size);
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
   uint8_t len_bytes[8];
-  if (!in.read(reinterpret_cast<char*>(len_bytes), 8)) return corrupt("shorter than 8 bytes");
+  if (file_size < 8 || ::pread(fd, len_bytes, 8, 0) != 8) return corrupt("shorter than 8 bytes");
   uint64_t len = 0;
   for (int i = 7; i >= 0; --i) len = (len << 8) | len_bytes[i];  // little-endian u64
-  std::error_code ec;
-  if (len > (uint64_t{100} << 20) || len + 8 > fs::file_size(path, ec))
-    return corrupt("header length " + std::to_string(len) + " exceeds the file");
+  // The length is not echoed: for a file that is not safetensors it would be its first 8 bytes.
+  if (len > (uint64_t{100} << 20) || len > file_size - 8)
+    return corrupt("the header length exceeds the file (not a safetensors file?)");
   std::string header(len, '\0');
-  if (!in.read(header.data(), static_cast<std::streamsize>(len)))
+  if (::pread(fd, header.data(), len, 8) != static_cast<ssize_t>(len))
     return corrupt("truncated header");
   json j;
   try {
@@ -225,7 +231,14 @@ CheckpointSummary inspect_model(const std::string& reference, const ResolveOptio
         if (shard.is_string() &&
             std::find(shards.begin(), shards.end(), shard.get<std::string>()) == shards.end())
           shards.push_back(shard.get<std::string>());
-    for (const auto& sh : shards) weights.push_back(d / sh);
+    for (const auto& sh : shards) {
+      if (!hub::is_safe_relative_path(sh))
+        fail(ErrorCode::kInvalidModel, "'" + (d / "model.safetensors.index.json").string() +
+                                           "' names shard '" + sh +
+                                           "', a path outside the checkpoint folder; "
+                                           "re-download the checkpoint");
+      weights.push_back(d / sh);
+    }
   } else {
     fail(ErrorCode::kNotFound, "no model.safetensors or model.safetensors.index.json in '" + dir +
                                    "'; PyTorch .bin checkpoints are not supported");
