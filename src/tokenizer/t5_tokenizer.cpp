@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 
 namespace musicgen {
 
@@ -18,7 +19,9 @@ T5Tokenizer::T5Tokenizer(const std::string& path) : impl_(std::make_unique<Impl>
     fail(ErrorCode::kNotFound, "tokenizer '" + path +
                                    "' not found; a MusicGen checkpoint directory must hold the T5 "
                                    "spiece.model (copy it from t5-base)");
-  const auto status = impl_->sp.Load(path);
+  // Read with the input rules (regular file, no blocking, bounded size), then parsed from memory.
+  const std::string bytes = read_regular_file(path, kMaxTokenizerFileBytes);
+  const auto status = impl_->sp.LoadFromSerializedProto(bytes);
   if (!status.ok())
     fail(ErrorCode::kInvalidModel, "cannot load tokenizer '" + path + "': " + status.ToString() +
                                        "; replace it with t5-base's spiece.model");
