@@ -467,5 +467,41 @@ TEST(ResampleGolden, CodesMatchThePythonResampledAudio) {
   }
 }
 
+// Issue 10: an audio prompt is decoded only up to the end of the part used. A file longer than
+// the one-hour limit (3601 s of 8-bit audio at 1 kHz, 3.6 MB) cannot be loaded whole, but its
+// first second can; a part equals the slice of the whole file.
+TEST_F(AudioInput, ReadsOnlyThePartItUses) {
+  const std::string long_wav = path("long.wav");
+  {
+    SF_INFO info{};
+    info.samplerate = 1000;
+    info.channels = 1;
+    info.format = SF_FORMAT_WAV | SF_FORMAT_PCM_U8;
+    SNDFILE* f = sf_open(long_wav.c_str(), SFM_WRITE, &info);
+    ASSERT_NE(f, nullptr);
+    std::vector<float> block(100000, 0.25f);
+    for (int i = 0; i < 36; ++i) sf_writef_float(f, block.data(), 100000);
+    sf_writef_float(f, block.data(), 1000);
+    sf_close(f);
+  }
+  expect_error([&] { load_audio(long_wav); }, ErrorCode::kInvalidArgument, "longer than one hour");
+  const AudioBuffer first = load_audio(long_wav, 0.0, 1.0);
+  EXPECT_EQ(first.frames, 1000);
+  EXPECT_EQ(first.sample_rate, 1000);
+  const AudioBuffer later = load_audio(long_wav, 10.0, 0.5);
+  EXPECT_EQ(later.frames, 500);
+
+  const std::string wav = path("short.wav");
+  ASSERT_TRUE(write_file(wav, make_signal(2, 16000, 16000), SF_FORMAT_WAV | SF_FORMAT_FLOAT));
+  const AudioBuffer part = load_audio(wav, 0.25, 0.5);
+  const AudioBuffer slice = slice_seconds(load_audio(wav), 0.25, 0.5);
+  EXPECT_EQ(part.frames, slice.frames);
+  EXPECT_EQ(part.samples, slice.samples);
+  EXPECT_EQ(load_audio(wav, 0.75, std::nullopt).samples, slice_seconds(load_audio(wav), 0.75).samples);
+  expect_error([&] { load_audio(wav, 1.0, std::nullopt); }, ErrorCode::kInvalidArgument,
+               "past the end");
+  expect_error([&] { load_audio(wav, 0.0, 1e-9); }, ErrorCode::kInvalidArgument, "selects no samples");
+}
+
 }  // namespace
 }  // namespace musicgen
