@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "format/crc32c.h"
+#include "format/hf_config.h"
 #include "format/quantized_file.h"
 #include "fuzz_common.h"
 #include "musicgen/error.h"

@@ -150,6 +150,10 @@ AudioBuffer load_audio(const std::string& path, double start_s, std::optional<do
   const int64_t end = duration_s.has_value()
                           ? start + std::max<int64_t>(0, seconds_to_samples(*duration_s, rate))
                           : INT64_MAX;
+  if (duration_s.has_value() && end <= start)
+    fail(ErrorCode::kInvalidArgument,
+         "duration " + format_seconds(*duration_s) + " s selects no samples at " +
+             std::to_string(rate) + " Hz; use a longer duration");
   // The declared length is only a hint (compressed streams may be off); the checks are repeated
   // on what is actually kept.
   if (!duration_s.has_value()) check_size(path, info.frames, info.channels, rate);
