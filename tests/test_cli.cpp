@@ -526,5 +526,14 @@ TEST_F(CliBadInput, NanAndTruncatedAudioPromptsAreRefused) {
   expect_clean_failure(gen(m, {"--audio-prompt", huge}), "is truncated", out_);
 }
 
+// Found by fuzz_tokenizer: a spiece.model with a piece starting with a NUL byte made
+// libsentencepiece abort the process (an exception thrown through it) instead of failing.
+TEST_F(CliBadInput, TokenizerWithANulPieceIsAnErrorNotAnAbort) {
+  const std::string dir = copy_fixture("tiny-a");
+  fs::copy_file(std::string(MUSICGEN_SOURCE_DIR) + "/fuzz/regressions/tokenizer-nul-piece.model",
+                dir + "/spiece.model", fs::copy_options::overwrite_existing);
+  expect_clean_failure(gen(dir), "contains a NUL byte", out_);
+}
+
 }  // namespace
 }  // namespace musicgen
