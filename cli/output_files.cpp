@@ -144,6 +144,11 @@ size_t OutputSet::add(const std::string& path, const std::string& what) {
         target.string() == path ? "'" + path + "'" : "'" + path + "' (a link to '" +
                                                           target.string() + "')";
     struct stat st {};
+    // The kernel's own resolution too: /dev/stdout -> /proc/self/fd/1 -> a pipe or a terminal
+    // has no readable final name.
+    if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+      refuse(what + " '" + path + "' is " + kind_of(st.st_mode) +
+             ", not a regular file; refusing to replace it, give a file name");
     if (::stat(target.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
       if (S_ISDIR(st.st_mode)) refuse("cannot write " + what + " " + shown + ": it is a directory; give a file name");
       refuse(what + " " + shown + " is " + kind_of(st.st_mode) +

@@ -801,6 +801,20 @@ TEST_F(HubTest, InfoReadsNoShardOutsideTheCheckpointAndEchoesNoBytes) {
     // and the cache scan reports it instead of probing the path
     EXPECT_FALSE(hub::is_safe_relative_path(shard));
   }
+  // Config values out of int range are shown as unknown (0), not converted with undefined
+  // behaviour (UBSan in the sanitizer build).
+  json cfg = json::parse(read_file(fs::path(dir) / "config.json"));
+  cfg["decoder"]["num_hidden_layers"] = 1e20;
+  cfg["decoder"]["hidden_size"] = 1.5;
+  cfg["audio_encoder"]["upsampling_ratios"] = {1 << 30, 1 << 30, 1 << 30};
+  std::ofstream(fs::path(dir) / "config.json") << cfg.dump();
+  fs::remove(fs::path(dir) / "model.safetensors.index.json");
+  fs::copy(fs::path(src) / "model.safetensors", fs::path(dir) / "model.safetensors");
+  const CheckpointSummary s = inspect_model(dir, options_);
+  EXPECT_EQ(s.decoder_layers, 0);
+  EXPECT_EQ(s.decoder_hidden, 0);
+  EXPECT_GE(s.frame_rate, 0);
+  fs::remove(fs::path(dir) / "model.safetensors");
   // A file in the folder that is not safetensors: its first bytes are not echoed as a length.
   std::ofstream(fs::path(dir) / "model.safetensors") << "root:x:0:0:root:/root:/bin/bash\n";
   const std::string message = error_of([&] { inspect_model(dir, options_); });

@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <unistd.h>
 
+#include <climits>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -58,9 +60,14 @@ uint64_t tree_size(const fs::path& dir, bool skip_incomplete) {
   return total;
 }
 
+// An integer of the config, or 0 when it is absent, not a number, not integral or out of int
+// range (1e20 must not be converted: that is undefined behaviour). `info` describes, the loader
+// judges.
 int get_int(const json& j, const char* key) {
   if (!j.is_object() || !j.contains(key) || !j[key].is_number()) return 0;
-  return j[key].get<int>();
+  const double d = j[key].get<double>();
+  if (!(d >= INT32_MIN && d <= INT32_MAX) || d != std::floor(d)) return 0;
+  return static_cast<int>(d);
 }
 
 // Header entries (name, dtype, parameters) of one safetensors file.
@@ -213,10 +220,11 @@ CheckpointSummary inspect_model(const std::string& reference, const ResolveOptio
   s.sample_rate = get_int(codec, "sampling_rate");
   if (codec.is_object() && codec.contains("upsampling_ratios") &&
       codec["upsampling_ratios"].is_array() && s.sample_rate > 0) {
-    int hop = 1;
+    double hop = 1;
     for (const auto& r : codec["upsampling_ratios"])
-      if (r.is_number_integer() && r.get<int>() > 0) hop *= r.get<int>();
-    s.frame_rate = static_cast<int>(std::ceil(static_cast<double>(s.sample_rate) / hop));
+      if (r.is_number() && r.get<double>() >= 1) hop *= r.get<double>();
+    const double rate = std::ceil(static_cast<double>(s.sample_rate) / hop);
+    s.frame_rate = rate <= INT32_MAX ? static_cast<int>(rate) : 0;
   }
 
   // The weight files: model.safetensors, or the shards of the index.
