@@ -432,14 +432,16 @@ TEST_F(CliBadInput, ASignalBeforeTheRenameRemovesTemporariesAndKeepsOldFiles) {
   std::ofstream(out_) << "old audio";
   const std::string codes = out_dir_ + "/codes.json";
   std::ofstream(codes) << "old codes";
-  const CliResult r = run_cli_to({"generate", "--model", fixture_dir("tiny-a"), "--prompt", "x",
-                                  "--max-new-tokens", "8", "--output", out_, "--codes-out", codes,
-                                  "--quiet"},
-                                 "/dev/null", "MUSICGEN_TEST_SIGNAL_BEFORE_COMMIT=15");
-  EXPECT_NE(r.exit_code, 0);
-  EXPECT_EQ(read_file(out_), "old audio");
-  EXPECT_EQ(read_file(codes), "old codes");
-  EXPECT_TRUE(no_temporaries(out_dir_));
+  for (const char* sig : {"15", "2"}) {  // SIGTERM, SIGINT
+    const CliResult r = run_cli_to({"generate", "--model", fixture_dir("tiny-a"), "--prompt", "x",
+                                    "--max-new-tokens", "8", "--output", out_, "--codes-out",
+                                    codes, "--quiet"},
+                                   "/dev/null", std::string("MUSICGEN_TEST_SIGNAL_BEFORE_COMMIT=") + sig);
+    EXPECT_NE(r.exit_code, 0) << sig;
+    EXPECT_EQ(read_file(out_), "old audio") << sig;
+    EXPECT_EQ(read_file(codes), "old codes") << sig;
+    EXPECT_TRUE(no_temporaries(out_dir_)) << sig;
+  }
 }
 
 TEST_F(CliBadInput, SpecialFilesAsInputsGiveAnErrorNotAHang) {
@@ -467,6 +469,9 @@ TEST_F(CliBadInput, OversizedTokenizerIsRefusedBeforeReading) {
   const std::string dir = copy_fixture("tiny-a");
   fs::resize_file(dir + "/spiece.model", (uint64_t{64} << 20) + 1);  // sparse
   expect_clean_failure(gen(dir), "more than the", out_);
+  const std::string dir2 = copy_fixture("tiny-a");
+  fs::resize_file(dir2 + "/config.json", (uint64_t{64} << 20) + 1);
+  expect_clean_failure(gen(dir2), "more than the", out_);
 }
 
 TEST_F(CliBadInput, ConfigNumbersAreBoundedBeforeTheySizeAnything) {
@@ -484,6 +489,8 @@ TEST_F(CliBadInput, ConfigNumbersAreBoundedBeforeTheySizeAnything) {
       {"text_encoder", "num_layers", 100000, "num_layers = 100000"},
       {"audio_encoder", "upsampling_ratios", json::array({65536, 65536, 2}), "out of range"},
       {"audio_encoder", "sampling_rate", 2000000000, "above 768000"},
+      {"audio_encoder", "num_filters", 1 << 28, "'num_filters' times 2^"},
+      {"audio_encoder", "num_residual_layers", 40, "'dilation_growth_rate' to the power"},
   };
   for (const Case& c : cases) {
     const std::string dir = copy_fixture("tiny-a");

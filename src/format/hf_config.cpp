@@ -135,8 +135,19 @@ void parse_encodec(const json& j, const std::string& where, EncodecConfig* c) {
   for (int v : c->upsampling_ratios) {
     if (v <= 0) r.bad("upsampling_ratios", "has a non-positive ratio");
     hop *= v;
-    if (hop > INT32_MAX) r.bad("upsampling_ratios", "has a product out of range");
+    // The codec's strided convolutions have kernels of 2 · ratio (an int).
+    if (hop > INT32_MAX / 2) r.bad("upsampling_ratios", "has a product out of range");
   }
+  // The codec's layer widths are num_filters · 2^i for i up to the number of ratios, and its
+  // dilations dilation_growth_rate^j for j below num_residual_layers: both must be ints.
+  int64_t width = c->num_filters;
+  for (size_t i = 0; i < c->upsampling_ratios.size(); ++i)
+    if ((width *= 2) > INT32_MAX / 2)
+      r.bad("num_filters", "times 2^(number of upsampling_ratios) is out of range");
+  int64_t dilation = 1;
+  for (int j = 1; j < c->num_residual_layers && j < 64; ++j)
+    if ((dilation *= c->dilation_growth_rate) > INT32_MAX)
+      r.bad("dilation_growth_rate", "to the power num_residual_layers - 1 is out of range");
   if (c->normalize) r.bad("normalize", "is true; only EnCodec without normalisation is supported");
   if (c->use_causal_conv) r.bad("use_causal_conv", "is true; only the non-causal codec is supported");
   if (c->pad_mode != "reflect") r.bad("pad_mode", "is '" + c->pad_mode + "', expected 'reflect'");
