@@ -533,6 +533,21 @@ TEST_F(CliBadInput, NanAndTruncatedAudioPromptsAreRefused) {
   expect_clean_failure(gen(m, {"--audio-prompt", huge}), "is truncated", out_);
 }
 
+// Found by fuzz_config: a model_type that is not a string escaped as a JSON type error ("internal
+// error"); the same in `info` and in a .mgq header's "format".
+TEST_F(CliBadInput, ConfigFieldsOfTheWrongJsonTypeAreOneClearError) {
+  const std::string dir = copy_fixture("tiny-a");
+  json cfg = json::parse(read_file(dir + "/config.json"));
+  cfg["model_type"] = json::object();
+  std::ofstream(dir + "/config.json") << cfg.dump();
+  expect_clean_failure(gen(dir), "is not a MusicGen model", out_);
+  const CliResult info = run_cli({"info", dir});
+  EXPECT_EQ(info.err.find("internal error"), std::string::npos) << info.err;
+  std::ofstream(dir + "/config.json") << "[1, 2, 3]";
+  const CliResult info2 = run_cli({"info", dir});
+  EXPECT_EQ(info2.err.find("internal error"), std::string::npos) << info2.err;
+}
+
 // Found by fuzz_tokenizer: a spiece.model with a piece starting with a NUL byte made
 // libsentencepiece abort the process (an exception thrown through it) instead of failing.
 TEST_F(CliBadInput, TokenizerWithANulPieceIsAnErrorNotAnAbort) {

@@ -234,7 +234,9 @@ MusicgenConfig config_from_json(const json& j, const std::string& where, const j
                                 const std::string& gen_where) {
   if (!j.is_object()) fail(ErrorCode::kInvalidModel, where + " is not a JSON object");
   MusicgenConfig c;
-  c.model_type = j.value("model_type", std::string());
+  // A model_type that is not a string is "not a MusicGen model", not a JSON type error.
+  if (j.contains("model_type") && j["model_type"].is_string())
+    c.model_type = j["model_type"].get<std::string>();
   if (c.model_type != "musicgen" && c.model_type != "musicgen_melody")
     fail(ErrorCode::kInvalidModel, where + ": model_type '" + c.model_type +
                                        "' is not a MusicGen model (expected 'musicgen' or "

@@ -115,7 +115,8 @@ QuantizedFile read_quantized_file(const std::string& path, bool verify_data) {
   } catch (const json::exception& e) {
     corrupt(path, std::string("the header is not valid JSON (") + e.what() + ")");
   }
-  if (!h.is_object() || h.value("format", std::string()) != "musicgen-quantized")
+  if (!h.is_object() || !h.contains("format") || !h["format"].is_string() ||
+      h["format"].get<std::string>() != "musicgen-quantized")
     corrupt(path, "the header is not a musicgen-quantized header");
   for (const char* key : {"weights", "config", "tokenizer", "data_size", "tensors"})
     if (!h.contains(key)) corrupt(path, std::string("the header lacks '") + key + "'");

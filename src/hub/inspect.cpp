@@ -42,7 +42,9 @@ std::string model_type_of(const fs::path& snapshot) {
   try {
     const json j =
         json::parse(read_regular_file((snapshot / "config.json").string(), kMaxJsonFileBytes));
-    return j.value("model_type", "");
+    return j.is_object() && j.contains("model_type") && j["model_type"].is_string()
+               ? j["model_type"].get<std::string>()
+               : "";
   } catch (const std::exception&) {
     return "";
   }
@@ -201,10 +203,14 @@ CheckpointSummary inspect_model(const std::string& reference, const ResolveOptio
                                    "'; point at a Hugging Face MusicGen "
                                    "checkpoint directory");
   const json config = read_json(d / "config.json");
-  s.model_type = config.value("model_type", "");
-  const json text = config.value("text_encoder", json::object());
-  const json dec = config.value("decoder", json::object());
-  const json codec = config.value("audio_encoder", json::object());
+  // Fields of the wrong JSON type read as absent (json::value() would throw a type error).
+  auto member = [&](const char* key) {
+    return config.is_object() && config.contains(key) ? config[key] : json();
+  };
+  s.model_type = member("model_type").is_string() ? member("model_type").get<std::string>() : "";
+  const json text = member("text_encoder");
+  const json dec = member("decoder");
+  const json codec = member("audio_encoder");
   s.text_encoder_layers = get_int(text, "num_layers");
   s.text_encoder_hidden = get_int(text, "d_model");
   s.text_encoder_heads = get_int(text, "num_heads");
