@@ -45,8 +45,11 @@ long long ArgReader::integer_in(long long lo, long long hi) {
   const std::string f = flag();
   const long long v = parse_int_option(f, value());
   if (v < lo || v > hi) {
-    if (hi == std::numeric_limits<long long>::max())
+    if (hi == std::numeric_limits<long long>::max() ||
+        (v < lo && hi == std::numeric_limits<int>::max()))
       command_usage(f + " must be >= " + std::to_string(lo) + ", got " + std::to_string(v));
+    if (v > hi && lo <= 1 && hi == std::numeric_limits<int>::max())
+      command_usage(f + " must be at most " + std::to_string(hi) + ", got " + std::to_string(v));
     command_usage(f + " must be between " + std::to_string(lo) + " and " + std::to_string(hi) +
                   ", got " + std::to_string(v));
   }

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -18,6 +19,7 @@
 #include "musicgen/hub.h"
 #include "musicgen/musicgen.h"
 #include "musicgen/quantize.h"
+#include "output_files.h"
 #include "quantize_command.h"
 #include "random_model_command.h"
 
@@ -31,6 +33,7 @@ using musicgen::cli::command_usage;
 namespace {
 
 constexpr const char* kVersion = "0.1.0";
+constexpr long long kMaxInt = std::numeric_limits<int>::max();
 
 void print_main_help() {
   std::printf(
@@ -122,47 +125,24 @@ std::string item_path(const std::string& output, int index, int batch) {
   return (p.parent_path() / (stem + p.extension().string())).string();
 }
 
-// Fails early, before any work, if the output cannot be written.
-void check_writable(const std::string& path) {
-  const fs::path p(path);
-  const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
-  if (!fs::is_directory(dir))
-    throw Error(ErrorCode::kIo, "cannot write '" + path + "': directory '" + dir.string() +
-                                    "' does not exist; create it or choose another --output");
-  if (::access(dir.c_str(), W_OK) != 0)
-    throw Error(ErrorCode::kIo, "cannot write '" + path + "': directory '" + dir.string() +
-                                    "' is not writable; choose another --output");
-  if (fs::is_directory(p))
-    throw Error(ErrorCode::kIo, "cannot write '" + path + "': it is a directory; give a file name");
-}
-
+// Writes the codes to `path` (a temporary of the OutputSet, renamed by its commit).
 void write_codes_json(const std::string& path, const musicgen::GenerationResult& r) {
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp);
-    if (!out) throw Error(ErrorCode::kIo, "cannot write '" + path + "'");
-    out << "{\"codes\": [";
-    for (int b = 0; b < r.batch; ++b) {
-      out << (b ? ", [" : "[");
-      for (int k = 0; k < r.num_codebooks; ++k) {
-        out << (k ? ", [" : "[");
-        for (int t = 0; t < r.frames; ++t)
-          out << (t ? ", " : "") << r.codes[(static_cast<size_t>(b) * r.num_codebooks + k) * r.frames + t];
-        out << "]";
-      }
+  std::ofstream out(path);
+  if (!out) throw Error(ErrorCode::kIo, "cannot write '" + path + "'");
+  out << "{\"codes\": [";
+  for (int b = 0; b < r.batch; ++b) {
+    out << (b ? ", [" : "[");
+    for (int k = 0; k < r.num_codebooks; ++k) {
+      out << (k ? ", [" : "[");
+      for (int t = 0; t < r.frames; ++t)
+        out << (t ? ", " : "") << r.codes[(static_cast<size_t>(b) * r.num_codebooks + k) * r.frames + t];
       out << "]";
     }
-    out << "]}\n";
-    out.close();
-    if (!out) {
-      std::remove(tmp.c_str());
-      throw Error(ErrorCode::kIo, "writing '" + path + "' failed (disk full?)");
-    }
+    out << "]";
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw Error(ErrorCode::kIo, "cannot move the codes into '" + path + "'");
-  }
+  out << "]}\n";
+  out.close();
+  if (!out) throw Error(ErrorCode::kIo, "writing the codes to '" + path + "' failed (disk full?)");
 }
 
 int cmd_generate(const std::vector<std::string>& args) {
@@ -185,12 +165,12 @@ int cmd_generate(const std::vector<std::string>& args) {
     else if (r.is("--prompt")) opt.prompts.push_back(r.value());
     else if (r.is("--output", "-o")) output = r.value();
     else if (r.is("--duration")) opt.duration_s = r.number();
-    else if (r.is("--max-new-tokens")) opt.max_new_tokens = static_cast<int>(r.integer());
+    else if (r.is("--max-new-tokens")) opt.max_new_tokens = static_cast<int>(r.integer_in(1, kMaxInt));
     else if (r.is("--guidance")) opt.guidance_scale = static_cast<float>(r.number());
-    else if (r.is("--top-k")) opt.top_k = static_cast<int>(r.integer());
+    else if (r.is("--top-k")) opt.top_k = static_cast<int>(r.integer_in(1, kMaxInt));
     else if (r.is("--top-p")) opt.top_p = static_cast<float>(r.number());
     else if (r.is("--temperature")) opt.temperature = static_cast<float>(r.number());
-    else if (r.is("--seed")) opt.seed = static_cast<uint64_t>(r.integer());
+    else if (r.is("--seed")) opt.seed = static_cast<uint64_t>(r.integer_in(0, std::numeric_limits<long long>::max()));
     else if (r.is("--greedy")) opt.greedy = true;
     else if (r.is("--threads")) threads = r.threads();
     else if (r.is("--samples")) samples = static_cast<int>(r.integer_in(1, 64));
@@ -230,19 +210,27 @@ int cmd_generate(const std::vector<std::string>& args) {
   const int batch = !opt.prompts.empty() ? static_cast<int>(opt.prompts.size())
                     : audio_prompt_paths.size() > 1 ? static_cast<int>(audio_prompt_paths.size())
                                                     : opt.unconditional_samples;
-  for (int b = 0; b < batch; ++b) check_writable(item_path(output, b, batch));
-  if (!codes_out.empty()) check_writable(codes_out);
+  // Every output is checked before any work (docs/SECURITY.md, cli/output_files.h).
+  if (output == "-" && batch > 1)
+    command_usage("--output - writes one WAV stream to stdout; a batch of " +
+                  std::to_string(batch) + " needs a file name");
+  musicgen::cli::OutputSet outputs;
+  for (int b = 0; b < batch; ++b) outputs.add(item_path(output, b, batch), "--output");
+  const size_t codes_index = codes_out.empty() ? 0 : outputs.add(codes_out, "--codes-out");
+  for (const auto& p : audio_prompt_paths) outputs.check_not_input(p, "the audio prompt");
+  for (const auto& p : melody_paths) outputs.check_not_input(p, "the melody");
+  if (fs::exists(model_dir)) outputs.check_not_input(model_dir, "a model");
 
   // Read the audio inputs before loading the model: a bad file fails fast.
   for (const auto& p : audio_prompt_paths)
-    opt.audio_prompts.push_back(
-        musicgen::slice_audio(musicgen::load_audio_file(p), prompt_start, prompt_duration));
+    opt.audio_prompts.push_back(musicgen::load_audio_file(p, prompt_start, prompt_duration));
   for (const auto& p : melody_paths) opt.melodies.push_back(musicgen::load_audio_file(p));
 
   musicgen::ResolveOptions resolve_options;  // a directory as is; hub models via the cache
   if (quiet) resolve_options.progress = musicgen::ProgressDisplay::kNever;
   if (!fs::is_regular_file(model_dir))  // a file is a `musicgen quantize` output: load it as is
     model_dir = musicgen::resolve_model(model_dir, resolve_options);
+  outputs.check_not_input(model_dir, "a model");
   const double t0 = musicgen::cli::now_seconds();
   load_options.threads = threads;
   auto model = musicgen::Model::load(model_dir, load_options);
@@ -272,18 +260,17 @@ int cmd_generate(const std::vector<std::string>& args) {
   const double total_s = musicgen::cli::now_seconds() - gen_start;
 
   const auto fmt = sample_format == "f32" ? musicgen::SampleFormat::kFloat32 : musicgen::SampleFormat::kPcm16;
+  // Temporaries first; they replace the targets together only when all are written.
+  if (r.batch != batch)
+    throw Error(ErrorCode::kInvalidArgument, "the model returned " + std::to_string(r.batch) +
+                                                 " items for a batch of " + std::to_string(batch));
   std::vector<std::string> written;
-  try {
-    for (int b = 0; b < r.batch; ++b) {
-      const std::string path = item_path(output, b, r.batch);
-      musicgen::write_audio_file(path, r, b, fmt);
-      written.push_back(path);
-    }
-    if (!codes_out.empty()) write_codes_json(codes_out, r);
-  } catch (...) {
-    for (const auto& p : written) std::remove(p.c_str());
-    throw;
+  for (int b = 0; b < r.batch; ++b) {
+    musicgen::write_audio_file(outputs.temp_path(b), r, b, fmt);
+    written.push_back(outputs.target(b) == "-" ? "<stdout>" : item_path(output, b, r.batch));
   }
+  if (!codes_out.empty()) write_codes_json(outputs.temp_path(codes_index), r);
+  outputs.commit();
   if (!quiet) {
     const double audio_s = static_cast<double>(r.samples) / r.sample_rate;
     const auto& t = r.timings;

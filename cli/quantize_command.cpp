@@ -8,6 +8,7 @@
 
 #include "command_util.h"
 #include "musicgen/quantize.h"
+#include "output_files.h"
 
 namespace musicgen::cli {
 
@@ -59,7 +60,7 @@ int run_quantize(const std::vector<std::string>& args) {
     }
     if (model.empty()) command_usage("--model DIR is required");
     if (out.empty()) command_usage("--out FILE is required");
-    if (std::filesystem::is_directory(out)) command_usage("--out must be a file, '" + out + "' is a directory");
+    if (out == "-") command_usage("--out must be a file; a quantized model cannot go to stdout");
   } catch (const CommandUsageError& e) {
     std::fprintf(stderr, "musicgen: error: %s (see 'musicgen quantize --help')\n", e.message.c_str());
     return 2;
@@ -72,7 +73,13 @@ int run_quantize(const std::vector<std::string>& args) {
       if (tty || done == total)
         std::fprintf(stderr, "%stensor %d/%d%s", tty ? "\r" : "", done, total, done == total ? "\n" : "");
     };
-  quantize_model(model, out, opt);
+  // The output rule (cli/output_files.h): never the source, never a device, written to a
+  // temporary beside the target and renamed at the end.
+  OutputSet outputs;
+  outputs.add(out, "--out");
+  outputs.check_not_input(model, "the source model");
+  quantize_model(model, outputs.temp_path(0), opt);
+  outputs.commit();
   if (!quiet)
     std::fprintf(stderr, "wrote %s (%s weights, %s) in %.1f s\n", out.c_str(), weights.c_str(),
                  human_bytes(static_cast<double>(std::filesystem::file_size(out))).c_str(),

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages musicgen.cpp needs to build and test (run as root or with sudo).
+# Installs the Debian 12 packages musicgen.cpp needs to build and test (run as root or with sudo);
+# clang-14 and libclang-rt-14-dev are for the clang build and the libFuzzer harnesses.
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
@@ -10,4 +11,4 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   libsentencepiece-dev libsndfile1-dev libsoxr-dev libfftw3-dev libcurl4-openssl-dev libssl-dev \
   nlohmann-json3-dev libcpp-httplib-dev libopenblas-dev libgtest-dev libgmock-dev \
   libvulkan-dev glslc mesa-vulkan-drivers spirv-tools \
-  ca-certificates > /dev/null
+  clang-14 libclang-rt-14-dev ca-certificates > /dev/null

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -192,6 +193,37 @@ TEST(Bench, BadOptionsFailWithOneLine) {
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_EQ(std::count(missing.err.begin(), missing.err.end(), '\n'), 1) << missing.err;
   EXPECT_TRUE(missing.out.empty());
+}
+
+// Issue 10: a step matrix that is not a matrix (a 0-d lm_heads) is one clear error, not an
+// "internal error".
+TEST(BenchCommand, ZeroDimensionalMatrixIsAnError) {
+  const std::string dir = testing::make_temp_dir("bench-0d");
+  for (const auto& e : fs::directory_iterator(testing::fixture_dir("tiny-a")))
+    if (e.path().extension() == ".json" || e.path().extension() == ".model" ||
+        e.path().filename() == "model.safetensors")
+      fs::copy(e.path(), fs::path(dir) / e.path().filename());
+  const std::string st = dir + "/model.safetensors";
+  const std::string bytes = read_file(st);
+  uint64_t n = 0;
+  std::memcpy(&n, bytes.data(), 8);
+  json header = json::parse(bytes.substr(8, n));
+  json& t = header.at("decoder.lm_heads.0.weight");
+  const uint64_t begin = t["data_offsets"][0].get<uint64_t>();
+  t["shape"] = json::array();
+  t["data_offsets"] = {begin, begin + 4};
+  const std::string h = header.dump();
+  const uint64_t hn = h.size();
+  {
+    std::ofstream out(st, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char*>(&hn), 8);
+    out << h << bytes.substr(8 + n);
+  }
+  const CliResult r = run_cli({"bench", "--model", dir, "--steps", "10", "--json"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(r.err.find("internal error"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("decoder.lm_heads.0.weight"), std::string::npos) << r.err;
+  fs::remove_all(dir);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -307,6 +308,253 @@ TEST_F(CliBadInput, UnwritableOutputPath) {
     expect_clean_failure(gen(fixture_dir("tiny-a")), "not writable", out_);
     fs::permissions(out_dir_, fs::perms::owner_all);
   }
+}
+
+// ---- Issue 10: the output rule, the input rule, bounded config numbers, range-checked options.
+
+// Runs the CLI with stdout to `stdout_path` and a time limit (a hang fails instead of blocking).
+CliResult run_cli_to(const std::vector<std::string>& args, const std::string& stdout_path,
+                     const std::string& env = "") {
+  static int counter = 0;
+  const std::string err_path = testing::make_temp_dir("cli") + "/stderr" + std::to_string(counter++);
+  std::string cmd = env + " timeout -s KILL 120 " + quote(MUSICGEN_CLI);
+  for (const auto& a : args) cmd += " " + quote(a);
+  cmd += " > " + quote(stdout_path) + " 2> " + quote(err_path) + " < /dev/null";
+  const int status = std::system(cmd.c_str());
+  CliResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.err = read_file(err_path);
+  return r;
+}
+
+bool no_temporaries(const std::string& dir) {
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().filename().string().find(".tmp-") != std::string::npos) return false;
+  return true;
+}
+
+TEST_F(CliBadInput, IntegerOptionsAreRangeChecked) {
+  const std::string m = fixture_dir("tiny-a");
+  expect_clean_failure(gen(m, {"--top-k", "4294967297"}), "--top-k must be at most 2147483647", out_);
+  expect_clean_failure(gen(m, {"--top-k", "99999999999999999999999"}), "--top-k expects an integer", out_);
+  expect_clean_failure(run_cli({"generate", "--model", m, "--prompt", "x", "--max-new-tokens",
+                                "4294967304", "--output", out_, "--quiet"}),
+                       "--max-new-tokens must be at most", out_);
+  expect_clean_failure(gen(m, {"--seed", "-1"}), "--seed must be >= 0", out_);
+  // prompt frames + max_new_tokens must not overflow
+  expect_clean_failure(run_cli({"generate", "--model", m, "--audio-prompt",
+                                fixture_dir("tiny-a") + "/cont_text.wav", "--max-new-tokens",
+                                "2147483647", "--output", out_, "--quiet"}),
+                       "exceeds the model's", out_);
+}
+
+TEST_F(CliBadInput, SymlinkOutputReplacesItsTargetAndKeepsTheLink) {
+  const std::string target = out_dir_ + "/target.wav", link = out_dir_ + "/link.wav";
+  std::ofstream(target) << "old";
+  fs::create_symlink("target.wav", link);
+  const CliResult r = gen(fixture_dir("tiny-a"), {"--output", link});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(fs::is_symlink(link));
+  EXPECT_EQ(read_file(target).substr(0, 4), "RIFF");
+  EXPECT_TRUE(no_temporaries(out_dir_));
+}
+
+TEST_F(CliBadInput, NonRegularOutputIsRefusedBeforeWork) {
+  const std::string fifo = out_dir_ + "/out.fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const CliResult r = run_cli_to({"generate", "--model", fixture_dir("tiny-a"), "--prompt", "x",
+                                  "--max-new-tokens", "8", "--output", fifo, "--quiet"},
+                                 "/dev/null");
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("a FIFO, not a regular file"), std::string::npos) << r.err;
+  struct stat st {};
+  ASSERT_EQ(::lstat(fifo.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode)) << "the FIFO was replaced";
+  // a link to a device is refused as well, and the link stays
+  const std::string link = out_dir_ + "/null.wav";
+  fs::create_symlink("/dev/null", link);
+  expect_clean_failure(gen(fixture_dir("tiny-a"), {"--output", link}), "a character device", "");
+  EXPECT_TRUE(fs::is_symlink(link));
+  expect_clean_failure(gen(fixture_dir("tiny-a"), {"--codes-out", out_dir_}), "it is a directory", out_);
+}
+
+TEST_F(CliBadInput, DashWritesTheWavToStdout) {
+  const std::string captured = out_dir_ + "/captured";
+  const std::string cwd = fs::current_path();
+  fs::current_path(out_dir_);
+  const CliResult r = run_cli_to({"generate", "--model", fixture_dir("tiny-a"), "--prompt", "x",
+                                  "--max-new-tokens", "8", "--output", "-", "--quiet"},
+                                 captured);
+  fs::current_path(cwd);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string wav = read_file(captured);
+  ASSERT_GT(wav.size(), 44u);
+  EXPECT_EQ(wav.substr(0, 4), "RIFF");
+  EXPECT_FALSE(fs::exists(out_dir_ + "/-")) << "a file named '-' was written";
+  expect_clean_failure(run_cli({"generate", "--model", fixture_dir("tiny-a"), "--prompt", "a",
+                                "--prompt", "b", "--max-new-tokens", "8", "--output", "-"}),
+                       "needs a file name", "");
+}
+
+TEST_F(CliBadInput, OutputsEqualToEachOtherOrToAnInputAreRefused) {
+  const std::string m = fixture_dir("tiny-a");
+  std::ofstream(out_) << "old audio";
+  expect_clean_failure(gen(m, {"--codes-out", out_}), "names the same file", "");
+  EXPECT_EQ(read_file(out_), "old audio");
+  // the audio prompt
+  const std::string prompt = out_dir_ + "/prompt.wav";
+  fs::copy(m + "/cont_text.wav", prompt);
+  const std::string before = read_file(prompt);
+  expect_clean_failure(gen(m, {"--audio-prompt", prompt, "--output", prompt}),
+                       "would destroy that input", "");
+  EXPECT_EQ(read_file(prompt), before);
+  // a file of the model (through a link, too)
+  const std::string dir = copy_fixture("tiny-a");
+  const std::string config = read_file(dir + "/config.json");
+  expect_clean_failure(gen(dir, {"--output", dir + "/config.json"}), "would destroy that input", "");
+  fs::create_symlink(dir + "/spiece.model", out_dir_ + "/tok.wav");
+  expect_clean_failure(gen(dir, {"--output", out_dir_ + "/tok.wav"}), "would destroy that input", "");
+  EXPECT_EQ(read_file(dir + "/config.json"), config);
+  EXPECT_TRUE(no_temporaries(out_dir_));
+}
+
+TEST_F(CliBadInput, QuantizeIntoItsSourceIsRefused) {
+  const std::string dir = copy_fixture("tiny-a");
+  const std::string weights = read_file(dir + "/model.safetensors");
+  const CliResult r = run_cli({"quantize", "--model", dir, "--weights", "q8", "--out",
+                               dir + "/model.safetensors", "--quiet"});
+  expect_clean_failure(r, "would destroy that input", "");
+  EXPECT_EQ(read_file(dir + "/model.safetensors"), weights);
+  EXPECT_TRUE(no_temporaries(dir));
+}
+
+TEST_F(CliBadInput, ASignalBeforeTheRenameRemovesTemporariesAndKeepsOldFiles) {
+  std::ofstream(out_) << "old audio";
+  const std::string codes = out_dir_ + "/codes.json";
+  std::ofstream(codes) << "old codes";
+  for (const char* sig : {"15", "2"}) {  // SIGTERM, SIGINT
+    const CliResult r = run_cli_to({"generate", "--model", fixture_dir("tiny-a"), "--prompt", "x",
+                                    "--max-new-tokens", "8", "--output", out_, "--codes-out",
+                                    codes, "--quiet"},
+                                   "/dev/null", std::string("MUSICGEN_TEST_SIGNAL_BEFORE_COMMIT=") + sig);
+    EXPECT_NE(r.exit_code, 0) << sig;
+    EXPECT_EQ(read_file(out_), "old audio") << sig;
+    EXPECT_EQ(read_file(codes), "old codes") << sig;
+    EXPECT_TRUE(no_temporaries(out_dir_)) << sig;
+  }
+}
+
+TEST_F(CliBadInput, SpecialFilesAsInputsGiveAnErrorNotAHang) {
+  for (const char* name : {"config.json", "model.safetensors", "spiece.model"}) {
+    const std::string dir = copy_fixture("tiny-a");
+    fs::remove(dir + "/" + name);
+    ASSERT_EQ(::mkfifo((dir + "/" + name).c_str(), 0600), 0);
+    const CliResult r = run_cli_to({"generate", "--model", dir, "--prompt", "x",
+                                    "--max-new-tokens", "8", "--output", out_, "--quiet"},
+                                   "/dev/null");
+    expect_clean_failure(r, "a FIFO, not a regular file", out_);
+    fs::remove(dir + "/" + name);
+    fs::create_directory(dir + "/" + name);
+    expect_clean_failure(gen(dir), "is a directory", out_);
+  }
+  const std::string fifo = out_dir_ + "/prompt.fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  expect_clean_failure(run_cli_to({"generate", "--model", fixture_dir("tiny-a"), "--audio-prompt",
+                                   fifo, "--max-new-tokens", "8", "--output", out_, "--quiet"},
+                                  "/dev/null"),
+                       "a FIFO, not a regular file", out_);
+}
+
+TEST_F(CliBadInput, OversizedTokenizerIsRefusedBeforeReading) {
+  const std::string dir = copy_fixture("tiny-a");
+  fs::resize_file(dir + "/spiece.model", (uint64_t{64} << 20) + 1);  // sparse
+  expect_clean_failure(gen(dir), "more than the", out_);
+  const std::string dir2 = copy_fixture("tiny-a");
+  fs::resize_file(dir2 + "/config.json", (uint64_t{64} << 20) + 1);
+  expect_clean_failure(gen(dir2), "more than the", out_);
+}
+
+TEST_F(CliBadInput, ConfigNumbersAreBoundedBeforeTheySizeAnything) {
+  struct Case {
+    const char* section;
+    const char* key;
+    json value;
+    const char* needle;
+  };
+  const Case cases[] = {
+      {"decoder", "num_hidden_layers", 2000000000, "num_hidden_layers = 2000000000"},
+      {"decoder", "num_hidden_layers", 1.5, "'num_hidden_layers' must be an integer"},
+      {"decoder", "num_hidden_layers", 1e20, "'num_hidden_layers' is out of range"},
+      {"decoder", "num_codebooks", 4294967297ull, "'num_codebooks' is out of range"},
+      {"text_encoder", "num_layers", 100000, "num_layers = 100000"},
+      {"audio_encoder", "upsampling_ratios", json::array({65536, 65536, 2}), "out of range"},
+      {"audio_encoder", "sampling_rate", 2000000000, "above 768000"},
+      {"audio_encoder", "num_filters", 1 << 28, "'num_filters' times 2^"},
+      {"audio_encoder", "num_residual_layers", 40, "'dilation_growth_rate' to the power"},
+  };
+  for (const Case& c : cases) {
+    const std::string dir = copy_fixture("tiny-a");
+    json cfg = json::parse(read_file(dir + "/config.json"));
+    cfg[c.section][c.key] = c.value;
+    std::ofstream(dir + "/config.json") << cfg.dump();
+    expect_clean_failure(gen(dir), c.needle, out_);
+  }
+  const std::string dir = copy_fixture("tiny-a");
+  json g = json::parse(read_file(dir + "/generation_config.json"));
+  g["max_length"] = -5;
+  std::ofstream(dir + "/generation_config.json") << g.dump();
+  expect_clean_failure(gen(dir, {}), "'max_length' must be positive", out_);
+}
+
+TEST_F(CliBadInput, NanAndTruncatedAudioPromptsAreRefused) {
+  const std::string m = fixture_dir("tiny-a");
+  const std::string nan_wav = out_dir_ + "/nan.wav";
+  std::vector<float> x(3200, 0.1f);
+  x[1000] = std::nanf("");
+  write_wav(nan_wav, x.data(), 1, static_cast<int64_t>(x.size()), 32000, WavFormat::kFloat32);
+  expect_clean_failure(gen(m, {"--audio-prompt", nan_wav}), "NaN or infinite sample", out_);
+  // A PCM16 WAV whose data chunk claims 2000 bytes but holds 1000.
+  auto wav = [](uint32_t claimed, const std::string& payload) {
+    std::string h = "RIFF";
+    auto u32 = [&](uint32_t v) { h.append(reinterpret_cast<const char*>(&v), 4); };
+    auto u16 = [&](uint16_t v) { h.append(reinterpret_cast<const char*>(&v), 2); };
+    u32(36 + claimed);
+    h += "WAVEfmt ";
+    u32(16); u16(1); u16(1); u32(16000); u32(32000); u16(2); u16(16);
+    h += "data";
+    u32(claimed);
+    return h + payload;
+  };
+  const std::string truncated = out_dir_ + "/truncated.wav";
+  std::ofstream(truncated, std::ios::binary) << wav(2000, std::string(1000, '\x01'));
+  expect_clean_failure(gen(m, {"--audio-prompt", truncated}), "is truncated", out_);
+  const std::string huge = out_dir_ + "/huge.wav";
+  std::ofstream(huge, std::ios::binary) << wav(0x7fffff00u, std::string(2000, '\x01'));
+  expect_clean_failure(gen(m, {"--audio-prompt", huge}), "is truncated", out_);
+}
+
+// Found by fuzz_config: a model_type that is not a string escaped as a JSON type error ("internal
+// error"); the same in `info` and in a .mgq header's "format".
+TEST_F(CliBadInput, ConfigFieldsOfTheWrongJsonTypeAreOneClearError) {
+  const std::string dir = copy_fixture("tiny-a");
+  json cfg = json::parse(read_file(dir + "/config.json"));
+  cfg["model_type"] = json::object();
+  std::ofstream(dir + "/config.json") << cfg.dump();
+  expect_clean_failure(gen(dir), "is not a MusicGen model", out_);
+  const CliResult info = run_cli({"info", dir});
+  EXPECT_EQ(info.err.find("internal error"), std::string::npos) << info.err;
+  std::ofstream(dir + "/config.json") << "[1, 2, 3]";
+  const CliResult info2 = run_cli({"info", dir});
+  EXPECT_EQ(info2.err.find("internal error"), std::string::npos) << info2.err;
+}
+
+// Found by fuzz_tokenizer: a spiece.model with a piece starting with a NUL byte made
+// libsentencepiece abort the process (an exception thrown through it) instead of failing.
+TEST_F(CliBadInput, TokenizerWithANulPieceIsAnErrorNotAnAbort) {
+  const std::string dir = copy_fixture("tiny-a");
+  fs::copy_file(std::string(MUSICGEN_SOURCE_DIR) + "/fuzz/regressions/tokenizer-nul-piece.model",
+                dir + "/spiece.model", fs::copy_options::overwrite_existing);
+  expect_clean_failure(gen(dir), "contains a NUL byte", out_);
 }
 
 }  // namespace

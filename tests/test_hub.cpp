@@ -25,6 +25,7 @@
 #include <sstream>
 #include <thread>
 
+#include "hub/cache.h"
 #include "musicgen/hub.h"
 #include "musicgen/musicgen.h"
 #include "test_util.h"
@@ -160,6 +161,8 @@ class FakeHub {
   }
 
   std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  // A repository added by a test before its first request (a hostile hub or mirror).
+  void add_repo(const std::string& id, FakeRepo repo) { repos_[id] = std::move(repo); }
   const FakeRepo& repo(const std::string& id) const { return repos_.at(id); }
 
   std::vector<Hit> hits() const {
@@ -724,6 +727,100 @@ TEST_F(HubTest, ListsAndInspectsCachedModels) {
   EXPECT_EQ(s.memory[1].bytes, 2 * s.total_parameters);
   EXPECT_LT(s.memory[3].bytes, s.memory[2].bytes);
   EXPECT_EQ(s.file_bytes, total);
+}
+
+// Issue 10: names from the network or an index never leave their folder.
+TEST_F(HubTest, HostileIndexWithAnAbsoluteShardNameTouchesNothingOutsideTheCache) {
+  const std::string outside = testing::make_temp_dir("victim");
+  const std::string victim = outside + "/victim.txt";
+  std::ofstream(victim) << "precious";
+  FakeRepo repo = hub_->repo(kShardedRepo);
+  RepoFile index = repo.files.at("model.safetensors.index.json");
+  json j = json::parse(index.content);
+  for (auto& [name, shard] : j["weight_map"].items()) shard = victim;
+  index.content = j.dump();
+  index.etag = git_blob_sha1(index.content);
+  repo.files["model.safetensors.index.json"] = index;
+  repo.files[victim] = repo.files.at("model-00001-of-00001.safetensors");
+  repo.commit = "2222222222333333333344444444445555555555";
+  hub_->add_repo("evil/absolute", repo);
+  for (const std::string& shard : {victim, std::string("sub/../../x"), std::string("./x"),
+                                   std::string(""), std::string("a//b")}) {
+    j = json::parse(index.content);
+    for (auto& [name, s] : j["weight_map"].items()) s = shard;
+    repo.files["model.safetensors.index.json"].content = j.dump();
+    repo.files["model.safetensors.index.json"].etag = git_blob_sha1(j.dump());
+    repo.files[shard] = repo.files.at("model-00001-of-00001.safetensors");
+    hub_->add_repo("evil/absolute", repo);
+    ErrorCode code{};
+    const std::string message = error_of([&] { resolve_model("evil/absolute", options_); }, &code);
+    EXPECT_EQ(code, ErrorCode::kInvalidModel) << shard;
+    EXPECT_NE(message.find("outside the snapshot folder"), std::string::npos) << message;
+    EXPECT_EQ(read_file(victim), "precious");
+    EXPECT_FALSE(fs::is_symlink(victim));
+  }
+  fs::remove_all(outside);
+}
+
+TEST_F(HubTest, RevisionAndEtagDotAreRefused) {
+  ErrorCode code{};
+  for (const char* bad : {"org/name@.", "org/name@a/./b", "org/name@a//b", "org/name@a/", "org/name@./a"}) {
+    const std::string message = error_of([&] { parse_model_reference(bad); }, &code);
+    EXPECT_EQ(code, ErrorCode::kInvalidArgument) << bad;
+    EXPECT_NE(message.find("invalid revision"), std::string::npos) << bad << ": " << message;
+  }
+  EXPECT_EQ(parse_model_reference("org/name@refs/pr/1").revision, "refs/pr/1");
+  for (const char* etag : {".", ".."}) {
+    FakeRepo repo = hub_->repo(kRepo);
+    repo.files.at("config.json").etag = etag;
+    hub_->add_repo("evil/etag", repo);
+    const std::string message = error_of([&] { resolve_model("evil/etag", options_); }, &code);
+    EXPECT_EQ(code, ErrorCode::kIo) << etag;
+    EXPECT_NE(message.find("no usable ETag"), std::string::npos) << message;
+  }
+  FakeRepo repo = hub_->repo(kRepo);
+  repo.commit = ".";
+  hub_->add_repo("evil/commit", repo);
+  const std::string message = error_of([&] { resolve_model("evil/commit", options_); }, &code);
+  EXPECT_NE(message.find("no usable commit"), std::string::npos) << message;
+}
+
+TEST_F(HubTest, InfoReadsNoShardOutsideTheCheckpointAndEchoesNoBytes) {
+  const std::string dir = testing::make_temp_dir("info-evil");
+  const std::string src = testing::fixture_dir("tiny-a");
+  fs::copy(fs::path(src) / "config.json", fs::path(dir) / "config.json");
+  const std::string secret = dir + "-secret.txt";
+  std::ofstream(secret) << "root:x:0:0:root:/root:/bin/bash\n";
+  for (const std::string& shard : {secret, std::string("../") + fs::path(secret).filename().string()}) {
+    json index = {{"weight_map", {{"decoder.x", shard}}}};
+    std::ofstream(fs::path(dir) / "model.safetensors.index.json") << index.dump();
+    ErrorCode code{};
+    const std::string message = error_of([&] { inspect_model(dir, options_); }, &code);
+    EXPECT_EQ(code, ErrorCode::kInvalidModel) << message;
+    EXPECT_NE(message.find("outside the checkpoint folder"), std::string::npos) << message;
+    // and the cache scan reports it instead of probing the path
+    EXPECT_FALSE(hub::is_safe_relative_path(shard));
+  }
+  // Config values out of int range are shown as unknown (0), not converted with undefined
+  // behaviour (UBSan in the sanitizer build).
+  json cfg = json::parse(read_file(fs::path(dir) / "config.json"));
+  cfg["decoder"]["num_hidden_layers"] = 1e20;
+  cfg["decoder"]["hidden_size"] = 1.5;
+  cfg["audio_encoder"]["upsampling_ratios"] = {1 << 30, 1 << 30, 1 << 30};
+  std::ofstream(fs::path(dir) / "config.json") << cfg.dump();
+  fs::remove(fs::path(dir) / "model.safetensors.index.json");
+  fs::copy(fs::path(src) / "model.safetensors", fs::path(dir) / "model.safetensors");
+  const CheckpointSummary s = inspect_model(dir, options_);
+  EXPECT_EQ(s.decoder_layers, 0);
+  EXPECT_EQ(s.decoder_hidden, 0);
+  EXPECT_GE(s.frame_rate, 0);
+  fs::remove(fs::path(dir) / "model.safetensors");
+  // A file in the folder that is not safetensors: its first bytes are not echoed as a length.
+  std::ofstream(fs::path(dir) / "model.safetensors") << "root:x:0:0:root:/root:/bin/bash\n";
+  const std::string message = error_of([&] { inspect_model(dir, options_); });
+  EXPECT_EQ(message.find("3475222254926655346"), std::string::npos) << message;
+  fs::remove_all(dir);
+  fs::remove(secret);
 }
 
 // The command line against the same fake hub.

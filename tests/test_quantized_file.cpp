@@ -214,5 +214,22 @@ TEST_F(QuantizedFileTest, CommandLine) {
   }
 }
 
+// Issue 10: a shape whose element count overflows int64 ([2^62, 4] wrapped to 0 and passed the
+// size check of a zero-byte tensor) is an error.
+TEST(ShapeNumel, ShapeProductOverflowIsAnError) {
+  EXPECT_EQ(shape_numel({int64_t{1} << 31, 4}), int64_t{1} << 33);
+  EXPECT_EQ(shape_numel({}), 1);
+  for (const Shape& bad : {Shape{int64_t{1} << 62, 4}, Shape{int64_t{1} << 32, int64_t{1} << 32},
+                           Shape{-1, 4}, Shape{4, -2}}) {
+    try {
+      shape_numel(bad);
+      ADD_FAILURE() << "no error for " << shape_str(bad);
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidModel);
+      EXPECT_NE(std::string(e.what()).find("corrupt"), std::string::npos) << e.what();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace musicgen

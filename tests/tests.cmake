@@ -3,7 +3,8 @@ musicgen_add_test(test_parity SOURCES test_parity.cpp golden_runs.cpp
 musicgen_add_test(test_kernels SOURCES test_kernels.cpp LIBS musicgen_generation musicgen_kernels)
 musicgen_add_test(test_encodec SOURCES test_encodec.cpp LIBS musicgen_models)
 musicgen_add_test(test_cli SOURCES test_cli.cpp LIBS musicgen_audio nlohmann_json::nlohmann_json)
-target_compile_definitions(test_cli PRIVATE MUSICGEN_CLI="$<TARGET_FILE:musicgen_cli>")
+target_compile_definitions(test_cli PRIVATE MUSICGEN_CLI="$<TARGET_FILE:musicgen_cli>"
+  MUSICGEN_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
 add_dependencies(test_cli musicgen_cli)
 musicgen_add_test(test_audio_input SOURCES test_audio_input.cpp
   LIBS musicgen_audio musicgen_models PkgConfig::SNDFILE)

@@ -119,6 +119,11 @@ struct AudioData {
 // Reads WAV, FLAC, OGG/Vorbis, Opus or MP3 (libsndfile). Throws Error for a missing, unreadable,
 // empty or absurd file.
 AudioData load_audio_file(const std::string& path);
+// Only the part [start_s, start_s + duration_s) of the file (no duration: to its end), decoding
+// no further than that part's end: equal to slice_audio(load_audio_file(path), start_s,
+// duration_s) at a fraction of the cost for a short part of a long file.
+AudioData load_audio_file(const std::string& path, double start_s,
+                          std::optional<double> duration_s);
 // The part [start_s, start_s + duration_s) of `audio` (no duration: until the end), with sample
 // indices computed in integers. Throws Error(kInvalidArgument) for an empty or out-of-range slice.
 AudioData slice_audio(const AudioData& audio, double start_s, std::optional<double> duration_s);

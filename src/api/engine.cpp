@@ -114,6 +114,28 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptio
     m.tokenizer = std::make_unique<T5Tokenizer>((fs::path(dir) / "spiece.model").string());
     m.store = TensorStore::open_checkpoint(dir);
   }
+  // Every count in config.json sizes a list of tensor specs; each unit it counts needs at least one
+  // tensor, so a count above the checkpoint's tensor count (num_hidden_layers: 2000000000) is
+  // refused here, before anything is sized by it.
+  {
+    const size_t tensors = m.store.names().size();
+    const MusicgenConfig& c = m.config;
+    const std::pair<const char*, int64_t> counts[] = {
+        {"text_encoder.num_layers", c.text_encoder.num_layers},
+        {"decoder.num_hidden_layers", c.decoder.num_hidden_layers},
+        {"decoder.num_codebooks", c.decoder.num_codebooks},
+        {"audio_encoder.num_residual_layers", c.audio_encoder.num_residual_layers},
+        {"audio_encoder.num_lstm_layers", c.audio_encoder.num_lstm_layers},
+        {"audio_encoder quantizers (target_bandwidths)", c.audio_encoder.num_quantizers},
+        {"audio_encoder.upsampling_ratios",
+         static_cast<int64_t>(c.audio_encoder.upsampling_ratios.size())}};
+    for (const auto& [name, count] : counts)
+      if (count > static_cast<int64_t>(tensors))
+        fail(ErrorCode::kInvalidModel,
+             dir + ": config.json gives " + name + " = " + std::to_string(count) +
+                 ", more than the checkpoint's " + std::to_string(tensors) +
+                 " tensors; the config does not belong to these weights, fix or re-download it");
+  }
   // One error naming every missing or misshapen tensor of every part.
   std::vector<TensorSpec> specs = T5Encoder::tensor_specs(m.config.text_encoder);
   const int num_chroma = m.config.melody ? m.config.num_chroma : 0;
@@ -220,6 +242,11 @@ const T* item(const std::vector<T>& v, int b) {
 }  // namespace
 
 AudioData load_audio_file(const std::string& path) { return from_buffer(load_audio(path)); }
+
+AudioData load_audio_file(const std::string& path, double start_s,
+                          std::optional<double> duration_s) {
+  return from_buffer(load_audio(path, start_s, duration_s));
+}
 
 AudioData slice_audio(const AudioData& audio, double start_s, std::optional<double> duration_s) {
   return from_buffer(slice_seconds(to_buffer(audio), start_s, duration_s));
@@ -400,7 +427,7 @@ GenerationResult Session::generate(const GenerationOptions& opt) {
       const int min_steps = DelayPattern::min_max_length(K, C) - 1;
       if (n < min_steps)
         bad_option("max_new_tokens must be at least " + std::to_string(min_steps) + ", got " + std::to_string(n));
-      if (prompt_frames + n > cfg.decoder.max_position_embeddings)
+      if (static_cast<int64_t>(prompt_frames) + n > cfg.decoder.max_position_embeddings)
         bad_option("max_new_tokens " + std::to_string(n) + " exceeds the model's " +
                    std::to_string(cfg.decoder.max_position_embeddings) +
                    " positions; use --duration for long-form generation");

@@ -105,6 +105,11 @@ CheckpointStats checkpoint_stats(const std::string& path, WeightType weights) {
     else
       s.decoder_params += n;
     if (std::regex_match(name, kStep)) {
+      // A step matrix of another rank (a 0-d lm_heads.0.weight) is a checkpoint that cannot run.
+      if (t->shape.size() != 2)
+        fail(ErrorCode::kInvalidModel, "tensor '" + name + "' in " + path + " has shape " +
+                                           shape_str(t->shape) +
+                                           ", a matrix was expected; re-export the checkpoint");
       s.decoder_step_params += n;
       // A quantized file stores the bytes a step reads; a checkpoint is converted at load.
       s.decoder_step_weight_bytes +=

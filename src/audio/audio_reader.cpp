@@ -4,6 +4,9 @@
 #include <soxr.h>
 
 #include <algorithm>
+#include <climits>
+#include <cstdio>
+#include <cstring>
 #include <cmath>
 #include <filesystem>
 #include <memory>
@@ -11,6 +14,7 @@
 #include <system_error>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 
 namespace musicgen {
 namespace {
@@ -91,9 +95,28 @@ std::vector<float> resample_channel(const float* x, int64_t n, int in_rate, int 
   return y;
 }
 
+// libsndfile accepts a WAV whose data chunk claims more bytes than the file holds and silently
+// reads what is there; its log says "data : 2000 (should be 1000)". Such a file is truncated.
+// The streaming placeholders 0 and 0xFFFFFFFF (a WAV written to a pipe) are not errors.
+void check_truncated_wav(SNDFILE* f, const std::string& path) {
+  char log[8192] = {0};
+  sf_command(f, SFC_GET_LOG_INFO, log, sizeof(log) - 1);
+  const char* p = std::strstr(log, "\ndata : ");
+  if (p == nullptr) return;
+  unsigned long long claimed = 0, actual = 0;
+  if (std::sscanf(p, "\ndata : %llu (should be %llu)", &claimed, &actual) != 2) return;
+  if (claimed > actual && claimed != 0xFFFFFFFFull && claimed != 0)
+    fail(ErrorCode::kInvalidArgument,
+         "audio file '" + path + "' is truncated: its data chunk claims " +
+             std::to_string(claimed) + " bytes, the file holds " + std::to_string(actual) +
+             "; export or copy the file again");
+}
+
 }  // namespace
 
-AudioBuffer load_audio(const std::string& path) {
+AudioBuffer load_audio(const std::string& path) { return load_audio(path, 0.0, std::nullopt); }
+
+AudioBuffer load_audio(const std::string& path, double start_s, std::optional<double> duration_s) {
   std::error_code ec;
   const std::filesystem::file_status st = std::filesystem::status(path, ec);
   if (!std::filesystem::exists(st))
@@ -101,9 +124,11 @@ AudioBuffer load_audio(const std::string& path) {
   if (std::filesystem::is_directory(st))
     fail(ErrorCode::kInvalidArgument,
          "'" + path + "' is a directory, not an audio file; pass a WAV, FLAC, OGG or MP3 file");
+  // Regular files only, opened without blocking (a FIFO gives an error, not a hang).
+  const int fd = open_regular_file(path, nullptr);
 
   SF_INFO info{};
-  SndfilePtr f(sf_open(path.c_str(), SFM_READ, &info));
+  SndfilePtr f(sf_open_fd(fd, SFM_READ, &info, /*close_desc=*/SF_TRUE));
   if (!f)
     fail(ErrorCode::kInvalidArgument, "cannot read '" + path + "' as audio (" +
                                           sndfile_reason(nullptr) +
@@ -119,25 +144,47 @@ AudioBuffer load_audio(const std::string& path) {
   if (info.frames <= 0)
     fail(ErrorCode::kInvalidArgument,
          "audio file '" + path + "' is empty (0 samples); pass a file that contains audio");
+  check_truncated_wav(f.get(), path);
+  const int rate = info.samplerate;
+  const int64_t start = seconds_to_samples(start_s, rate);
+  const int64_t end = duration_s.has_value()
+                          ? start + std::max<int64_t>(0, seconds_to_samples(*duration_s, rate))
+                          : INT64_MAX;
+  if (duration_s.has_value() && end <= start)
+    fail(ErrorCode::kInvalidArgument,
+         "duration " + format_seconds(*duration_s) + " s selects no samples at " +
+             std::to_string(rate) + " Hz; use a longer duration");
   // The declared length is only a hint (compressed streams may be off); the checks are repeated
-  // on what is actually decoded.
-  check_size(path, info.frames, info.channels, info.samplerate);
+  // on what is actually kept.
+  if (!duration_s.has_value()) check_size(path, info.frames, info.channels, rate);
 
   const int channels = info.channels;
   constexpr sf_count_t kBlock = 65536;
   std::vector<float> inter;
   // Reserve for the declared length, but not more than 256 MiB up front: a lying header (e.g. a
   // FLAC STREAMINFO) must not make a small file allocate a lot.
-  inter.reserve(static_cast<size_t>(
-      std::min<int64_t>(static_cast<int64_t>(info.frames) * channels, int64_t{64} << 20)));
+  inter.reserve(static_cast<size_t>(std::min<int64_t>(
+      std::min<int64_t>(info.frames, end - std::min(end, start)) * channels, int64_t{64} << 20)));
   std::vector<float> block(static_cast<size_t>(kBlock) * channels);
-  int64_t frames = 0;
-  for (;;) {
-    const sf_count_t got = sf_readf_float(f.get(), block.data(), kBlock);
+  int64_t frames = 0;  // decoded so far, from the beginning of the file
+  while (frames < end) {
+    const sf_count_t want = static_cast<sf_count_t>(std::min<int64_t>(kBlock, end - frames));
+    const sf_count_t got = sf_readf_float(f.get(), block.data(), want);
     if (got <= 0) break;
+    // The part of this block inside [start, end).
+    const int64_t from = std::max<int64_t>(start, frames), to = frames + got;
     frames += got;
-    check_size(path, frames, channels, info.samplerate);
-    inter.insert(inter.end(), block.begin(), block.begin() + got * channels);
+    if (to <= from) continue;
+    const auto first = block.begin() + (from - (to - got)) * channels;
+    const auto last = block.begin() + got * channels;
+    for (auto it = first; it != last; ++it)
+      if (!std::isfinite(*it))
+        fail(ErrorCode::kInvalidArgument,
+             "audio file '" + path + "' contains a NaN or infinite sample near " +
+                 format_seconds(static_cast<double>(from) / rate) +
+                 " s; the file is damaged, export it again");
+    inter.insert(inter.end(), first, last);
+    check_size(path, static_cast<int64_t>(inter.size()) / channels, channels, rate);
   }
   if (sf_error(f.get()) != SF_ERR_NO_ERROR)
     fail(ErrorCode::kIo, "decoding audio file '" + path + "' failed after " +
@@ -147,15 +194,25 @@ AudioBuffer load_audio(const std::string& path) {
     fail(
         ErrorCode::kInvalidArgument,
         "audio file '" + path + "' contains no decodable samples; pass a file that contains audio");
+  const int64_t kept = static_cast<int64_t>(inter.size()) / channels;
+  if (start > 0 && start >= frames)
+    fail(ErrorCode::kInvalidArgument,
+         "start time " + format_seconds(start_s) + " s is at or past the end of the audio (" +
+             format_seconds(static_cast<double>(frames) / rate) +
+             " s long); choose an earlier start");
+  if (kept == 0)
+    fail(ErrorCode::kInvalidArgument,
+         "duration " + format_seconds(duration_s.value_or(0.0)) + " s selects no samples at " +
+             std::to_string(rate) + " Hz; use a longer duration");
 
   AudioBuffer out;
   out.channels = channels;
-  out.frames = frames;
-  out.sample_rate = info.samplerate;
+  out.frames = kept;
+  out.sample_rate = rate;
   out.samples.resize(inter.size());
   for (int c = 0; c < channels; ++c) {
     float* dst = out.channel(c);
-    for (int64_t t = 0; t < frames; ++t) dst[t] = inter[static_cast<size_t>(t) * channels + c];
+    for (int64_t t = 0; t < kept; ++t) dst[t] = inter[static_cast<size_t>(t) * channels + c];
   }
   return out;
 }

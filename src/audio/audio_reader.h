@@ -39,7 +39,14 @@ inline constexpr int64_t kMaxTotalSamples = int64_t{3600} * 48000 * 2;
 //                    zero channels, zero frames, a sample rate outside [1 kHz, 768 kHz],
 //                    more than 64 channels, longer than one hour, or too many samples in total
 //   kIo              a decoding error in the middle of the file
+// Also refused (kInvalidArgument): a path that is not a regular file (a FIFO never blocks), NaN
+// or infinite samples, and a WAV whose data chunk claims more bytes than the file holds
+// (truncated).
 AudioBuffer load_audio(const std::string& path);
+// Only the part [start_s, start_s + duration_s) (no duration: to the end), decoding no further
+// than its end: an hour-long file costs only what the part needs. The same samples as
+// slice_seconds(load_audio(path), start_s, duration_s), with its errors.
+AudioBuffer load_audio(const std::string& path, double start_s, std::optional<double> duration_s);
 
 // Output length of resample(): round-half-up of frames · out_rate / in_rate, in integers:
 //   floor((2 · frames · out_rate + in_rate) / (2 · in_rate)).

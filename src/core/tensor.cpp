@@ -2,7 +2,15 @@
 
 #include <cstring>
 
+#include "core/error.h"
+
 namespace musicgen {
+
+void shape_overflow(const Shape& shape) {
+  fail(ErrorCode::kInvalidModel, "tensor shape " + shape_str(shape) +
+                                     " has a negative dimension or more elements than can be "
+                                     "counted; the file is corrupt, replace it");
+}
 
 std::string shape_str(const Shape& shape) {
   std::string s = "[";

@@ -12,9 +12,14 @@ namespace musicgen {
 
 using Shape = std::vector<int64_t>;
 
+[[noreturn]] void shape_overflow(const Shape& shape);
+
+// The number of elements. A negative dimension or a product beyond int64 (a shape read from a
+// corrupt file) throws Error(kInvalidModel) instead of wrapping.
 inline int64_t shape_numel(const Shape& shape) {
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  for (int64_t d : shape)
+    if (d < 0 || __builtin_mul_overflow(n, d, &n)) shape_overflow(shape);
   return n;
 }
 

@@ -1,11 +1,13 @@
 #include "format/hf_config.h"
 
 #include <cmath>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 
 namespace musicgen {
 
@@ -26,10 +28,9 @@ int EncodecConfig::frame_rate() const {
 namespace {
 
 json read_json(const fs::path& path) {
-  std::ifstream in(path);
-  if (!in) fail(ErrorCode::kNotFound, "cannot read '" + path.string() + "'");
+  const std::string text = read_regular_file(path.string(), kMaxJsonFileBytes);
   try {
-    return json::parse(in);
+    return json::parse(text);
   } catch (const json::exception& e) {
     fail(ErrorCode::kInvalidModel, "'" + path.string() + "' is not valid JSON (" + e.what() +
                                        "); re-download the checkpoint");
@@ -48,6 +49,34 @@ class Reader {
     } catch (const json::exception&) {
       bad(key, "has the wrong type");
     }
+  }
+  // Integers: a JSON integer, or a float with an integral value (Python's 24.0), within int range;
+  // 1.5 or 1e20 is an error (a conversion would truncate or be undefined).
+  void get(const char* key, int* out) const {
+    if (!j_.contains(key) || j_[key].is_null()) return;
+    *out = to_int(j_[key], key);
+  }
+  void get(const char* key, std::vector<int>* out) const {
+    if (!j_.contains(key) || j_[key].is_null()) return;
+    if (!j_[key].is_array()) bad(key, "has the wrong type");
+    out->clear();
+    for (const json& v : j_[key]) out->push_back(to_int(v, key));
+  }
+  int to_int(const json& v, const char* key) const {
+    if (v.is_number_integer()) {
+      if (v.is_number_unsigned() ? v.get<uint64_t>() > uint64_t{INT32_MAX}
+                                 : v.get<int64_t>() < INT32_MIN || v.get<int64_t>() > INT32_MAX)
+        bad(key, "is out of range");
+      return static_cast<int>(v.get<int64_t>());
+    }
+    if (v.is_number_float()) {
+      const double d = v.get<double>();
+      if (!(d >= INT32_MIN && d <= INT32_MAX)) bad(key, "is out of range");
+      if (d != std::floor(d)) bad(key, "must be an integer");
+      return static_cast<int>(d);
+    }
+    if (v.is_boolean()) return v.get<bool>() ? 1 : 0;
+    bad(key, "has the wrong type");
   }
   void positive(const char* key, int* out) const {
     get(key, out);
@@ -81,6 +110,8 @@ void parse_t5(const json& j, const std::string& where, T5Config* c) {
 void parse_encodec(const json& j, const std::string& where, EncodecConfig* c) {
   Reader r(j, where + " audio_encoder");
   r.positive("sampling_rate", &c->sampling_rate);
+  // It sizes every audio buffer; EnCodec models run at 24 or 32 kHz.
+  if (c->sampling_rate > 768000) r.bad("sampling_rate", "is above 768000 Hz");
   r.positive("audio_channels", &c->audio_channels);
   r.get("normalize", &c->normalize);
   r.positive("hidden_size", &c->hidden_size);
@@ -100,8 +131,23 @@ void parse_encodec(const json& j, const std::string& where, EncodecConfig* c) {
   r.get("codebook_dim", &c->codebook_dim);
   r.get("use_conv_shortcut", &c->use_conv_shortcut);
   if (c->upsampling_ratios.empty()) r.bad("upsampling_ratios", "is empty");
-  for (int v : c->upsampling_ratios)
+  int64_t hop = 1;
+  for (int v : c->upsampling_ratios) {
     if (v <= 0) r.bad("upsampling_ratios", "has a non-positive ratio");
+    hop *= v;
+    // The codec's strided convolutions have kernels of 2 · ratio (an int).
+    if (hop > INT32_MAX / 2) r.bad("upsampling_ratios", "has a product out of range");
+  }
+  // The codec's layer widths are num_filters · 2^i for i up to the number of ratios, and its
+  // dilations dilation_growth_rate^j for j below num_residual_layers: both must be ints.
+  int64_t width = c->num_filters;
+  for (size_t i = 0; i < c->upsampling_ratios.size(); ++i)
+    if ((width *= 2) > INT32_MAX / 2)
+      r.bad("num_filters", "times 2^(number of upsampling_ratios) is out of range");
+  int64_t dilation = 1;
+  for (int j = 1; j < c->num_residual_layers && j < 64; ++j)
+    if ((dilation *= c->dilation_growth_rate) > INT32_MAX)
+      r.bad("dilation_growth_rate", "to the power num_residual_layers - 1 is out of range");
   if (c->normalize) r.bad("normalize", "is true; only EnCodec without normalisation is supported");
   if (c->use_causal_conv) r.bad("use_causal_conv", "is true; only the non-causal codec is supported");
   if (c->pad_mode != "reflect") r.bad("pad_mode", "is '" + c->pad_mode + "', expected 'reflect'");
@@ -112,8 +158,9 @@ void parse_encodec(const json& j, const std::string& where, EncodecConfig* c) {
   std::vector<double> bandwidths = {2.2};
   r.get("target_bandwidths", &bandwidths);
   if (bandwidths.empty()) r.bad("target_bandwidths", "is empty");
-  c->num_quantizers =
-      static_cast<int>(std::floor(1000.0 * bandwidths.back() / (c->frame_rate() * 10.0)));
+  const double quantizers = std::floor(1000.0 * bandwidths.back() / (c->frame_rate() * 10.0));
+  if (!(quantizers <= INT32_MAX)) r.bad("target_bandwidths", "gives a quantizer count out of range");
+  c->num_quantizers = static_cast<int>(quantizers);
   if (c->num_quantizers <= 0) r.bad("target_bandwidths", "gives no quantizers");
 }
 
@@ -187,7 +234,9 @@ MusicgenConfig config_from_json(const json& j, const std::string& where, const j
                                 const std::string& gen_where) {
   if (!j.is_object()) fail(ErrorCode::kInvalidModel, where + " is not a JSON object");
   MusicgenConfig c;
-  c.model_type = j.value("model_type", std::string());
+  // A model_type that is not a string is "not a MusicGen model", not a JSON type error.
+  if (j.contains("model_type") && j["model_type"].is_string())
+    c.model_type = j["model_type"].get<std::string>();
   if (c.model_type != "musicgen" && c.model_type != "musicgen_melody")
     fail(ErrorCode::kInvalidModel, where + ": model_type '" + c.model_type +
                                        "' is not a MusicGen model (expected 'musicgen' or "
@@ -224,6 +273,7 @@ MusicgenConfig config_from_json(const json& j, const std::string& where, const j
     r.get("do_sample", &g.do_sample);
     r.get("guidance_scale", &g.guidance_scale);
     r.get("max_length", &g.max_length);
+    if (g.max_length < 1) r.bad("max_length", "must be positive, got " + std::to_string(g.max_length));
     r.get("top_k", &g.top_k);
     r.get("top_p", &g.top_p);
     r.get("temperature", &g.temperature);

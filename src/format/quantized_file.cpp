@@ -115,7 +115,8 @@ QuantizedFile read_quantized_file(const std::string& path, bool verify_data) {
   } catch (const json::exception& e) {
     corrupt(path, std::string("the header is not valid JSON (") + e.what() + ")");
   }
-  if (!h.is_object() || h.value("format", std::string()) != "musicgen-quantized")
+  if (!h.is_object() || !h.contains("format") || !h["format"].is_string() ||
+      h["format"].get<std::string>() != "musicgen-quantized")
     corrupt(path, "the header is not a musicgen-quantized header");
   for (const char* key : {"weights", "config", "tokenizer", "data_size", "tensors"})
     if (!h.contains(key)) corrupt(path, std::string("the header lacks '") + key + "'");
@@ -168,6 +169,8 @@ QuantizedFile read_quantized_file(const std::string& path, bool verify_data) {
     const Blob b = parse_blob(t, path, what);
     check_blob(b, what);
     const size_t elem = dtype_size(ti.dtype);
+    if (shape_numel(ti.shape) > (int64_t{1} << 40))  // also throws on overflow
+      corrupt(path, what + " has an absurd shape " + shape_str(ti.shape));
     if (elem > 0 && b.size != static_cast<uint64_t>(shape_numel(ti.shape)) * elem)
       corrupt(path, what + " holds " + std::to_string(b.size) + " bytes, its shape " +
                         shape_str(ti.shape) + " needs " +

@@ -183,8 +183,7 @@ TensorStore TensorStore::open_checkpoint(const std::string& dir) {
   store.source_ = index_path.string();
   json index;
   try {
-    std::ifstream in(index_path);
-    index = json::parse(in);
+    index = json::parse(read_regular_file(index_path.string(), kMaxJsonFileBytes));
   } catch (const json::exception& e) {
     fail(ErrorCode::kInvalidModel, "'" + index_path.string() + "' is not valid JSON (" +
                                        e.what() + "); re-download the checkpoint");
@@ -199,7 +198,8 @@ TensorStore TensorStore::open_checkpoint(const std::string& dir) {
       fail(ErrorCode::kInvalidModel, "'" + index_path.string() + "' maps '" + it.key() +
                                          "' to a non-string; re-download the checkpoint");
     const std::string shard = it->get<std::string>();
-    if (shard.find('/') != std::string::npos || shard.find("..") != std::string::npos)
+    if (shard.empty() || shard == "." || shard.find('/') != std::string::npos ||
+        shard.find("..") != std::string::npos)
       fail(ErrorCode::kInvalidModel,
            "'" + index_path.string() + "' names shard '" + shard + "' outside the directory");
     expected[it.key()] = shard;

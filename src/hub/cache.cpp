@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -17,6 +18,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 
 namespace musicgen::hub {
 
@@ -86,6 +88,25 @@ bool is_hex_digest(const std::string& s, size_t length) {
   return true;
 }
 
+bool is_safe_relative_path(const std::string& name) {
+  if (name.empty() || name.size() > 1024 || name.front() == '/') return false;
+  for (char c : name)
+    if (c == '\\' || std::iscntrl(static_cast<unsigned char>(c))) return false;
+  size_t start = 0;
+  while (true) {
+    const size_t slash = name.find('/', start);
+    const std::string part =
+        name.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+    if (part.empty() || part == "." || part == "..") return false;
+    if (slash == std::string::npos) return true;
+    start = slash + 1;
+  }
+}
+
+bool is_safe_file_name(const std::string& name) {
+  return name.find('/') == std::string::npos && is_safe_relative_path(name);
+}
+
 bool is_commit_hash(const std::string& s) {
   return is_hex_digest(s, 40);
 }
@@ -103,14 +124,19 @@ std::vector<std::string> missing_checkpoint_files(const std::string& dir) {
     return missing;
   }
   try {
-    std::ifstream in(index);
-    const nlohmann::json j = nlohmann::json::parse(in);
+    const nlohmann::json j =
+        nlohmann::json::parse(read_regular_file(index.string(), kMaxJsonFileBytes));
     std::vector<std::string> shards;
     for (const auto& [tensor, shard] : j.at("weight_map").items())
       if (std::find(shards.begin(), shards.end(), shard.get<std::string>()) == shards.end())
         shards.push_back(shard.get<std::string>());
-    for (const auto& s : shards)
+    for (const auto& s : shards) {
+      if (!is_safe_relative_path(s)) {
+        missing.push_back("model.safetensors.index.json (names a shard outside the folder)");
+        break;
+      }
       if (!fs::is_regular_file(d / s, ec)) missing.push_back(s);
+    }
   } catch (const std::exception&) {
     missing.push_back("model.safetensors.index.json (unreadable)");
   }

@@ -29,6 +29,14 @@ bool is_commit_hash(const std::string& s);
 // 40 or 64 hex digits (an etag huggingface_hub would use as a blob name).
 bool is_hex_digest(const std::string& s, size_t length);
 
+// A file name received from an index or the network, to be used as a path relative to a folder:
+// non-empty, not absolute, every '/'-separated component non-empty and neither "." nor "..", no
+// backslash or control character, at most 1024 bytes. Such a name stays inside its folder (when
+// the folder holds no symlinks pointing out of it).
+bool is_safe_relative_path(const std::string& name);
+// The same for one path component (no '/' at all): an ETag used as a blob name, a commit.
+bool is_safe_file_name(const std::string& name);
+
 // The files the engine needs that `dir` lacks (empty: complete): config.json, spiece.model and
 // model.safetensors, or model.safetensors.index.json and every shard its weight_map names.
 std::vector<std::string> missing_checkpoint_files(const std::string& dir);

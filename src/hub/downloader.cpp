@@ -27,6 +27,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "hub/cache.h"
 #include "hub/hash.h"
 #include "hub/http.h"
@@ -280,8 +281,7 @@ RepoInfo RepoDownloader::fetch_info() {
     fail(ErrorCode::kIo, config_.endpoint + " sent an unreadable description of " + repo_id_ +
                              " (" + e.what() + "); check HF_ENDPOINT points at a Hugging Face hub");
   }
-  if (info.commit.empty() || info.commit.find('/') != std::string::npos ||
-      info.commit.find("..") != std::string::npos)
+  if (!is_safe_file_name(info.commit))
     fail(ErrorCode::kIo,
          config_.endpoint + " sent no usable commit for " + repo_id_ + "; check HF_ENDPOINT");
   return info;
@@ -325,8 +325,7 @@ FileMeta RepoDownloader::fetch_meta(const std::string& commit, const std::string
     m.size = std::strtoull(size.c_str(), &end, 10);
     m.size_known = end != nullptr && *end == '\0';
   }
-  if (m.etag.empty() || m.etag.find('/') != std::string::npos ||
-      m.etag.find("..") != std::string::npos || m.etag.size() > 128)
+  if (!is_safe_file_name(m.etag) || m.etag.size() > 128)
     fail(ErrorCode::kIo, config_.endpoint + " sent no usable ETag for '" + file + "' of " +
                              repo_id_ + "; check that HF_ENDPOINT points at a Hugging Face hub");
   return m;
@@ -548,8 +547,8 @@ std::string RepoDownloader::download_snapshot() {
     ensure_blob(commit, index);
     std::vector<std::string> shards;
     try {
-      std::ifstream in(fs::path(repo_dir_) / "blobs" / index.etag);
-      const json j = json::parse(in);
+      const json j = json::parse(read_regular_file(
+          (fs::path(repo_dir_) / "blobs" / index.etag).string(), kMaxJsonFileBytes));
       for (const auto& [tensor, shard] : j.at("weight_map").items())
         if (std::find(shards.begin(), shards.end(), shard.get<std::string>()) == shards.end())
           shards.push_back(shard.get<std::string>());
@@ -558,7 +557,12 @@ std::string RepoDownloader::download_snapshot() {
            "model.safetensors.index.json of " + repo_id_ + " is unreadable (" + e.what() + ")");
     }
     for (const auto& s : shards) {
-      if (!has(s) || s.find("..") != std::string::npos)
+      if (!is_safe_relative_path(s))
+        fail(ErrorCode::kInvalidModel, "model.safetensors.index.json of " + repo_id_ +
+                                           " names shard '" + s +
+                                           "', a path outside the snapshot folder; the "
+                                           "repository or mirror is corrupt or hostile");
+      if (!has(s))
         fail(ErrorCode::kInvalidModel, "model.safetensors.index.json of " + repo_id_ +
                                            " names shard '" + s +
                                            "', which the repository does not have");

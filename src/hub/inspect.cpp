@@ -1,7 +1,11 @@
 // list_cached_models (a scan of the cache folder) and inspect_model (config.json and safetensors
 // headers of a checkpoint: architecture, parameters per part and dtype, weight memory estimates).
 #include <algorithm>
+#include <unistd.h>
+
+#include <climits>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -10,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "hub/cache.h"
 #include "hub/hub_config.h"
 #include "musicgen/hub.h"
@@ -22,10 +27,9 @@ using json = nlohmann::json;
 namespace {
 
 json read_json(const fs::path& path) {
-  std::ifstream in(path);
-  if (!in) fail(ErrorCode::kNotFound, "cannot read '" + path.string() + "'");
+  const std::string text = read_regular_file(path.string(), kMaxJsonFileBytes);
   try {
-    return json::parse(in);
+    return json::parse(text);
   } catch (const json::exception& e) {
     fail(ErrorCode::kInvalidModel, "'" + path.string() + "' is not valid JSON (" + e.what() +
                                        "); re-download the checkpoint");
@@ -36,9 +40,11 @@ std::string model_type_of(const fs::path& snapshot) {
   std::error_code ec;
   if (!fs::is_regular_file(snapshot / "config.json", ec)) return "";
   try {
-    std::ifstream in(snapshot / "config.json");
-    const json j = json::parse(in);
-    return j.value("model_type", "");
+    const json j =
+        json::parse(read_regular_file((snapshot / "config.json").string(), kMaxJsonFileBytes));
+    return j.is_object() && j.contains("model_type") && j["model_type"].is_string()
+               ? j["model_type"].get<std::string>()
+               : "";
   } catch (const std::exception&) {
     return "";
   }
@@ -56,9 +62,14 @@ uint64_t tree_size(const fs::path& dir, bool skip_incomplete) {
   return total;
 }
 
+// An integer of the config, or 0 when it is absent, not a number, not integral or out of int
+// range (1e20 must not be converted: that is undefined behaviour). `info` describes, the loader
+// judges.
 int get_int(const json& j, const char* key) {
   if (!j.is_object() || !j.contains(key) || !j[key].is_number()) return 0;
-  return j[key].get<int>();
+  const double d = j[key].get<double>();
+  if (!(d >= INT32_MIN && d <= INT32_MAX) || d != std::floor(d)) return 0;
+  return static_cast<int>(d);
 }
 
 // Header entries (name, dtype, parameters) of one safetensors file.
@@ -72,17 +83,21 @@ std::vector<HeaderEntry> read_safetensors_header(const fs::path& path) {
     fail(ErrorCode::kInvalidModel, "corrupt safetensors file '" + path.string() + "': " + what +
                                        "; re-download the checkpoint");
   };
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(ErrorCode::kNotFound, "cannot read '" + path.string() + "'");
+  uint64_t file_size = 0;
+  const int fd = open_regular_file(path.string(), &file_size);
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
   uint8_t len_bytes[8];
-  if (!in.read(reinterpret_cast<char*>(len_bytes), 8)) return corrupt("shorter than 8 bytes");
+  if (file_size < 8 || ::pread(fd, len_bytes, 8, 0) != 8) return corrupt("shorter than 8 bytes");
   uint64_t len = 0;
   for (int i = 7; i >= 0; --i) len = (len << 8) | len_bytes[i];  // little-endian u64
-  std::error_code ec;
-  if (len > (uint64_t{100} << 20) || len + 8 > fs::file_size(path, ec))
-    return corrupt("header length " + std::to_string(len) + " exceeds the file");
+  // The length is not echoed: for a file that is not safetensors it would be its first 8 bytes.
+  if (len > (uint64_t{100} << 20) || len > file_size - 8)
+    return corrupt("the header length exceeds the file (not a safetensors file?)");
   std::string header(len, '\0');
-  if (!in.read(header.data(), static_cast<std::streamsize>(len)))
+  if (::pread(fd, header.data(), len, 8) != static_cast<ssize_t>(len))
     return corrupt("truncated header");
   json j;
   try {
@@ -188,10 +203,14 @@ CheckpointSummary inspect_model(const std::string& reference, const ResolveOptio
                                    "'; point at a Hugging Face MusicGen "
                                    "checkpoint directory");
   const json config = read_json(d / "config.json");
-  s.model_type = config.value("model_type", "");
-  const json text = config.value("text_encoder", json::object());
-  const json dec = config.value("decoder", json::object());
-  const json codec = config.value("audio_encoder", json::object());
+  // Fields of the wrong JSON type read as absent (json::value() would throw a type error).
+  auto member = [&](const char* key) {
+    return config.is_object() && config.contains(key) ? config[key] : json();
+  };
+  s.model_type = member("model_type").is_string() ? member("model_type").get<std::string>() : "";
+  const json text = member("text_encoder");
+  const json dec = member("decoder");
+  const json codec = member("audio_encoder");
   s.text_encoder_layers = get_int(text, "num_layers");
   s.text_encoder_hidden = get_int(text, "d_model");
   s.text_encoder_heads = get_int(text, "num_heads");
@@ -207,10 +226,11 @@ CheckpointSummary inspect_model(const std::string& reference, const ResolveOptio
   s.sample_rate = get_int(codec, "sampling_rate");
   if (codec.is_object() && codec.contains("upsampling_ratios") &&
       codec["upsampling_ratios"].is_array() && s.sample_rate > 0) {
-    int hop = 1;
+    double hop = 1;
     for (const auto& r : codec["upsampling_ratios"])
-      if (r.is_number_integer() && r.get<int>() > 0) hop *= r.get<int>();
-    s.frame_rate = static_cast<int>(std::ceil(static_cast<double>(s.sample_rate) / hop));
+      if (r.is_number() && r.get<double>() >= 1) hop *= r.get<double>();
+    const double rate = std::ceil(static_cast<double>(s.sample_rate) / hop);
+    s.frame_rate = rate <= INT32_MAX ? static_cast<int>(rate) : 0;
   }
 
   // The weight files: model.safetensors, or the shards of the index.
@@ -225,7 +245,14 @@ CheckpointSummary inspect_model(const std::string& reference, const ResolveOptio
         if (shard.is_string() &&
             std::find(shards.begin(), shards.end(), shard.get<std::string>()) == shards.end())
           shards.push_back(shard.get<std::string>());
-    for (const auto& sh : shards) weights.push_back(d / sh);
+    for (const auto& sh : shards) {
+      if (!hub::is_safe_relative_path(sh))
+        fail(ErrorCode::kInvalidModel, "'" + (d / "model.safetensors.index.json").string() +
+                                           "' names shard '" + sh +
+                                           "', a path outside the checkpoint folder; "
+                                           "re-download the checkpoint");
+      weights.push_back(d / sh);
+    }
   } else {
     fail(ErrorCode::kNotFound, "no model.safetensors or model.safetensors.index.json in '" + dir +
                                    "'; PyTorch .bin checkpoints are not supported");

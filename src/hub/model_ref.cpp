@@ -47,9 +47,20 @@ bool valid_repo_part(const std::string& s) {
   return s.front() != '-' && s.front() != '.' && s.back() != '-' && s.back() != '.';
 }
 
+// A branch, tag or commit; it becomes the path refs/{revision}, so every '/'-separated part must
+// be a plain name (not empty, ".", "..").
 bool valid_revision(const std::string& r) {
   if (r.empty() || r.size() > 256 || r.find("..") != std::string::npos || r.front() == '/')
     return false;
+  size_t start = 0;
+  while (true) {
+    const size_t slash = r.find('/', start);
+    const std::string part =
+        r.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+    if (part.empty() || part == ".") return false;
+    if (slash == std::string::npos) break;
+    start = slash + 1;
+  }
   for (char c : r)
     if (std::isspace(static_cast<unsigned char>(c)) ||
         std::iscntrl(static_cast<unsigned char>(c)) || c == '\\')
