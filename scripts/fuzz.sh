@@ -17,6 +17,7 @@ dir=build-fuzz
 CC=${CC_FUZZ:-clang} CXX=${CXX_FUZZ:-clang++} cmake -S . -B "$dir" -G Ninja \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER="${CC_FUZZ:-clang}" \
   -DCMAKE_CXX_COMPILER="${CXX_FUZZ:-clang++}" -DMUSICGEN_FUZZ=ON -DMUSICGEN_BUILD_TESTS=OFF \
+  -DMUSICGEN_VULKAN=OFF \
   > /dev/null
 if [ "${MUSICGEN_FUZZ_BUILD_ALL:-0}" = 1 ]; then
   cmake --build "$dir"  # the whole project with clang: CI's clang build

@@ -34,10 +34,10 @@ musicgen_add_test(test_quantized_file SOURCES test_quantized_file.cpp LIBS music
 target_compile_definitions(test_quantized_file PRIVATE MUSICGEN_CLI="$<TARGET_FILE:musicgen_cli>")
 add_dependencies(test_quantized_file musicgen_cli)
 if(MUSICGEN_HAVE_VULKAN)
-  musicgen_add_test(test_vulkan SOURCES test_vulkan.cpp golden_runs.cpp
+  musicgen_add_test(test_vulkan NO_LEAK_CHECK SOURCES test_vulkan.cpp golden_runs.cpp
     LIBS musicgen musicgen_gpu musicgen_generation musicgen_models musicgen_tokenizer
          nlohmann_json::nlohmann_json)
   target_compile_definitions(test_vulkan PRIVATE MUSICGEN_CLI="$<TARGET_FILE:musicgen_cli>")
   add_dependencies(test_vulkan musicgen_cli)
-  musicgen_add_test(test_vulkan_codec SOURCES test_vulkan_codec.cpp LIBS musicgen_gpu musicgen_models)
+  musicgen_add_test(test_vulkan_codec NO_LEAK_CHECK SOURCES test_vulkan_codec.cpp LIBS musicgen_gpu musicgen_models)
 endif()
