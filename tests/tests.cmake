@@ -32,3 +32,6 @@ musicgen_add_test(test_quant_quality SOURCES test_quant_quality.cpp
 musicgen_add_test(test_quantized_file SOURCES test_quantized_file.cpp LIBS musicgen)
 target_compile_definitions(test_quantized_file PRIVATE MUSICGEN_CLI="$<TARGET_FILE:musicgen_cli>")
 add_dependencies(test_quantized_file musicgen_cli)
+# PyTorch .bin checkpoints: parity on transformers-saved fixtures, hostile and broken archives.
+musicgen_add_test(test_torch_checkpoint SOURCES test_torch_checkpoint.cpp
+  LIBS musicgen nlohmann_json::nlohmann_json)
