@@ -178,7 +178,9 @@ TensorStore::WeightFiles TensorStore::find_weight_files(const std::string& dir) 
   const char* const kSingle[2] = {"model.safetensors", "pytorch_model.bin"};
   const char* const kIndex[2] = {"model.safetensors.index.json", "pytorch_model.bin.index.json"};
   const char* const kFormat[2] = {"safetensors", "pytorch"};
+  std::string incomplete;  // the first index with a missing shard
   for (int f = 0; f < 2; ++f) {
+    w = WeightFiles{};
     w.format = kFormat[f];
     if (fs::is_regular_file(d / kSingle[f], ec)) {
       w.files.push_back((d / kSingle[f]).string());
@@ -211,8 +213,16 @@ TensorStore::WeightFiles TensorStore::find_weight_files(const std::string& dir) 
       const std::string full = (d / shard).string();
       if (std::find(w.files.begin(), w.files.end(), full) == w.files.end()) w.files.push_back(full);
     }
-    return w;
+    std::string absent;
+    for (const std::string& file : w.files)
+      if (!fs::is_regular_file(file, ec)) absent = fs::path(file).filename().string();
+    if (absent.empty()) return w;
+    // Another complete layout is used if there is one (an index can be left dangling beside it).
+    if (incomplete.empty())
+      incomplete = "'" + index_path.string() + "' names shard '" + absent +
+                   "', which is missing; re-download the checkpoint";
   }
+  if (!incomplete.empty()) fail(ErrorCode::kNotFound, incomplete);
   fail(ErrorCode::kNotFound, "no model.safetensors, model.safetensors.index.json, "
                              "pytorch_model.bin or pytorch_model.bin.index.json in '" + dir +
                              "'; point --model at a Hugging Face MusicGen checkpoint directory");
