@@ -41,6 +41,13 @@ constexpr const char* kPrivateRepo = "test-org/private-musicgen";
 constexpr const char* kCommit = "8c2e4a1f0b9d7e6c5a4b3c2d1e0f9a8b7c6d5e4f";
 constexpr const char* kShardedCommit = "1111111111222222222233333333334444444444";
 constexpr const char* kToken = "hf_test_secret";
+// PyTorch layouts as the hub publishes them: facebook/musicgen-medium (only pytorch_model.bin),
+// facebook/musicgen-large (pytorch_model-0000X-of-0000N.bin + index), and a revision whose
+// safetensors index is dangling (names shards the repo does not have) beside a .bin.
+constexpr const char* kMediumRepo = "test-org/medium-layout";
+constexpr const char* kLargeRepo = "test-org/large-layout";
+constexpr const char* kDanglingRepo = "test-org/dangling-index";
+constexpr const char* kStereoMediumRepo = "test-org/stereo-medium-layout";
 
 std::string read_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -128,6 +135,51 @@ class FakeHub {
     sharded.files["model.safetensors.index.json"] = idx;
     sharded.files["model-00001-of-00001.safetensors"] = shard;
     repos_[kShardedRepo] = sharded;
+
+    // PyTorch layouts from the transformers-saved fixtures.
+    auto file_of = [](const fs::path& path, bool lfs) {
+      RepoFile rf;
+      rf.content = read_file(path);
+      rf.lfs = lfs;
+      rf.etag = lfs ? sha256(rf.content) : git_blob_sha1(rf.content);
+      return rf;
+    };
+    auto base_repo = [&](const std::string& commit, const std::string& fixture) {
+      FakeRepo r;
+      r.commit = commit;
+      const fs::path d = testing::fixture_dir(fixture);
+      r.files["config.json"] = file_of(d / "config.json", false);
+      r.files["generation_config.json"] = file_of(d / "generation_config.json", false);
+      r.files["spiece.model"] = file_of(d / "spiece.model", true);
+      r.extra_siblings = {"README.md", ".gitattributes"};
+      return r;
+    };
+    FakeRepo medium = base_repo("2222222222333333333344444444445555555555", "tiny-a-bin");
+    medium.files["pytorch_model.bin"] =
+        file_of(fs::path(testing::fixture_dir("tiny-a-bin")) / "pytorch_model.bin", true);
+    repos_[kMediumRepo] = medium;
+    FakeRepo large = base_repo("3333333333444444444455555555556666666666", "tiny-a-bin-sharded");
+    for (const auto& e : fs::directory_iterator(testing::fixture_dir("tiny-a-bin-sharded"))) {
+      const std::string name = e.path().filename().string();
+      if (name.rfind("pytorch_model", 0) == 0)
+        large.files[name] = file_of(e.path(), name.find(".index.json") == std::string::npos);
+    }
+    repos_[kLargeRepo] = large;
+    FakeRepo dangling = medium;
+    dangling.commit = "4444444444555555555566666666667777777777";
+    RepoFile dangling_index;
+    dangling_index.content =
+        R"({"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}})";
+    dangling_index.etag = git_blob_sha1(dangling_index.content);
+    dangling.files["model.safetensors.index.json"] = dangling_index;
+    repos_[kDanglingRepo] = dangling;
+    // facebook/musicgen-stereo-medium: model.safetensors beside dangling *.index.json files.
+    FakeRepo stereo_medium = repo;
+    stereo_medium.commit = "5555555555666666666677777777778888888888";
+    stereo_medium.files["model.safetensors.index.json"] = dangling_index;
+    stereo_medium.files["pytorch_model.bin.index.json"] = dangling_index;
+    stereo_medium.extra_siblings.clear();
+    repos_[kStereoMediumRepo] = stereo_medium;
 
     setup_routes();
     port_ = server_.bind_to_any_port("127.0.0.1");
@@ -267,7 +319,8 @@ class FakeHub {
         res.status = 404;
         return;
       }
-      const bool faulty = etag == repos_.at(kRepo).files.at("model.safetensors").etag;
+      const bool faulty = etag == repos_.at(kRepo).files.at("model.safetensors").etag ||
+                          etag == repos_.at(kMediumRepo).files.at("pytorch_model.bin").etag;
       const bool cut = faulty && cut_transfers.fetch_sub(1) > 0;
       const bool corrupt = faulty && corrupt_bodies.load();
       auto sent = std::make_shared<size_t>(0);
@@ -632,6 +685,74 @@ TEST_F(HubTest, ShardedCheckpointDownloadsIndexAndShards) {
   EXPECT_GT(model->info().num_layers, 0);
 }
 
+TEST_F(HubTest, MediumLayoutPullsTheSingleBinAndLoads) {
+  hub_->cut_transfers = 1;  // the .bin follows the same resume and checksum rules
+  const std::string dir = resolve_model(kMediumRepo, options_);
+  EXPECT_TRUE(fs::is_symlink(fs::path(dir) / "pytorch_model.bin"));
+  const RepoFile& bin = hub_->repo(kMediumRepo).files.at("pytorch_model.bin");
+  EXPECT_EQ(sha256(read_file(fs::path(dir) / "pytorch_model.bin")), bin.etag);
+  size_t ranged = 0;
+  for (const auto& h : hub_->hits())
+    if (h.path.find("/cdn/" + bin.etag) != std::string::npos && !h.range.empty()) ++ranged;
+  EXPECT_GE(ranged, 1u) << "the cut transfer resumes with a range request";
+  EXPECT_EQ(hub_->count("", "README.md"), 0u);
+  auto model = Model::load(dir);
+  EXPECT_EQ(model->info().num_codebooks, 4);
+  const CheckpointSummary s = inspect_model(kMediumRepo, options_);
+  EXPECT_EQ(s.weights_format, "pytorch");
+  EXPECT_EQ(s.weight_files, std::vector<std::string>{"pytorch_model.bin"});
+  for (const auto& p : s.parts) EXPECT_EQ(p.dtype_params.begin()->first, "F32") << p.name;
+  const auto models = list_cached_models(options_);
+  ASSERT_EQ(models.size(), 1u);
+  ASSERT_EQ(models[0].revisions.size(), 1u);
+  EXPECT_TRUE(models[0].revisions[0].missing.empty());
+  EXPECT_EQ(models[0].revisions[0].weights_format, "pytorch");
+}
+
+TEST_F(HubTest, CorruptBinIsRejected) {
+  hub_->corrupt_bodies = true;
+  const std::string message = error_of([&] { resolve_model(kMediumRepo, options_); });
+  EXPECT_NE(message.find("checksum mismatch"), std::string::npos) << message;
+  EXPECT_FALSE(fs::exists(repo_dir(kMediumRepo) / "refs" / "main"));
+}
+
+TEST_F(HubTest, LargeLayoutPullsTheIndexAndEveryBinShard) {
+  const std::string dir = resolve_model(kLargeRepo, options_);
+  size_t shards = 0;
+  for (const auto& [name, f] : hub_->repo(kLargeRepo).files)
+    if (name.rfind("pytorch_model-", 0) == 0) {
+      ++shards;
+      EXPECT_TRUE(fs::is_symlink(fs::path(dir) / name)) << name;
+    }
+  EXPECT_GE(shards, 2u);
+  EXPECT_TRUE(fs::is_symlink(fs::path(dir) / "pytorch_model.bin.index.json"));
+  auto model = Model::load(dir);
+  EXPECT_GT(model->info().num_layers, 0);
+  const CheckpointSummary s = inspect_model(kLargeRepo, options_);
+  EXPECT_EQ(s.weights_format, "pytorch");
+  EXPECT_EQ(s.weight_files.front(), "pytorch_model.bin.index.json");
+  EXPECT_EQ(s.weight_files.size(), shards + 1);
+  EXPECT_TRUE(s.parts[0].dtype_params.count("F16")) << "the sharded fixture is stored in F16";
+}
+
+TEST_F(HubTest, DanglingIndexIsNeverFollowed) {
+  // A safetensors index whose shards are absent: the .bin is used instead.
+  const std::string dir = resolve_model(kDanglingRepo, options_);
+  EXPECT_TRUE(fs::is_symlink(fs::path(dir) / "pytorch_model.bin"));
+  EXPECT_FALSE(fs::exists(fs::path(dir) / "model.safetensors.index.json"));
+  EXPECT_EQ(hub_->count("", "model-00001-of-00002.safetensors"), 0u);
+  Model::load(dir);
+  // musicgen-stereo-medium: model.safetensors wins; the dangling indexes are not even fetched.
+  const std::string dir2 = resolve_model(kStereoMediumRepo, options_);
+  EXPECT_TRUE(fs::is_symlink(fs::path(dir2) / "model.safetensors"));
+  size_t index_hits = 0;
+  for (const auto& h : hub_->hits())
+    if (h.path.find(kStereoMediumRepo) != std::string::npos &&
+        h.path.find("index.json") != std::string::npos)
+      ++index_hits;
+  EXPECT_EQ(index_hits, 0u);
+}
+
 TEST_F(HubTest, ProgressCallbackSeesEveryFileAndCanCancel) {
   std::set<std::string> finished;
   options_.on_progress = [&](const DownloadProgress& p) {
@@ -793,6 +914,21 @@ TEST_F(HubTest, CommandLinePullListInfoGenerate) {
   EXPECT_EQ(r.err.rfind("musicgen: error: test-org/other-model is not in the model cache", 0), 0u)
       << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+
+  // facebook/musicgen-medium's layout: pull, info (format and dtype), list, generate.
+  r = run_cli({"pull", kMediumRepo});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_cli({"info", kMediumRepo});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* part : {"weights:       PyTorch .bin (pytorch_model.bin)", "F32"})
+    EXPECT_NE(r.out.find(part), std::string::npos) << part << " not in:\n" << r.out;
+  r = run_cli({"list"});
+  EXPECT_NE(r.out.find("ok (PyTorch .bin)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("ok (safetensors)"), std::string::npos) << r.out;
+  r = run_cli({"generate", "--model", kMediumRepo, "--prompt", "x", "--max-new-tokens", "8",
+               "--output", wav, "--quiet"},
+              "HF_HUB_OFFLINE=1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
 
   r = run_cli({"pull"});
   EXPECT_EQ(r.exit_code, 2);
