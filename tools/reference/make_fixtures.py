@@ -299,6 +299,8 @@ class FixtureSpec:
     seed_cases: Optional[List[str]] = None
     # cases recomputed from the saved checkpoint files (must reproduce bit-exactly)
     verify_cases: List[str] = dataclasses.field(default_factory=lambda: ["logits", "greedy_g3"])
+    # EncodecConfig arguments that differ from build_config's (config edge cases, issue 9)
+    codec_overrides: Dict[str, object] = dataclasses.field(default_factory=dict)
 
 
 DEFAULT_CASES = [
@@ -377,6 +379,21 @@ FIXTURES: Dict[str, FixtureSpec] = {
         kind="melody", audio_channels=2, melody_seed=5100, melody_channels=2, melody_seconds=1.5,
         seed_cases=["smelody_text"],
         verify_cases=["logits", "smelody_text"],
+    ),
+    # Config edge cases that transformers 4.40.2 accepts (issue 9): an EnCodec num_filters (3) that compress (2)
+    # does not divide (HF's residual width is dim // compress = 1, 3, 6, 12, 24 per stage) and an odd decoder
+    # width (63, 3 heads of 21: HF appends a zero column to the sinusoid table).
+    "tiny-edge": FixtureSpec(
+        name="tiny-edge",
+        hidden=63, layers=2, heads=3, ffn=128, num_codebooks=4, vocab=128,
+        t5_d_model=32, t5_d_kv=8, t5_heads=4, t5_d_ff=64, t5_layers=2,
+        codec_filters=3, codec_hidden=16, codec_codebook_size=128,
+        storage="fp32_single",
+        base_seed=7000, lm_head_scale=4.0,
+        logits_seed=71, encodec_seed=72,
+        cases=list(DEFAULT_CASES) + ["encodec_encode"],
+        wave_seed=7100,
+        codec_overrides={"compress": 2, "num_filters": 3},
     ),
 }
 
@@ -477,6 +494,8 @@ def build_config(spec: FixtureSpec, t5_vocab: int) -> MusicgenConfig:
         chunk_length_s=None,
         overlap=None,
     )
+    for k, v in spec.codec_overrides.items():
+        setattr(codec, k, v)
     dec_cls = MusicgenMelodyDecoderConfig if spec.kind == "melody" else MusicgenDecoderConfig
     dec = dec_cls(
         vocab_size=spec.vocab,
