@@ -307,6 +307,11 @@ GenerationResult Session::generate(const GenerationOptions& opt) {
   std::vector<int64_t> padding(batch, 0);
   int prompt_frames = 0;
   if (!opt.audio_prompts.empty()) {
+    if (kc != m.codec->num_quantizers())
+      bad_option("this checkpoint generates " + std::to_string(kc) + " codebooks per channel but "
+                 "its codec encodes " + std::to_string(m.codec->num_quantizers()) +
+                 ", so an audio prompt cannot be continued (transformers fails here too); "
+                 "generate from text or unconditionally");
     Stopwatch sw;
     prompt_codes = encode_prompts(m, opt.audio_prompts, batch, &impl_->pool, &prompt_frames, &padding);
     req.prompt_codes = &prompt_codes;

@@ -68,7 +68,8 @@ void parse_t5(const json& j, const std::string& where, T5Config* c) {
   r.positive("d_model", &c->d_model);
   r.positive("d_kv", &c->d_kv);
   r.positive("d_ff", &c->d_ff);
-  r.positive("num_layers", &c->num_layers);
+  r.get("num_layers", &c->num_layers);  // 0 runs in HF: embeddings, then the final norm
+  if (c->num_layers < 0) r.bad("num_layers", "must be >= 0, got " + std::to_string(c->num_layers));
   r.positive("num_heads", &c->num_heads);
   r.positive("relative_attention_num_buckets", &c->relative_attention_num_buckets);
   r.positive("relative_attention_max_distance", &c->relative_attention_max_distance);
@@ -226,12 +227,14 @@ MusicgenConfig config_from_json(const json& j, const std::string& where, const j
     fail(ErrorCode::kInvalidModel, where + ": audio_encoder.audio_channels must be 1");
   if (c.audio_encoder.codebook_size < c.decoder.vocab_size)
     fail(ErrorCode::kInvalidModel, where + ": decoder vocab_size exceeds the codec's codebook_size");
-  if (c.decoder.num_codebooks / c.decoder.audio_channels != c.audio_encoder.num_quantizers)
+  // HF decodes the first num_codebooks quantizers, so fewer codebooks than quantizers run (audio
+  // prompts then fail in HF and are refused in Session::generate); more cannot be decoded.
+  if (c.decoder.num_codebooks / c.decoder.audio_channels > c.audio_encoder.num_quantizers)
     fail(ErrorCode::kInvalidModel,
          where + ": decoder num_codebooks per channel (" +
              std::to_string(c.decoder.num_codebooks / c.decoder.audio_channels) +
-             ") differs from the codec's quantizer count (" +
-             std::to_string(c.audio_encoder.num_quantizers) + ")");
+             ") exceeds the codec's quantizer count (" +
+             std::to_string(c.audio_encoder.num_quantizers) + ", from target_bandwidths)");
 
   GenerationDefaults& g = c.generation;
   g.decoder_start_token_id = c.decoder.bos_token_id;
