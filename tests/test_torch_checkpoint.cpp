@@ -11,6 +11,8 @@
 #include <sstream>
 
 #include "format/torch_checkpoint.h"
+#include "format/torch_writer.h"
+#include "musicgen/tools.h"
 #include "musicgen/musicgen.h"
 #include "test_util.h"
 
@@ -409,6 +411,83 @@ TEST_F(Archives, DirectoryWithOnlyBinLoadsThroughTheStore) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("pytorch_model-00001-of-00002.bin"), std::string::npos);
   }
+}
+
+}  // namespace
+}  // namespace musicgen
+
+namespace musicgen {
+namespace {
+
+// make-random-model --format bin: the same tensors as the safetensors it would write, single
+// and sharded, and the pickle/zip the writer makes is read back exactly.
+TEST(TorchWriter, RandomModelBinEqualsSafetensors) {
+  const std::string dir = testing::make_temp_dir("torch-writer");
+  RandomModelOptions o;
+  o.shape = "test-tiny";
+  o.seed = 7;
+  o.threads = 2;
+  o.out_dir = dir + "/st";
+  make_random_model(o);
+  o.format = "bin";
+  o.dtype = "f32";
+  o.out_dir = dir + "/bin";
+  make_random_model(o);
+  o.shards = 3;
+  o.out_dir = dir + "/bin3";
+  make_random_model(o);
+  EXPECT_TRUE(fs::exists(dir + "/bin/pytorch_model.bin"));
+  EXPECT_TRUE(fs::exists(dir + "/bin3/pytorch_model-00003-of-00003.bin"));
+  EXPECT_TRUE(fs::exists(dir + "/bin3/pytorch_model.bin.index.json"));
+  const TensorStore st = TensorStore::open_checkpoint(dir + "/st");
+  for (const char* sub : {"/bin", "/bin3"}) {
+    const TensorStore pt = TensorStore::open_checkpoint(dir + sub);
+    EXPECT_EQ(pt.names(), st.names()) << sub;
+    for (const std::string& name : st.names()) {
+      const TensorInfo* a = st.find(name);
+      const TensorInfo* b = pt.find(name);
+      ASSERT_NE(b, nullptr);
+      EXPECT_EQ(a->shape, b->shape) << name;
+      ASSERT_EQ(a->nbytes, b->nbytes) << name;
+      EXPECT_EQ(std::memcmp(a->data, b->data, a->nbytes), 0) << name;
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(b->data) % 64, 0u) << name << " is not 64-byte aligned";
+    }
+  }
+  auto model = Model::load(dir + "/bin3");
+  EXPECT_GT(model->info().num_layers, 0);
+  fs::remove_all(dir);
+}
+
+TEST(TorchWriter, DtypesShapesAndCrcs) {
+  const std::string dir = testing::make_temp_dir("torch-writer2");
+  const std::vector<TensorDecl> decls = {{"a.f16", DType::kF16, {3, 5}},
+                                         {"empty", DType::kF32, {0, 4}},
+                                         {"b.bf16", DType::kBF16, {7}},
+                                         {"c.i64", DType::kI64, {2, 1, 2}},
+                                         {"scalar", DType::kF32, {}}};
+  const std::string path = dir + "/pytorch_model.bin";
+  {
+    TorchZipWriter w(path, decls);
+    for (const TensorDecl& d : decls) {
+      std::string bytes(d.nbytes(), '\0');
+      for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>(i * 7 + d.name.size());
+      for (size_t i = 0; i < bytes.size(); i += 3)  // odd chunk sizes
+        w.write(bytes.data() + i, std::min<size_t>(3, bytes.size() - i));
+    }
+    w.finish();
+  }
+  const TorchCheckpoint ck = read_torch_checkpoint(path);
+  ASSERT_EQ(ck.tensors.size(), decls.size());
+  for (size_t t = 0; t < decls.size(); ++t) {
+    EXPECT_EQ(ck.tensors[t].name, decls[t].name);
+    EXPECT_EQ(ck.tensors[t].dtype, decls[t].dtype);
+    EXPECT_EQ(ck.tensors[t].shape, decls[t].shape);
+    ASSERT_EQ(ck.tensors[t].nbytes, decls[t].nbytes());
+    for (size_t i = 0; i < ck.tensors[t].nbytes; ++i)
+      ASSERT_EQ(ck.tensors[t].data[i], static_cast<uint8_t>(i * 7 + decls[t].name.size()));
+  }
+  EXPECT_EQ(crc32_update(0, "123456789", 9), 0xCBF43926u);  // the CRC-32 check value
+  fs::remove_all(dir);
 }
 
 }  // namespace
