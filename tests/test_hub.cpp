@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
@@ -25,6 +26,7 @@
 #include <sstream>
 #include <thread>
 
+#include "core/mapped_file.h"
 #include "musicgen/hub.h"
 #include "musicgen/musicgen.h"
 #include "test_util.h"
@@ -48,6 +50,7 @@ constexpr const char* kMediumRepo = "test-org/medium-layout";
 constexpr const char* kLargeRepo = "test-org/large-layout";
 constexpr const char* kDanglingRepo = "test-org/dangling-index";
 constexpr const char* kStereoMediumRepo = "test-org/stereo-medium-layout";
+constexpr const char* kFullSizeRepo = "test-org/full-size";
 
 std::string read_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -56,7 +59,7 @@ std::string read_file(const fs::path& path) {
   return ss.str();
 }
 
-std::string hex_digest(const EVP_MD* md, const std::string& data) {
+std::string hex_digest(const EVP_MD* md, std::string_view data) {
   unsigned char out[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   EVP_Digest(data.data(), data.size(), out, &len, md, nullptr);
@@ -69,7 +72,7 @@ std::string hex_digest(const EVP_MD* md, const std::string& data) {
   return hex;
 }
 
-std::string sha256(const std::string& data) {
+std::string sha256(std::string_view data) {
   return hex_digest(EVP_sha256(), data);
 }
 // git's blob id: sha1("blob <size>\0" + content), which the hub sends as the ETag of small files.
@@ -80,6 +83,11 @@ std::string git_blob_sha1(const std::string& data) {
 
 struct RepoFile {
   std::string content;
+  std::shared_ptr<const MappedFile> mapped;  // instead of content (full-size weights)
+  std::string_view bytes() const {
+    return mapped ? std::string_view(reinterpret_cast<const char*>(mapped->data()), mapped->size())
+                  : std::string_view(content);
+  }
   bool lfs = false;
   std::string etag;  // sha256 for LFS, git sha1 otherwise
 };
@@ -98,7 +106,7 @@ struct Hit {
 
 class FakeHub {
  public:
-  FakeHub() {
+  explicit FakeHub(int watchdog_s = 120) : watchdog_s_(watchdog_s) {
     const std::string dir = testing::fixture_dir("tiny-a");
     FakeRepo repo;
     repo.commit = kCommit;
@@ -190,7 +198,7 @@ class FakeHub {
     thread_ = std::thread([this] { server_.listen_after_bind(); });
     watchdog_ = std::thread([this] {
       std::unique_lock<std::mutex> lock(watchdog_mutex_);
-      watchdog_cv_.wait_for(lock, std::chrono::seconds(120), [this] { return stopping_; });
+      watchdog_cv_.wait_for(lock, std::chrono::seconds(watchdog_s_), [this] { return stopping_; });
       server_.stop();  // never outlives a stuck test
     });
     // bind_to_any_port already listens; wait for the accept loop so that stop() cannot miss it.
@@ -212,6 +220,27 @@ class FakeHub {
   }
 
   std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+  // A repo serving a checkpoint folder as it is; weight files are mapped, not read (call before
+  // the first request to it).
+  void add_repo_from_dir(const std::string& id, const std::string& commit, const fs::path& dir) {
+    FakeRepo r;
+    r.commit = commit;
+    for (const auto& e : fs::directory_iterator(dir)) {
+      const std::string name = e.path().filename().string();
+      RepoFile f;
+      const bool weights = name.size() > 4 && (name.ends_with(".bin") || name.ends_with(".safetensors"));
+      f.lfs = weights || name == "spiece.model";
+      if (weights)
+        f.mapped = MappedFile::open(e.path().string());
+      else
+        f.content = read_file(e.path());
+      f.etag = f.lfs ? sha256(std::string_view(f.bytes())) : git_blob_sha1(f.content);
+      r.files[name] = std::move(f);
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    repos_[id] = std::move(r);
+  }
   const FakeRepo& repo(const std::string& id) const { return repos_.at(id); }
 
   std::vector<Hit> hits() const {
@@ -299,7 +328,7 @@ class FakeHub {
                   if (f.lfs) {
                     res.status = 302;
                     res.set_header("X-Linked-Etag", "\"" + f.etag + "\"");
-                    res.set_header("X-Linked-Size", std::to_string(f.content.size()));
+                    res.set_header("X-Linked-Size", std::to_string(f.bytes().size()));
                     res.set_header("ETag", "\"" + git_blob_sha1("pointer " + f.etag) + "\"");
                     res.set_header("Location", endpoint() + "/cdn/" + f.etag + "?expires=1");
                     return;
@@ -311,11 +340,15 @@ class FakeHub {
                                                  httplib::Response& res) {
       log(req);
       const std::string etag = req.matches[1].str();
-      std::shared_ptr<std::string> body;
+      std::string_view body;  // into repos_, which outlives every request
+      bool found = false;
       for (const auto& [id, repo] : repos_)
         for (const auto& [name, f] : repo.files)
-          if (f.etag == etag) body = std::make_shared<std::string>(f.content);
-      if (!body) {
+          if (f.etag == etag) {
+            body = f.bytes();
+            found = true;
+          }
+      if (!found) {
         res.status = 404;
         return;
       }
@@ -325,12 +358,12 @@ class FakeHub {
       const bool corrupt = faulty && corrupt_bodies.load();
       auto sent = std::make_shared<size_t>(0);
       res.set_content_provider(
-          body->size(), "application/octet-stream",
+          body.size(), "application/octet-stream",
           [this, body, cut, corrupt, sent](size_t offset, size_t length, httplib::DataSink& sink) {
-            if (cut && *sent >= body->size() / 2) return false;  // close the connection midway
+            if (cut && *sent >= body.size() / 2) return false;  // close the connection midway
             if (slow_chunk_ms > 0)
               std::this_thread::sleep_for(std::chrono::milliseconds(slow_chunk_ms));
-            std::string chunk = body->substr(offset, std::min<size_t>(length, 64 * 1024));
+            std::string chunk(body.substr(offset, std::min<size_t>(length, 1 << 20)));
             if (corrupt) chunk[chunk.size() / 2] ^= 0x5a;
             *sent += chunk.size();
             return sink.write(chunk.data(), chunk.size());
@@ -338,6 +371,7 @@ class FakeHub {
     });
   }
 
+  int watchdog_s_ = 120;
   std::map<std::string, FakeRepo> repos_;
   httplib::Server server_;
   int port_ = 0;
@@ -751,6 +785,46 @@ TEST_F(HubTest, DanglingIndexIsNeverFollowed) {
         h.path.find("index.json") != std::string::npos)
       ++index_hits;
   EXPECT_EQ(index_hits, 0u);
+}
+
+// Full size, opt-in: MUSICGEN_FULL_SIZE_DIR=<a checkpoint folder>, e.g. written by
+// `musicgen make-random-model --shape medium --format bin` (facebook/musicgen-medium's layout) or
+// `--shape large --format bin --shards 2` (large's). Pulls it from the fake hub, loads it and
+// generates a few steps.
+TEST_F(HubTest, FullSizeCheckpointPullsLoadsAndGenerates) {
+  const char* dir = std::getenv("MUSICGEN_FULL_SIZE_DIR");
+  if (dir == nullptr) GTEST_SKIP() << "set MUSICGEN_FULL_SIZE_DIR to a full-size checkpoint folder";
+  hub_->stop();
+  hub_ = std::make_unique<FakeHub>(3600);
+  set_env("HF_ENDPOINT", hub_->endpoint());
+  using clock = std::chrono::steady_clock;
+  auto t0 = clock::now();
+  hub_->add_repo_from_dir(kFullSizeRepo, "6666666666777777777788888888889999999999", dir);
+  auto secs = [](clock::time_point a) {
+    return std::chrono::duration<double>(clock::now() - a).count();
+  };
+  std::fprintf(stderr, "fake hub ready (sha256 of every file) in %.1f s\n", secs(t0));
+  t0 = clock::now();
+  const std::string snap = resolve_model(kFullSizeRepo, options_);
+  std::fprintf(stderr, "pulled in %.1f s: %s\n", secs(t0), snap.c_str());
+  for (const auto& [name, f] : hub_->repo(kFullSizeRepo).files)
+    EXPECT_TRUE(fs::is_symlink(fs::path(snap) / name)) << name;
+  const CheckpointSummary s = inspect_model(kFullSizeRepo, options_);
+  std::fprintf(stderr, "info: %s, %llu parameters\n", s.weights_format.c_str(),
+               static_cast<unsigned long long>(s.total_parameters));
+  t0 = clock::now();
+  auto model = Model::load(snap);
+  std::fprintf(stderr, "loaded in %.1f s\n", secs(t0));
+  Session session(model, {.threads = 0});
+  GenerationOptions opt;
+  opt.prompts = {"full size"};
+  opt.max_new_tokens = 8;
+  opt.greedy = true;
+  t0 = clock::now();
+  const GenerationResult r = session.generate(opt);
+  std::fprintf(stderr, "generated %d frames in %.1f s\n", r.frames, secs(t0));
+  EXPECT_GT(r.frames, 0);
+  for (float x : r.audio) ASSERT_TRUE(std::isfinite(x));
 }
 
 TEST_F(HubTest, ProgressCallbackSeesEveryFileAndCanCancel) {
