@@ -169,7 +169,7 @@ MusicgenConfig load_musicgen_config(const std::string& dir) {
   if (!fs::exists(dir))
     fail(ErrorCode::kNotFound, "model directory '" + dir +
                                    "' does not exist; pass --model a directory holding "
-                                   "config.json and model.safetensors");
+                                   "config.json, spiece.model and the weights");
   if (!fs::is_directory(dir))
     fail(ErrorCode::kNotFound, "'" + dir + "' is not a directory; pass --model a checkpoint directory");
   const fs::path config_path = fs::path(dir) / "config.json";
