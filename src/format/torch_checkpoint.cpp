@@ -2,7 +2,6 @@
 
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <memory>
 
@@ -315,7 +314,7 @@ class Unpickler {
 
  private:
   Obj* make(Obj::Kind k) {
-    if (arena_.size() >= kMaxObjects) refused(path_, "more than 10 million pickle objects");
+    if (arena_.size() >= kMaxObjects) refused(path_, "more than a million pickle objects");
     arena_.push_back(std::make_unique<Obj>());
     arena_.back()->kind = k;
     return arena_.back().get();
@@ -485,7 +484,7 @@ class Unpickler {
     return s;
   }
 
-  static constexpr size_t kMaxObjects = 10'000'000;
+  static constexpr size_t kMaxObjects = 1'000'000;  // a state dict needs ~20 per tensor
   std::string path_;
   const uint8_t* p_;
   const uint8_t* end_;
@@ -499,12 +498,6 @@ class Unpickler {
 };
 
 }  // namespace
-
-bool is_torch_zip(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  char m[4] = {};
-  return in.read(m, 4) && std::memcmp(m, "PK\x03\x04", 4) == 0;
-}
 
 TorchCheckpoint read_torch_checkpoint(const std::string& path) {
   TorchCheckpoint out;

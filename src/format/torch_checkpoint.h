@@ -33,7 +33,4 @@ struct TorchCheckpoint {
 // plain state dict, a tensor outside its storage.
 TorchCheckpoint read_torch_checkpoint(const std::string& path);
 
-// True if the file starts like a zip archive (torch.save's format).
-bool is_torch_zip(const std::string& path);
-
 }  // namespace musicgen
