@@ -395,6 +395,22 @@ TEST_F(Archives, LegacyAndForeignFilesAreRefused) {
   EXPECT_NE(m.find("big-endian"), std::string::npos) << m;
 }
 
+TEST_F(Archives, DanglingSafetensorsIndexBesideABinIsSkipped) {
+  write(archive(state_dict(tensor_item("w", "0", 8, 0, {8}, {1}))));
+  std::ofstream(dir_ + "/model.safetensors.index.json")
+      << R"({"weight_map": {"w": "model-00001-of-00002.safetensors"}})";
+  EXPECT_EQ(TensorStore::find_weight_files(dir_).format, "pytorch");
+  EXPECT_TRUE(TensorStore::open_checkpoint(dir_).has("w"));
+  fs::remove(dir_ + "/pytorch_model.bin");
+  try {
+    TensorStore::find_weight_files(dir_);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kNotFound);
+    EXPECT_NE(std::string(e.what()).find("model-00001-of-00002.safetensors"), std::string::npos);
+  }
+}
+
 TEST_F(Archives, DirectoryWithOnlyBinLoadsThroughTheStore) {
   const std::string pkl = state_dict(tensor_item("w", "0", 8, 0, {8}, {1}));
   write(archive(pkl));
