@@ -574,10 +574,13 @@ std::string RepoDownloader::download_snapshot() {
            std::string(l.index) + " of " + repo_id_ + " is unreadable (" + e.what() + ")");
     }
     std::string absent;
+    size_t n_absent = 0;
     for (const auto& sh : shards)
       if (!has(sh) || sh.empty() || sh.find("..") != std::string::npos ||
-          sh.find('/') != std::string::npos || sh.find('\\') != std::string::npos)
-        absent += (absent.empty() ? "" : ", ") + sh;
+          sh.find('/') != std::string::npos || sh.find('\\') != std::string::npos) {
+        if (++n_absent <= 3) absent += (absent.empty() ? "" : ", ") + sh.substr(0, 100);
+      }
+    if (n_absent > 3) absent += " and " + std::to_string(n_absent - 3) + " more";
     if (shards.empty()) absent = "(no shards)";
     if (!absent.empty()) {
       dangling.push_back(std::string(l.index) + " names " + absent +
