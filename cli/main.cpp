@@ -243,9 +243,15 @@ int cmd_generate(const std::vector<std::string>& args) {
   auto model = musicgen::Model::load(model_dir, load_options);
   const double load_s = musicgen::cli::now_seconds() - t0;
   if (!quiet)
-    std::fprintf(stderr, "loaded %s (%d layers, hidden %d, %d codebooks, %s) in %.2f s\n",
+    std::fprintf(stderr, "loaded %s (%d layers, hidden %d, %d codebooks, %s%s) in %.2f s\n",
                  model_dir.c_str(), model->info().num_layers, model->info().hidden_size,
                  model->info().num_codebooks, model->info().audio_channels == 2 ? "stereo" : "mono",
+                 model->info().decoder_exact_f16 > 0
+                     ? (", " + std::to_string(model->info().decoder_exact_f16) + "/" +
+                        std::to_string(model->info().decoder_matrices) +
+                        " decoder matrices exact in f16, kept as f16")
+                           .c_str()
+                     : "",
                  load_s);
   musicgen::Session session(model, {.threads = threads});
   const double gen_start = musicgen::cli::now_seconds();

@@ -39,6 +39,12 @@ struct ModelInfo {
   int hidden_size = 0;
   int num_layers = 0;
   int vocab_size = 0;
+  // The decoder matrices one step streams, how many are stored as exact f16
+  // (LoadOptions::exact_f16: half-representable values kept as half, same results), and their
+  // bytes as stored.
+  int decoder_matrices = 0;
+  int decoder_exact_f16 = 0;
+  uint64_t decoder_step_bytes = 0;
   // generation_config.json values (the defaults of GenerationOptions' unset fields).
   bool default_do_sample = true;
   float default_guidance_scale = 3.0f;
@@ -64,6 +70,10 @@ struct LoadOptions {
   WeightType weights = WeightType::kF32;
   // Threads that convert the weights at load; 0: all hardware threads.
   int threads = 0;
+  // With kF32: matrices whose values are all exactly representable in IEEE half (the official
+  // F16-trained weights, F16 checkpoints) are kept as half and converted in the kernel: the same
+  // results bit for bit, half the bytes read per decoder step. false: plain float32.
+  bool exact_f16 = true;
 };
 
 class Model {

@@ -72,10 +72,12 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptio
     specs.push_back(std::move(s));
   validate_tensors(m.store, specs);
   m.t5 = std::make_unique<T5Encoder>(m.config.text_encoder, m.store, "text_encoder.",
-                                     LinearLoadOptions{t5_storage(weights), &load_pool});
+                                     LinearLoadOptions{t5_storage(weights), &load_pool,
+                                                       options.exact_f16});
   m.decoder = std::make_unique<MusicgenDecoder>(m.config.decoder, m.config.text_encoder.d_model,
                                                 m.store, num_chroma,
-                                                DecoderLoadOptions{weights, &load_pool});
+                                                DecoderLoadOptions{weights, &load_pool,
+                                                                   options.exact_f16});
   if (m.config.melody) m.chroma = std::make_unique<ChromaExtractor>();
   m.codec = std::make_unique<EncodecModel>(m.config.audio_encoder, m.store, "audio_encoder.");
 
@@ -90,6 +92,10 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptio
   i.hidden_size = c.decoder.hidden_size;
   i.num_layers = c.decoder.num_hidden_layers;
   i.vocab_size = c.decoder.vocab_size;
+  const MusicgenDecoder::StepWeights sw = m.decoder->step_weights();
+  i.decoder_matrices = sw.matrices;
+  i.decoder_exact_f16 = sw.exact_f16;
+  i.decoder_step_bytes = sw.bytes;
   i.default_do_sample = c.generation.do_sample;
   i.default_guidance_scale = c.generation.guidance_scale;
   i.default_top_k = c.generation.top_k;

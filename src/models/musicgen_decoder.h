@@ -39,6 +39,7 @@ struct DecoderLoadOptions {
   // in IEEE half (float32 with kF32: the parity tests' exact path).
   WeightStorage weights = WeightStorage::kF32;
   ThreadPool* pool = nullptr;  // splits the quantization at load; nullptr: one thread
+  bool exact_f16 = true;       // LinearLoadOptions::exact_f16 (kF32 only)
 };
 
 class MusicgenDecoder {
@@ -74,6 +75,14 @@ class MusicgenDecoder {
   void forward(DecoderState& state, const int32_t* tokens, int n, bool all_positions,
                std::vector<float>* logits, ThreadPool* pool, const float* prefix = nullptr,
                int prefix_len = 0) const;
+
+  // The matrices one decoder step streams (every layer's Linear layers and the LM heads): how
+  // many, how many of them are stored as exact f16 (LinearLoadOptions::exact_f16), and their bytes.
+  struct StepWeights {
+    int matrices = 0, exact_f16 = 0;
+    uint64_t bytes = 0;
+  };
+  StepWeights step_weights() const;
 
  private:
   struct Layer {
