@@ -31,6 +31,10 @@ struct RandomModelOptions {
   // File format: "safetensors" (model.safetensors) or "bin" (pytorch_model.bin, torch.save's
   // zip format, as facebook/musicgen-medium publishes it).
   std::string format = "safetensors";
+  // With f32: the decoder's values rounded to IEEE half, as the official mono checkpoints store
+  // them (F16-trained weights upcast to F32), so benchmarks see what users load; false: full
+  // float32 random values.
+  bool f16_exact_decoder = true;
   // More than 1: that many shards and an index (model-0000X-of-0000N.safetensors +
   // model.safetensors.index.json, or pytorch_model-0000X-of-0000N.bin + pytorch_model.bin.index.json
   // as facebook/musicgen-large), split at tensor boundaries into parts of about equal size.

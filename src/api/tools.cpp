@@ -33,6 +33,7 @@ RandomCheckpointOptions to_internal(const RandomModelOptions& o) {
   if (o.format != "safetensors" && o.format != "bin")
     fail(ErrorCode::kInvalidArgument, "format must be safetensors or bin, got '" + o.format + "'");
   r.torch_bin = o.format == "bin";
+  r.f16_exact_decoder = o.f16_exact_decoder;
   r.shards = o.shards;
   r.overwrite = o.overwrite;
   r.threads = o.threads;

@@ -898,6 +898,11 @@ void write_random_checkpoint(const RandomCheckpointOptions& o) {
     }
     --left_in_part;
     gen.begin(t, o.dtype, &pool);
+    const std::string& tn = t.decl.name;
+    const bool round_f16 = o.f16_exact_decoder && o.dtype == DType::kF32 &&
+                           t.init != InitKind::kSinusoid &&
+                           (tn.rfind("decoder.", 0) == 0 || tn.rfind("enc_to_dec_proj.", 0) == 0 ||
+                            tn.rfind("audio_enc_to_dec_proj.", 0) == 0);
     const int64_t n = shape_numel(t.decl.shape);
     for (int64_t c0 = 0; c0 < n; c0 += kChunk) {
       const int64_t c1 = std::min(n, c0 + kChunk), m = c1 - c0;
@@ -907,6 +912,8 @@ void write_random_checkpoint(const RandomCheckpointOptions& o) {
           m,
           [&](int64_t a, int64_t b) {
             gen.fill(c0 + a, c0 + b, values.data() + a);
+            if (round_f16)
+              for (int64_t i = a; i < b; ++i) values[i] = f16_to_f32(f32_to_f16(values[i]));
             if (o.dtype == DType::kBF16)
               for (int64_t i = a; i < b; ++i) half[i] = f32_to_bf16(values[i]);
             else if (o.dtype == DType::kF16)
