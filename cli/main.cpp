@@ -63,6 +63,8 @@ void print_generate_help() {
       "                          hub models are downloaded once into the shared cache (required)\n"
       "  --weights TYPE          f32 (default), bf16, q8 or q4: matrices converted at load\n"
       "                          (docs/QUANTIZATION.md); a quantized file keeps its own type\n"
+      "  --no-exact-f16          with f32: keep float32 matrices whose values are all exact in\n"
+      "                          f16 as float32 (default: as f16, same results, half the bytes)\n"
       "  --prompt TEXT           a text prompt; repeat for a batch (default: unconditional)\n"
       "  --samples N             batch size of an unconditional run (default 1)\n"
       "  --output FILE.wav       output file (required); a batch writes FILE_0.wav, FILE_1.wav, ...\n"
@@ -177,6 +179,7 @@ int cmd_generate(const std::vector<std::string>& args) {
       return 0;
     } else if (r.is("--model")) model_dir = r.value();
     else if (r.is("--weights")) load_options.weights = musicgen::parse_weight_type(r.weight_type());
+    else if (r.is("--no-exact-f16")) load_options.exact_f16 = false;
     else if (r.is("--prompt")) opt.prompts.push_back(r.value());
     else if (r.is("--output", "-o")) output = r.value();
     else if (r.is("--duration")) opt.duration_s = r.number();
