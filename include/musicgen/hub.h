@@ -16,7 +16,9 @@
 // The cache is huggingface_hub's, shared with Python: $HF_HUB_CACHE, else $HF_HOME/hub, else
 // ~/.cache/huggingface/hub, laid out as models--{org}--{name}/{blobs,snapshots,refs}. Only the
 // files the engine needs are fetched: config.json, generation_config.json, spiece.model and
-// model.safetensors (or model.safetensors.index.json and its shards).
+// the weights: model.safetensors (or model.safetensors.index.json and its shards), else
+// pytorch_model.bin (or pytorch_model.bin.index.json and its shards); an index whose shards are
+// not all in the repository is never followed.
 //
 // Environment: HF_HUB_CACHE, HF_HOME, HF_ENDPOINT (default https://huggingface.co), HF_TOKEN (or
 // the token file of `huggingface-cli login`), HF_HUB_OFFLINE=1 (never use the network).

@@ -79,7 +79,8 @@ struct LoadOptions {
 class Model {
  public:
   // Loads a Hugging Face MusicGen checkpoint directory (config.json, generation_config.json,
-  // model.safetensors or a sharded index, spiece.model), or a single file written by
+  // model.safetensors, pytorch_model.bin or a sharded index of either, spiece.model), or a
+  // single file written by
   // `musicgen quantize` (docs/MODEL_FORMAT.md). Weights are memory-mapped and validated.
   // Throws Error.
   static std::shared_ptr<const Model> load(const std::string& path, const LoadOptions& options = {});
