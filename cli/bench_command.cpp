@@ -60,6 +60,7 @@ void print_help() {
       "                      or q4 (a quantized file: its own type)\n"
       "  --device DEV        cpu (default), vulkan, vulkan:N or auto (musicgen generate --help)\n"
       "  --batch N           prompts generated together (default 1)\n"
+      "  --no-exact-f16      with f32: keep f16-exact matrices in float32 (the plain path)\n"
       "  --steps N           decoder steps per generation (default 500 = 9.94 s of audio)\n"
       "  --guidance G        classifier-free guidance scale (default 3; 1 disables it)\n"
       "  --threads N         worker threads (default: all cores)\n"
@@ -156,7 +157,7 @@ int run_bench(const std::vector<std::string>& args) {
   int steps = 500, repeats = 3, threads = 0, warmup_steps = 16;
   long long bandwidth_mib = 512;
   float guidance = 3.0f;
-  bool as_json = false, greedy = false;
+  bool as_json = false, greedy = false, exact_f16 = true;
   uint64_t seed = 0;
   try {
     for (ArgReader r(args); r.next();) {
@@ -196,6 +197,8 @@ int run_bench(const std::vector<std::string>& args) {
         bandwidth_mib = r.integer_in(0, 65536);
       } else if (r.is("--json")) {
         as_json = true;
+      } else if (r.is("--no-exact-f16")) {
+        exact_f16 = false;
       } else {
         r.unknown();
       }
@@ -236,6 +239,7 @@ int run_bench(const std::vector<std::string>& args) {
   load_options.weights = weights_arg.empty() ? WeightType::kF32 : parse_weight_type(weights_arg);
   load_options.threads = n_threads;
   load_options.device = device;
+  load_options.exact_f16 = exact_f16;
   const CheckpointStats stats = checkpoint_stats(model_dir, load_options.weights);
   const std::string& weights = stats.weights;
   const double t_load = now_seconds();
@@ -310,6 +314,8 @@ int run_bench(const std::vector<std::string>& args) {
     j["repeats"] = repeats;
     j["warmup_steps"] = warmup_steps;
     j["decoder_steps_per_s"] = steps_per_s;
+    j["decoder_exact_f16_matrices"] = info.decoder_exact_f16;
+    j["decoder_matrices"] = info.decoder_matrices;
     j["audio_decode_rtf"] = audio_rtf;
     j["end_to_end_rtf"] = e2e_rtf;
     j["peak_rss_bytes"] = rss;

@@ -30,7 +30,8 @@ void print_pull_help() {
   std::printf(
       "Usage: musicgen pull MODEL [options]\n\n"
       "Downloads a MusicGen checkpoint from the Hugging Face Hub into the shared cache (only\n"
-      "config.json, generation_config.json, spiece.model and the safetensors weights), checking\n"
+      "config.json, generation_config.json, spiece.model and the weights: safetensors, or PyTorch\n"
+      ".bin files when the revision has no safetensors), checking\n"
       "each file's size and sha256. An interrupted pull resumes where it stopped. If the model is\n"
       "cached, pull asks the hub for the newest commit of the revision and fetches what changed.\n"
       "Prints the snapshot folder on stdout.\n\n"
@@ -62,8 +63,9 @@ void print_info_help() {
   std::printf(
       "Usage: musicgen info MODEL [options]\n\n"
       "Describes a checkpoint: architecture (from config.json), parameters per part and their\n"
-      "dtypes (from the safetensors headers), and estimates of the memory the weights need as\n"
-      "f32, bf16, q8 and q4. MODEL is a directory, a hub repo id org/name[@revision] or a short\n"
+      "dtypes and the weight format (from the safetensors headers or the PyTorch .bin pickles;\n"
+      "no tensor data is read), and estimates of the memory the weights need as f32, bf16, q8\n"
+      "and q4. MODEL is a directory, a hub repo id org/name[@revision] or a short\n"
       "name (%s); a hub model that is not cached is downloaded first.\n\n"
       "Options:\n"
       "%s"
@@ -187,11 +189,13 @@ int cmd_list(const std::vector<std::string>& args) {
       for (const auto& name : r.refs) refs += (refs.empty() ? "" : ",") + name;
       const std::string revision = (refs.empty() ? "" : refs + " ") + r.commit.substr(0, 8);
       std::string status = "ok";
+      if (!r.weights_format.empty())
+        status += r.weights_format == "pytorch" ? " (PyTorch .bin)" : " (safetensors)";
       if (!r.missing.empty()) {
         status = "incomplete, lacks";
         for (const auto& f : r.missing) status += " " + f;
       }
-      if (!m.model_type.empty() && m.model_type.rfind("musicgen", 0) != 0 && status == "ok")
+      if (!m.model_type.empty() && m.model_type.rfind("musicgen", 0) != 0 && r.missing.empty())
         status = "not MusicGen (" + m.model_type + ")";
       std::printf("%-36s %-24s %10s  %s\n", first ? m.repo_id.c_str() : "", revision.c_str(),
                   musicgen::format_download_size(r.size_bytes).c_str(), status.c_str());
@@ -241,6 +245,10 @@ int cmd_info(const std::vector<std::string>& args) {
                 dtypes.c_str());
   }
   std::printf("  %-32s %10s\n", "total", format_params(s.total_parameters).c_str());
+  std::string weight_files;
+  for (const auto& f : s.weight_files) weight_files += (weight_files.empty() ? "" : ", ") + f;
+  std::printf("weights:       %s (%s)\n",
+              s.weights_format == "pytorch" ? "PyTorch .bin" : "safetensors", weight_files.c_str());
   std::printf("files:         %s\n", musicgen::format_download_size(s.file_bytes).c_str());
   std::printf(
       "weight memory by weight type (estimates: weights only, activations and caches extra):\n");

@@ -70,6 +70,8 @@ void print_generate_help() {
       "  --device DEV            where the decoder runs: cpu (default), vulkan (first discrete\n"
       "                          GPU), vulkan:N (musicgen devices lists them) or auto (a discrete\n"
       "                          GPU when present, else the CPU)\n"
+      "  --no-exact-f16          with f32: keep float32 matrices whose values are all exact in\n"
+      "                          f16 as float32 (default: as f16, same results, half the bytes)\n"
       "  --prompt TEXT           a text prompt; repeat for a batch (default: unconditional)\n"
       "  --samples N             batch size of an unconditional run (default 1)\n"
       "  --output FILE.wav       output file (required); a batch writes FILE_0.wav, FILE_1.wav, ...\n"
@@ -162,6 +164,7 @@ int cmd_generate(const std::vector<std::string>& args) {
     } else if (r.is("--model")) model_dir = r.value();
     else if (r.is("--weights")) load_options.weights = musicgen::parse_weight_type(r.weight_type());
     else if (r.is("--device")) load_options.device = r.value();
+    else if (r.is("--no-exact-f16")) load_options.exact_f16 = false;
     else if (r.is("--prompt")) opt.prompts.push_back(r.value());
     else if (r.is("--output", "-o")) output = r.value();
     else if (r.is("--duration")) opt.duration_s = r.number();
@@ -236,9 +239,15 @@ int cmd_generate(const std::vector<std::string>& args) {
   auto model = musicgen::Model::load(model_dir, load_options);
   const double load_s = musicgen::cli::now_seconds() - t0;
   if (!quiet)
-    std::fprintf(stderr, "loaded %s (%d layers, hidden %d, %d codebooks, %s) on %s in %.2f s\n",
+    std::fprintf(stderr, "loaded %s (%d layers, hidden %d, %d codebooks, %s%s) on %s in %.2f s\n",
                  model_dir.c_str(), model->info().num_layers, model->info().hidden_size,
                  model->info().num_codebooks, model->info().audio_channels == 2 ? "stereo" : "mono",
+                 model->info().decoder_exact_f16 > 0
+                     ? (", " + std::to_string(model->info().decoder_exact_f16) + "/" +
+                        std::to_string(model->info().decoder_matrices) +
+                        " decoder matrices exact in f16, kept as f16")
+                           .c_str()
+                     : "",
                  model->info().device.c_str(), load_s);
   musicgen::Session session(model, {.threads = threads});
   const double gen_start = musicgen::cli::now_seconds();

@@ -31,6 +31,12 @@ void print_help() {
       "                    it and renamed, so DIR is complete or absent\n"
       "  --seed S          random seed (default 0); same seed and options: identical bytes\n"
       "  --dtype T         storage type f32 (default), f16 or bf16\n"
+      "  --format F        safetensors (default: model.safetensors) or bin (pytorch_model.bin,\n"
+      "                    torch.save's zip format, as facebook/musicgen-medium publishes it)\n"
+      "  --no-f16-exact    with f32: draw full float32 decoder values (default: rounded to\n"
+      "                    f16 values, as the official checkpoints' decoder weights are)\n"
+      "  --shards N        N files and an index (as facebook/musicgen-large: --format bin\n"
+      "                    --shards 2); default 1\n"
       "  --heavy-tails     scale 1%% of each matrix's input columns x20 (outlier channels, for\n"
       "                    honest quantization error measurements)\n"
       "  --force           replace DIR if it exists\n"
@@ -65,6 +71,14 @@ int run_make_random_model(const std::vector<std::string>& args) {
         opt.dtype = r.value();
         if (opt.dtype != "f32" && opt.dtype != "f16" && opt.dtype != "bf16")
           command_usage("--dtype must be f32, f16 or bf16, got '" + opt.dtype + "'");
+      } else if (r.is("--format")) {
+        opt.format = r.value();
+        if (opt.format != "safetensors" && opt.format != "bin")
+          command_usage("--format must be safetensors or bin, got '" + opt.format + "'");
+      } else if (r.is("--no-f16-exact")) {
+        opt.f16_exact_decoder = false;
+      } else if (r.is("--shards")) {
+        opt.shards = static_cast<int>(r.integer_in(1, 99));
       } else if (r.is("--heavy-tails")) {
         opt.heavy_tails = true;
       } else if (r.is("--force")) {

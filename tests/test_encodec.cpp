@@ -460,7 +460,7 @@ TEST_P(EncodecFixture, EncodeMatchesReference) {
   EXPECT_EQ(ref_mismatches, 0u);
 }
 
-INSTANTIATE_TEST_SUITE_P(Tiny, EncodecFixture, ::testing::Values("tiny-a", "tiny-b"),
+INSTANTIATE_TEST_SUITE_P(Tiny, EncodecFixture, ::testing::Values("tiny-a", "tiny-b", "tiny-edge", "tiny-edge2"),
                          [](const auto& info) {
                            std::string s = info.param;
                            for (char& c : s)

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
@@ -26,6 +27,7 @@
 #include <thread>
 
 #include "hub/cache.h"
+#include "core/mapped_file.h"
 #include "musicgen/hub.h"
 #include "musicgen/musicgen.h"
 #include "test_util.h"
@@ -42,6 +44,14 @@ constexpr const char* kPrivateRepo = "test-org/private-musicgen";
 constexpr const char* kCommit = "8c2e4a1f0b9d7e6c5a4b3c2d1e0f9a8b7c6d5e4f";
 constexpr const char* kShardedCommit = "1111111111222222222233333333334444444444";
 constexpr const char* kToken = "hf_test_secret";
+// PyTorch layouts as the hub publishes them: facebook/musicgen-medium (only pytorch_model.bin),
+// facebook/musicgen-large (pytorch_model-0000X-of-0000N.bin + index), and a revision whose
+// safetensors index is dangling (names shards the repo does not have) beside a .bin.
+constexpr const char* kMediumRepo = "test-org/medium-layout";
+constexpr const char* kLargeRepo = "test-org/large-layout";
+constexpr const char* kDanglingRepo = "test-org/dangling-index";
+constexpr const char* kStereoMediumRepo = "test-org/stereo-medium-layout";
+constexpr const char* kFullSizeRepo = "test-org/full-size";
 
 std::string read_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -50,7 +60,7 @@ std::string read_file(const fs::path& path) {
   return ss.str();
 }
 
-std::string hex_digest(const EVP_MD* md, const std::string& data) {
+std::string hex_digest(const EVP_MD* md, std::string_view data) {
   unsigned char out[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   EVP_Digest(data.data(), data.size(), out, &len, md, nullptr);
@@ -63,7 +73,7 @@ std::string hex_digest(const EVP_MD* md, const std::string& data) {
   return hex;
 }
 
-std::string sha256(const std::string& data) {
+std::string sha256(std::string_view data) {
   return hex_digest(EVP_sha256(), data);
 }
 // git's blob id: sha1("blob <size>\0" + content), which the hub sends as the ETag of small files.
@@ -74,6 +84,11 @@ std::string git_blob_sha1(const std::string& data) {
 
 struct RepoFile {
   std::string content;
+  std::shared_ptr<const MappedFile> mapped;  // instead of content (full-size weights)
+  std::string_view bytes() const {
+    return mapped ? std::string_view(reinterpret_cast<const char*>(mapped->data()), mapped->size())
+                  : std::string_view(content);
+  }
   bool lfs = false;
   std::string etag;  // sha256 for LFS, git sha1 otherwise
 };
@@ -92,7 +107,7 @@ struct Hit {
 
 class FakeHub {
  public:
-  FakeHub() {
+  explicit FakeHub(int watchdog_s = 120) : watchdog_s_(watchdog_s) {
     const std::string dir = testing::fixture_dir("tiny-a");
     FakeRepo repo;
     repo.commit = kCommit;
@@ -130,6 +145,51 @@ class FakeHub {
     sharded.files["model-00001-of-00001.safetensors"] = shard;
     repos_[kShardedRepo] = sharded;
 
+    // PyTorch layouts from the transformers-saved fixtures.
+    auto file_of = [](const fs::path& path, bool lfs) {
+      RepoFile rf;
+      rf.content = read_file(path);
+      rf.lfs = lfs;
+      rf.etag = lfs ? sha256(rf.content) : git_blob_sha1(rf.content);
+      return rf;
+    };
+    auto base_repo = [&](const std::string& commit, const std::string& fixture) {
+      FakeRepo r;
+      r.commit = commit;
+      const fs::path d = testing::fixture_dir(fixture);
+      r.files["config.json"] = file_of(d / "config.json", false);
+      r.files["generation_config.json"] = file_of(d / "generation_config.json", false);
+      r.files["spiece.model"] = file_of(d / "spiece.model", true);
+      r.extra_siblings = {"README.md", ".gitattributes"};
+      return r;
+    };
+    FakeRepo medium = base_repo("2222222222333333333344444444445555555555", "tiny-a-bin");
+    medium.files["pytorch_model.bin"] =
+        file_of(fs::path(testing::fixture_dir("tiny-a-bin")) / "pytorch_model.bin", true);
+    repos_[kMediumRepo] = medium;
+    FakeRepo large = base_repo("3333333333444444444455555555556666666666", "tiny-a-bin-sharded");
+    for (const auto& e : fs::directory_iterator(testing::fixture_dir("tiny-a-bin-sharded"))) {
+      const std::string name = e.path().filename().string();
+      if (name.rfind("pytorch_model", 0) == 0)
+        large.files[name] = file_of(e.path(), name.find(".index.json") == std::string::npos);
+    }
+    repos_[kLargeRepo] = large;
+    FakeRepo dangling = medium;
+    dangling.commit = "4444444444555555555566666666667777777777";
+    RepoFile dangling_index;
+    dangling_index.content =
+        R"({"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}})";
+    dangling_index.etag = git_blob_sha1(dangling_index.content);
+    dangling.files["model.safetensors.index.json"] = dangling_index;
+    repos_[kDanglingRepo] = dangling;
+    // facebook/musicgen-stereo-medium: model.safetensors beside dangling *.index.json files.
+    FakeRepo stereo_medium = repo;
+    stereo_medium.commit = "5555555555666666666677777777778888888888";
+    stereo_medium.files["model.safetensors.index.json"] = dangling_index;
+    stereo_medium.files["pytorch_model.bin.index.json"] = dangling_index;
+    stereo_medium.extra_siblings.clear();
+    repos_[kStereoMediumRepo] = stereo_medium;
+
     setup_routes();
     port_ = server_.bind_to_any_port("127.0.0.1");
     if (port_ <= 0) throw std::runtime_error("cannot bind a port on 127.0.0.1");
@@ -139,7 +199,7 @@ class FakeHub {
     thread_ = std::thread([this] { server_.listen_after_bind(); });
     watchdog_ = std::thread([this] {
       std::unique_lock<std::mutex> lock(watchdog_mutex_);
-      watchdog_cv_.wait_for(lock, std::chrono::seconds(120), [this] { return stopping_; });
+      watchdog_cv_.wait_for(lock, std::chrono::seconds(watchdog_s_), [this] { return stopping_; });
       server_.stop();  // never outlives a stuck test
     });
     // bind_to_any_port already listens; wait for the accept loop so that stop() cannot miss it.
@@ -163,6 +223,27 @@ class FakeHub {
   std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(port_); }
   // A repository added by a test before its first request (a hostile hub or mirror).
   void add_repo(const std::string& id, FakeRepo repo) { repos_[id] = std::move(repo); }
+
+  // A repo serving a checkpoint folder as it is; weight files are mapped, not read (call before
+  // the first request to it).
+  void add_repo_from_dir(const std::string& id, const std::string& commit, const fs::path& dir) {
+    FakeRepo r;
+    r.commit = commit;
+    for (const auto& e : fs::directory_iterator(dir)) {
+      const std::string name = e.path().filename().string();
+      RepoFile f;
+      const bool weights = name.size() > 4 && (name.ends_with(".bin") || name.ends_with(".safetensors"));
+      f.lfs = weights || name == "spiece.model";
+      if (weights)
+        f.mapped = MappedFile::open(e.path().string());
+      else
+        f.content = read_file(e.path());
+      f.etag = f.lfs ? sha256(std::string_view(f.bytes())) : git_blob_sha1(f.content);
+      r.files[name] = std::move(f);
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    repos_[id] = std::move(r);
+  }
   const FakeRepo& repo(const std::string& id) const { return repos_.at(id); }
 
   std::vector<Hit> hits() const {
@@ -250,7 +331,7 @@ class FakeHub {
                   if (f.lfs) {
                     res.status = 302;
                     res.set_header("X-Linked-Etag", "\"" + f.etag + "\"");
-                    res.set_header("X-Linked-Size", std::to_string(f.content.size()));
+                    res.set_header("X-Linked-Size", std::to_string(f.bytes().size()));
                     res.set_header("ETag", "\"" + git_blob_sha1("pointer " + f.etag) + "\"");
                     res.set_header("Location", endpoint() + "/cdn/" + f.etag + "?expires=1");
                     return;
@@ -262,25 +343,30 @@ class FakeHub {
                                                  httplib::Response& res) {
       log(req);
       const std::string etag = req.matches[1].str();
-      std::shared_ptr<std::string> body;
+      std::string_view body;  // into repos_, which outlives every request
+      bool found = false;
       for (const auto& [id, repo] : repos_)
         for (const auto& [name, f] : repo.files)
-          if (f.etag == etag) body = std::make_shared<std::string>(f.content);
-      if (!body) {
+          if (f.etag == etag) {
+            body = f.bytes();
+            found = true;
+          }
+      if (!found) {
         res.status = 404;
         return;
       }
-      const bool faulty = etag == repos_.at(kRepo).files.at("model.safetensors").etag;
+      const bool faulty = etag == repos_.at(kRepo).files.at("model.safetensors").etag ||
+                          etag == repos_.at(kMediumRepo).files.at("pytorch_model.bin").etag;
       const bool cut = faulty && cut_transfers.fetch_sub(1) > 0;
       const bool corrupt = faulty && corrupt_bodies.load();
       auto sent = std::make_shared<size_t>(0);
       res.set_content_provider(
-          body->size(), "application/octet-stream",
+          body.size(), "application/octet-stream",
           [this, body, cut, corrupt, sent](size_t offset, size_t length, httplib::DataSink& sink) {
-            if (cut && *sent >= body->size() / 2) return false;  // close the connection midway
+            if (cut && *sent >= body.size() / 2) return false;  // close the connection midway
             if (slow_chunk_ms > 0)
               std::this_thread::sleep_for(std::chrono::milliseconds(slow_chunk_ms));
-            std::string chunk = body->substr(offset, std::min<size_t>(length, 64 * 1024));
+            std::string chunk(body.substr(offset, std::min<size_t>(length, 1 << 20)));
             if (corrupt) chunk[chunk.size() / 2] ^= 0x5a;
             *sent += chunk.size();
             return sink.write(chunk.data(), chunk.size());
@@ -288,6 +374,7 @@ class FakeHub {
     });
   }
 
+  int watchdog_s_ = 120;
   std::map<std::string, FakeRepo> repos_;
   httplib::Server server_;
   int port_ = 0;
@@ -635,6 +722,114 @@ TEST_F(HubTest, ShardedCheckpointDownloadsIndexAndShards) {
   EXPECT_GT(model->info().num_layers, 0);
 }
 
+TEST_F(HubTest, MediumLayoutPullsTheSingleBinAndLoads) {
+  hub_->cut_transfers = 1;  // the .bin follows the same resume and checksum rules
+  const std::string dir = resolve_model(kMediumRepo, options_);
+  EXPECT_TRUE(fs::is_symlink(fs::path(dir) / "pytorch_model.bin"));
+  const RepoFile& bin = hub_->repo(kMediumRepo).files.at("pytorch_model.bin");
+  EXPECT_EQ(sha256(read_file(fs::path(dir) / "pytorch_model.bin")), bin.etag);
+  size_t ranged = 0;
+  for (const auto& h : hub_->hits())
+    if (h.path.find("/cdn/" + bin.etag) != std::string::npos && !h.range.empty()) ++ranged;
+  EXPECT_GE(ranged, 1u) << "the cut transfer resumes with a range request";
+  EXPECT_EQ(hub_->count("", "README.md"), 0u);
+  auto model = Model::load(dir);
+  EXPECT_EQ(model->info().num_codebooks, 4);
+  const CheckpointSummary s = inspect_model(kMediumRepo, options_);
+  EXPECT_EQ(s.weights_format, "pytorch");
+  EXPECT_EQ(s.weight_files, std::vector<std::string>{"pytorch_model.bin"});
+  for (const auto& p : s.parts) EXPECT_EQ(p.dtype_params.begin()->first, "F32") << p.name;
+  const auto models = list_cached_models(options_);
+  ASSERT_EQ(models.size(), 1u);
+  ASSERT_EQ(models[0].revisions.size(), 1u);
+  EXPECT_TRUE(models[0].revisions[0].missing.empty());
+  EXPECT_EQ(models[0].revisions[0].weights_format, "pytorch");
+}
+
+TEST_F(HubTest, CorruptBinIsRejected) {
+  hub_->corrupt_bodies = true;
+  const std::string message = error_of([&] { resolve_model(kMediumRepo, options_); });
+  EXPECT_NE(message.find("checksum mismatch"), std::string::npos) << message;
+  EXPECT_FALSE(fs::exists(repo_dir(kMediumRepo) / "refs" / "main"));
+}
+
+TEST_F(HubTest, LargeLayoutPullsTheIndexAndEveryBinShard) {
+  const std::string dir = resolve_model(kLargeRepo, options_);
+  size_t shards = 0;
+  for (const auto& [name, f] : hub_->repo(kLargeRepo).files)
+    if (name.rfind("pytorch_model-", 0) == 0) {
+      ++shards;
+      EXPECT_TRUE(fs::is_symlink(fs::path(dir) / name)) << name;
+    }
+  EXPECT_GE(shards, 2u);
+  EXPECT_TRUE(fs::is_symlink(fs::path(dir) / "pytorch_model.bin.index.json"));
+  auto model = Model::load(dir);
+  EXPECT_GT(model->info().num_layers, 0);
+  const CheckpointSummary s = inspect_model(kLargeRepo, options_);
+  EXPECT_EQ(s.weights_format, "pytorch");
+  EXPECT_EQ(s.weight_files.front(), "pytorch_model.bin.index.json");
+  EXPECT_EQ(s.weight_files.size(), shards + 1);
+  EXPECT_TRUE(s.parts[0].dtype_params.count("F16")) << "the sharded fixture is stored in F16";
+}
+
+TEST_F(HubTest, DanglingIndexIsNeverFollowed) {
+  // A safetensors index whose shards are absent: the .bin is used instead.
+  const std::string dir = resolve_model(kDanglingRepo, options_);
+  EXPECT_TRUE(fs::is_symlink(fs::path(dir) / "pytorch_model.bin"));
+  EXPECT_FALSE(fs::exists(fs::path(dir) / "model.safetensors.index.json"));
+  EXPECT_EQ(hub_->count("", "model-00001-of-00002.safetensors"), 0u);
+  Model::load(dir);
+  // musicgen-stereo-medium: model.safetensors wins; the dangling indexes are not even fetched.
+  const std::string dir2 = resolve_model(kStereoMediumRepo, options_);
+  EXPECT_TRUE(fs::is_symlink(fs::path(dir2) / "model.safetensors"));
+  size_t index_hits = 0;
+  for (const auto& h : hub_->hits())
+    if (h.path.find(kStereoMediumRepo) != std::string::npos &&
+        h.path.find("index.json") != std::string::npos)
+      ++index_hits;
+  EXPECT_EQ(index_hits, 0u);
+}
+
+// Full size, opt-in: MUSICGEN_FULL_SIZE_DIR=<a checkpoint folder>, e.g. written by
+// `musicgen make-random-model --shape medium --format bin` (facebook/musicgen-medium's layout) or
+// `--shape large --format bin --shards 2` (large's). Pulls it from the fake hub, loads it and
+// generates a few steps.
+TEST_F(HubTest, FullSizeCheckpointPullsLoadsAndGenerates) {
+  const char* dir = std::getenv("MUSICGEN_FULL_SIZE_DIR");
+  if (dir == nullptr) GTEST_SKIP() << "set MUSICGEN_FULL_SIZE_DIR to a full-size checkpoint folder";
+  hub_->stop();
+  hub_ = std::make_unique<FakeHub>(3600);
+  set_env("HF_ENDPOINT", hub_->endpoint());
+  using clock = std::chrono::steady_clock;
+  auto t0 = clock::now();
+  hub_->add_repo_from_dir(kFullSizeRepo, "6666666666777777777788888888889999999999", dir);
+  auto secs = [](clock::time_point a) {
+    return std::chrono::duration<double>(clock::now() - a).count();
+  };
+  std::fprintf(stderr, "fake hub ready (sha256 of every file) in %.1f s\n", secs(t0));
+  t0 = clock::now();
+  const std::string snap = resolve_model(kFullSizeRepo, options_);
+  std::fprintf(stderr, "pulled in %.1f s: %s\n", secs(t0), snap.c_str());
+  for (const auto& [name, f] : hub_->repo(kFullSizeRepo).files)
+    EXPECT_TRUE(fs::is_symlink(fs::path(snap) / name)) << name;
+  const CheckpointSummary s = inspect_model(kFullSizeRepo, options_);
+  std::fprintf(stderr, "info: %s, %llu parameters\n", s.weights_format.c_str(),
+               static_cast<unsigned long long>(s.total_parameters));
+  t0 = clock::now();
+  auto model = Model::load(snap);
+  std::fprintf(stderr, "loaded in %.1f s\n", secs(t0));
+  Session session(model, {.threads = 0});
+  GenerationOptions opt;
+  opt.prompts = {"full size"};
+  opt.max_new_tokens = 8;
+  opt.greedy = true;
+  t0 = clock::now();
+  const GenerationResult r = session.generate(opt);
+  std::fprintf(stderr, "generated %d frames in %.1f s\n", r.frames, secs(t0));
+  EXPECT_GT(r.frames, 0);
+  for (float x : r.audio) ASSERT_TRUE(std::isfinite(x));
+}
+
 TEST_F(HubTest, ProgressCallbackSeesEveryFileAndCanCancel) {
   std::set<std::string> finished;
   options_.on_progress = [&](const DownloadProgress& p) {
@@ -890,6 +1085,21 @@ TEST_F(HubTest, CommandLinePullListInfoGenerate) {
   EXPECT_EQ(r.err.rfind("musicgen: error: test-org/other-model is not in the model cache", 0), 0u)
       << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+
+  // facebook/musicgen-medium's layout: pull, info (format and dtype), list, generate.
+  r = run_cli({"pull", kMediumRepo});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_cli({"info", kMediumRepo});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* part : {"weights:       PyTorch .bin (pytorch_model.bin)", "F32"})
+    EXPECT_NE(r.out.find(part), std::string::npos) << part << " not in:\n" << r.out;
+  r = run_cli({"list"});
+  EXPECT_NE(r.out.find("ok (PyTorch .bin)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("ok (safetensors)"), std::string::npos) << r.out;
+  r = run_cli({"generate", "--model", kMediumRepo, "--prompt", "x", "--max-new-tokens", "8",
+               "--output", wav, "--quiet"},
+              "HF_HUB_OFFLINE=1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
 
   r = run_cli({"pull"});
   EXPECT_EQ(r.exit_code, 2);

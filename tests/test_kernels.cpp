@@ -8,6 +8,7 @@
 #include "generation/sampling.h"
 #include "kernels/cpu.h"
 #include "kernels/matmul.h"
+#include "kernels/quant.h"
 #include "test_util.h"
 
 namespace musicgen {
@@ -57,6 +58,34 @@ TEST(Matmul, MatchesDoublePrecisionReference) {
       for (int p = 0; p < k; ++p) ref += static_cast<double>(a[i * k + p]) * w[j * k + p];
       EXPECT_NEAR(c[i * n + j], ref, 1e-4);
     }
+}
+
+// Exact f16 storage: weights whose float32 values are half-representable, stored as half and
+// converted on load, give bitwise the float32 kernel's results (same ISA, any thread count).
+TEST(Matmul, F16WeightsGiveBitwiseTheFloat32Result) {
+  for (auto [m, n, k] : {std::tuple{1, 7, 3}, {2, 16, 64}, {5, 33, 100}, {3, 4, 8}, {17, 9, 1031},
+                         {4, 64, 63}, {6, 300, 257}}) {
+    const auto a = random_vec(m * k, 11), bias = random_vec(n, 13);
+    std::vector<float> w = random_vec(n * k, 12);
+    std::vector<uint16_t> h(w.size());
+    for (size_t i = 0; i < w.size(); ++i) {
+      h[i] = kernels::f32_to_f16(w[i]);
+      w[i] = f16_to_f32(h[i]);  // the float32 matrix holds exactly the half values
+    }
+    std::vector<float> c1(m * n), c2(m * n);
+    kernels::matmul_nt_scalar(a.data(), k, w.data(), bias.data(), c1.data(), n, m, n, k, 0, n);
+    kernels::matmul_nt_f16_scalar(a.data(), k, h.data(), bias.data(), c2.data(), n, m, n, k, 0, n);
+    EXPECT_EQ(c1, c2) << "scalar " << m << "x" << n << "x" << k;
+    if (kernels::detect_isa() == kernels::Isa::kAvx2) {
+      kernels::matmul_nt_avx2(a.data(), k, w.data(), bias.data(), c1.data(), n, m, n, k, 0, n);
+      kernels::matmul_nt_f16_avx2(a.data(), k, h.data(), bias.data(), c2.data(), n, m, n, k, 0, n);
+      EXPECT_EQ(c1, c2) << "avx2 " << m << "x" << n << "x" << k;
+    }
+    ThreadPool p3(3);
+    kernels::matmul_nt(a.data(), k, w.data(), bias.data(), c1.data(), n, m, n, k, &p3);
+    kernels::matmul_nt_f16(a.data(), k, h.data(), bias.data(), c2.data(), n, m, n, k, nullptr);
+    EXPECT_EQ(c1, c2) << "threads " << m << "x" << n << "x" << k;
+  }
 }
 
 TEST(ThreadPool, CoversEveryIndexOnce) {

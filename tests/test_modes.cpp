@@ -36,7 +36,11 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"tiny-stereo", "stereo_cont", true, false},
                       Case{"tiny-melody", "melody_text", false, true},
                       Case{"tiny-melody", "melody_none", false, false},
-                      Case{"tiny-stereo-melody", "smelody_text", false, true}),
+                      Case{"tiny-stereo-melody", "smelody_text", false, true},
+                      // configs transformers accepts: T5 without blocks, EnCodec without
+                      // residual blocks, 2 codebooks for 4 quantizers (tools/reference)
+                      Case{"tiny-edge2", "greedy_g3", false, false},
+                      Case{"tiny-edge2", "uncond", false, false}),
     [](const ::testing::TestParamInfo<Case>& i) {
       std::string n = i.param.fixture + "_" + i.param.run;
       for (char& ch : n)
@@ -110,6 +114,26 @@ TEST(Modes, MelodyOnNonMelodyModelIsRejected) {
     FAIL() << "expected an error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("takes no melody"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Modes, AudioPromptWithFewerCodebooksThanQuantizersIsRejected) {
+  auto model = Model::load(fixture_dir("tiny-edge2"));  // 2 codebooks, a 4-quantizer codec
+  Session session(model, {.threads = 1});
+  GenerationOptions opt;
+  opt.max_new_tokens = 8;
+  AudioData a;
+  a.sample_rate = 32000;
+  a.channels = 1;
+  a.frames = 3200;
+  a.samples.assign(3200, 0.1f);
+  opt.audio_prompts.push_back(a);
+  try {
+    session.generate(opt);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("cannot be continued"), std::string::npos) << e.what();
   }
 }
 

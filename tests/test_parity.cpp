@@ -179,7 +179,7 @@ TEST_P(Parity, GuidedScoresEveryStep) {
   EXPECT_EQ(seen, scores.dim(0));
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, Parity, ::testing::Values("tiny-a", "tiny-b"));
+INSTANTIATE_TEST_SUITE_P(Fixtures, Parity, ::testing::Values("tiny-a", "tiny-b", "tiny-edge"));
 
 }  // namespace
 }  // namespace musicgen

@@ -333,9 +333,19 @@ TEST(RandomModel, HalfPrecisionStorageRoundsTheSameValues) {
   }
 }
 
+// By default the decoder's float32 values are half-representable (as the official checkpoints'
+// are) and the model loads them as exact f16; --no-f16-exact draws full float32 values.
+TEST(RandomModel, DecoderValuesAreF16ExactByDefault) {
+  auto exact = Model::load(make_model({"--shape", "test-tiny"}));
+  auto full = Model::load(make_model({"--shape", "test-tiny", "--no-f16-exact"}));
+  EXPECT_EQ(exact->info().decoder_exact_f16, exact->info().decoder_matrices);
+  EXPECT_EQ(full->info().decoder_exact_f16, 0);
+}
+
 TEST(RandomModel, HeavyTailsScaleOutlierColumnsOfMatricesOnly) {
-  const std::string plain = make_model({"--shape", "test-tiny"});
-  const std::string heavy = make_model({"--shape", "test-tiny", "--heavy-tails"});
+  // Full float32 values: the x20 scaling is exact only before any rounding to f16.
+  const std::string plain = make_model({"--shape", "test-tiny", "--no-f16-exact"});
+  const std::string heavy = make_model({"--shape", "test-tiny", "--heavy-tails", "--no-f16-exact"});
   const TensorStore a = TensorStore::open_checkpoint(plain),
                     b = TensorStore::open_checkpoint(heavy);
   // fc1 [256, 64]: max(1, 64 / 100) = 1 column x20, the rest identical.

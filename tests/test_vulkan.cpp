@@ -278,6 +278,24 @@ TEST(Vulkan, ReducedWeightTypes) {
   }
 }
 
+// F16 weights kept as half (exact f16, a transformers-saved F16 checkpoint) read by the f16
+// shader: the CPU's greedy codes, audio within the parity tolerance.
+TEST(Vulkan, ExactF16WeightsFollowCpu) {
+  REQUIRE_VULKAN(ctx);
+  GenerationOptions opt;
+  opt.prompts = {"hello world"};
+  opt.max_new_tokens = 24;
+  opt.greedy = true;
+  auto run = [&](const std::string& device) {
+    Session s(Model::load(testing::fixture_dir("tiny-stereo-f16"), {.device = device}), {.threads = 1});
+    return s.generate(opt);
+  };
+  const GenerationResult g = run("vulkan"), c = run("cpu");
+  EXPECT_EQ(g.codes, c.codes);
+  ASSERT_EQ(g.audio.size(), c.audio.size());
+  EXPECT_LE(testing::relative_max_error(g.audio.data(), c.audio.data(), c.audio.size()), 1e-4);
+}
+
 TEST(Vulkan, DeviceSelectionErrors) {
   EXPECT_THROW(gpu::resolve_device("gpu"), Error);
   EXPECT_THROW(gpu::resolve_device("vulkan:x"), Error);

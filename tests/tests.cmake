@@ -41,3 +41,8 @@ if(MUSICGEN_HAVE_VULKAN)
   add_dependencies(test_vulkan musicgen_cli)
   musicgen_add_test(test_vulkan_codec NO_LEAK_CHECK SOURCES test_vulkan_codec.cpp LIBS musicgen_gpu musicgen_models)
 endif()
+# PyTorch .bin checkpoints: parity on transformers-saved fixtures, hostile and broken archives.
+musicgen_add_test(test_torch_checkpoint SOURCES test_torch_checkpoint.cpp
+  LIBS musicgen nlohmann_json::nlohmann_json)
+# Exact f16 storage of half-representable float32 weights: bitwise the float32 path.
+musicgen_add_test(test_exact_f16 SOURCES test_exact_f16.cpp LIBS musicgen)

@@ -16,7 +16,9 @@
 // The cache is huggingface_hub's, shared with Python: $HF_HUB_CACHE, else $HF_HOME/hub, else
 // ~/.cache/huggingface/hub, laid out as models--{org}--{name}/{blobs,snapshots,refs}. Only the
 // files the engine needs are fetched: config.json, generation_config.json, spiece.model and
-// model.safetensors (or model.safetensors.index.json and its shards).
+// the weights: model.safetensors (or model.safetensors.index.json and its shards), else
+// pytorch_model.bin (or pytorch_model.bin.index.json and its shards); an index whose shards are
+// not all in the repository is never followed.
 //
 // Environment: HF_HUB_CACHE, HF_HOME, HF_ENDPOINT (default https://huggingface.co), HF_TOKEN (or
 // the token file of `huggingface-cli login`), HF_HUB_OFFLINE=1 (never use the network).
@@ -117,6 +119,7 @@ struct CachedRevision {
   std::string path;                  // the snapshot folder
   uint64_t size_bytes = 0;           // bytes of the files in the snapshot
   std::vector<std::string> missing;  // files the engine needs that are absent (empty: usable)
+  std::string weights_format;        // "safetensors", "pytorch" (.bin) or "" (no weights yet)
 };
 
 struct CachedModel {
@@ -135,7 +138,7 @@ std::vector<CachedModel> list_cached_models(const ResolveOptions& options = {});
 struct WeightGroup {
   std::string name;  // "text encoder (T5)", "decoder", ...
   uint64_t parameters = 0;
-  std::map<std::string, uint64_t> dtype_params;  // safetensors dtype ("F32", "BF16") -> params
+  std::map<std::string, uint64_t> dtype_params;  // stored dtype ("F32", "F16", "BF16") -> params
 };
 
 // Approximate weight memory of one storage type: parameters * bytes_per_parameter.
@@ -156,11 +159,14 @@ struct CheckpointSummary {
   int sample_rate = 0, frame_rate = 0;
   std::vector<WeightGroup> parts;  // text encoder, decoder (with the projection), codec, other
   uint64_t total_parameters = 0;
+  std::string weights_format;          // "safetensors" or "pytorch" (torch.save .bin files)
+  std::vector<std::string> weight_files;  // file names, an index first if sharded
   uint64_t file_bytes = 0;             // bytes of the checkpoint's files
   std::vector<MemoryEstimate> memory;  // f32, bf16, q8, q4 for all parameters (estimates)
 };
 
-// Summarises a checkpoint from its config.json and safetensors headers (no weights are read).
+// Summarises a checkpoint from its config.json and the weight files' headers (safetensors
+// headers, or the pickle of PyTorch .bin files; no tensor data is read).
 // The reference is resolved as resolve_model does, so a hub model not yet cached is downloaded.
 CheckpointSummary inspect_model(const std::string& reference, const ResolveOptions& options = {});
 

@@ -39,6 +39,12 @@ struct ModelInfo {
   int hidden_size = 0;
   int num_layers = 0;
   int vocab_size = 0;
+  // The decoder matrices one step streams, how many are stored as exact f16
+  // (LoadOptions::exact_f16: half-representable values kept as half, same results), and their
+  // bytes as stored.
+  int decoder_matrices = 0;
+  int decoder_exact_f16 = 0;
+  uint64_t decoder_step_bytes = 0;
   // generation_config.json values (the defaults of GenerationOptions' unset fields).
   bool default_do_sample = true;
   float default_guidance_scale = 3.0f;
@@ -71,6 +77,10 @@ struct LoadOptions {
   // "vulkan:N" (adapter N of list_devices()), or "auto" (a discrete GPU when present, else the
   // CPU). Asking for Vulkan where it is missing is an Error(kDevice), never a silent fallback.
   std::string device = "cpu";
+  // With kF32: matrices whose values are all exactly representable in IEEE half (the official
+  // F16-trained weights, F16 checkpoints) are kept as half and converted in the kernel: the same
+  // results bit for bit, half the bytes read per decoder step. false: plain float32.
+  bool exact_f16 = true;
 };
 
 // A compute adapter, as `musicgen devices` lists it.
@@ -90,7 +100,8 @@ bool vulkan_available_in_build();
 class Model {
  public:
   // Loads a Hugging Face MusicGen checkpoint directory (config.json, generation_config.json,
-  // model.safetensors or a sharded index, spiece.model), or a single file written by
+  // model.safetensors, pytorch_model.bin or a sharded index of either, spiece.model), or a
+  // single file written by
   // `musicgen quantize` (docs/MODEL_FORMAT.md). Weights are memory-mapped and validated.
   // Throws Error.
   static std::shared_ptr<const Model> load(const std::string& path, const LoadOptions& options = {});

@@ -28,6 +28,17 @@ struct RandomModelOptions {
   uint64_t seed = 0;            // same seed, shape and options: byte-identical files
   std::string dtype = "f32";    // storage type of every tensor: f32, f16 or bf16
   bool heavy_tails = false;     // 1% of each matrix's input columns scaled x20 (outliers)
+  // File format: "safetensors" (model.safetensors) or "bin" (pytorch_model.bin, torch.save's
+  // zip format, as facebook/musicgen-medium publishes it).
+  std::string format = "safetensors";
+  // With f32: the decoder's values rounded to IEEE half, as the official mono checkpoints store
+  // them (F16-trained weights upcast to F32), so benchmarks see what users load; false: full
+  // float32 random values.
+  bool f16_exact_decoder = true;
+  // More than 1: that many shards and an index (model-0000X-of-0000N.safetensors +
+  // model.safetensors.index.json, or pytorch_model-0000X-of-0000N.bin + pytorch_model.bin.index.json
+  // as facebook/musicgen-large), split at tensor boundaries into parts of about equal size.
+  int shards = 1;
   bool overwrite = false;       // replace an existing out_dir
   int threads = 0;              // 0: all hardware threads; does not change the output
   // Called as tensor data is written: bytes so far and in total.
@@ -37,7 +48,8 @@ struct RandomModelOptions {
 // Size in bytes of the model.safetensors that make_random_model would write.
 uint64_t random_model_bytes(const RandomModelOptions& options);
 
-// Writes config.json, generation_config.json, model.safetensors (every tensor of the official
+// Writes config.json, generation_config.json, model.safetensors or pytorch_model.bin, or their
+// shards and index (every tensor of the official
 // checkpoint, Hugging Face names and shapes, random values) and a small spiece.model into
 // out_dir. Streams tensor by tensor; writes into a temporary directory renamed at the end, so
 // out_dir is complete or absent.

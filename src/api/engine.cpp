@@ -145,10 +145,12 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptio
     specs.push_back(std::move(s));
   validate_tensors(m.store, specs);
   m.t5 = std::make_unique<T5Encoder>(m.config.text_encoder, m.store, "text_encoder.",
-                                     LinearLoadOptions{t5_storage(weights), &load_pool});
+                                     LinearLoadOptions{t5_storage(weights), &load_pool,
+                                                       options.exact_f16});
   m.decoder = std::make_unique<MusicgenDecoder>(m.config.decoder, m.config.text_encoder.d_model,
                                                 m.store, num_chroma,
-                                                DecoderLoadOptions{weights, &load_pool});
+                                                DecoderLoadOptions{weights, &load_pool,
+                                                                   options.exact_f16});
   m.codec = std::make_unique<EncodecModel>(m.config.audio_encoder, m.store, "audio_encoder.");
   {
 #ifdef MUSICGEN_HAVE_VULKAN
@@ -181,6 +183,10 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptio
   i.hidden_size = c.decoder.hidden_size;
   i.num_layers = c.decoder.num_hidden_layers;
   i.vocab_size = c.decoder.vocab_size;
+  const MusicgenDecoder::StepWeights sw = m.decoder->step_weights();
+  i.decoder_matrices = sw.matrices;
+  i.decoder_exact_f16 = sw.exact_f16;
+  i.decoder_step_bytes = sw.bytes;
   i.default_do_sample = c.generation.do_sample;
   i.default_guidance_scale = c.generation.guidance_scale;
   i.default_top_k = c.generation.top_k;
@@ -403,6 +409,11 @@ GenerationResult Session::generate(const GenerationOptions& opt) {
   std::vector<int64_t> padding(batch, 0);
   int prompt_frames = 0;
   if (!opt.audio_prompts.empty()) {
+    if (kc != m.codec->num_quantizers())
+      bad_option("this checkpoint generates " + std::to_string(kc) + " codebooks per channel but "
+                 "its codec encodes " + std::to_string(m.codec->num_quantizers()) +
+                 ", so an audio prompt cannot be continued (transformers fails here too); "
+                 "generate from text or unconditionally");
     Stopwatch sw;
     prompt_codes = encode_prompts(m, opt.audio_prompts, batch, &impl_->pool, &prompt_frames, &padding);
     req.prompt_codes = &prompt_codes;

@@ -30,6 +30,11 @@ RandomCheckpointOptions to_internal(const RandomModelOptions& o) {
   r.seed = o.seed;
   r.dtype = parse_storage_dtype(o.dtype);
   r.heavy_tails = o.heavy_tails;
+  if (o.format != "safetensors" && o.format != "bin")
+    fail(ErrorCode::kInvalidArgument, "format must be safetensors or bin, got '" + o.format + "'");
+  r.torch_bin = o.format == "bin";
+  r.f16_exact_decoder = o.f16_exact_decoder;
+  r.shards = o.shards;
   r.overwrite = o.overwrite;
   r.threads = o.threads;
   r.progress = o.progress;

@@ -97,7 +97,8 @@ void parse_t5(const json& j, const std::string& where, T5Config* c) {
   r.positive("d_model", &c->d_model);
   r.positive("d_kv", &c->d_kv);
   r.positive("d_ff", &c->d_ff);
-  r.positive("num_layers", &c->num_layers);
+  r.get("num_layers", &c->num_layers);  // 0 runs in HF: embeddings, then the final norm
+  if (c->num_layers < 0) r.bad("num_layers", "must be >= 0, got " + std::to_string(c->num_layers));
   r.positive("num_heads", &c->num_heads);
   r.positive("relative_attention_num_buckets", &c->relative_attention_num_buckets);
   r.positive("relative_attention_max_distance", &c->relative_attention_max_distance);
@@ -116,7 +117,9 @@ void parse_encodec(const json& j, const std::string& where, EncodecConfig* c) {
   r.get("normalize", &c->normalize);
   r.positive("hidden_size", &c->hidden_size);
   r.positive("num_filters", &c->num_filters);
-  r.positive("num_residual_layers", &c->num_residual_layers);
+  r.get("num_residual_layers", &c->num_residual_layers);
+  if (c->num_residual_layers < 0)
+    r.bad("num_residual_layers", "must be >= 0, got " + std::to_string(c->num_residual_layers));
   r.get("upsampling_ratios", &c->upsampling_ratios);
   r.positive("kernel_size", &c->kernel_size);
   r.positive("last_kernel_size", &c->last_kernel_size);
@@ -153,7 +156,16 @@ void parse_encodec(const json& j, const std::string& where, EncodecConfig* c) {
   if (c->pad_mode != "reflect") r.bad("pad_mode", "is '" + c->pad_mode + "', expected 'reflect'");
   if (c->use_conv_shortcut) r.bad("use_conv_shortcut", "is true; only identity shortcuts are supported");
   if (c->codebook_dim != c->hidden_size) r.bad("codebook_dim", "differs from hidden_size");
-  if (c->num_filters % c->compress != 0) r.bad("compress", "does not divide num_filters");
+  // HF's residual width is dim // compress, whatever the remainder; only a width of 0 fails.
+  if (c->num_filters / c->compress < 1)
+    r.bad("compress", "exceeds num_filters, so the residual blocks would have 0 channels");
+  std::string norm_type = "weight_norm";
+  r.get("norm_type", &norm_type);
+  if (norm_type != "weight_norm")
+    r.bad("norm_type", "is '" + norm_type + "'; only 'weight_norm' (every MusicGen codec) is supported");
+  if (j.contains("chunk_length_s") && !j["chunk_length_s"].is_null())
+    r.bad("chunk_length_s", "is set; only the unchunked codec (chunk_length_s null, as in every "
+                            "MusicGen checkpoint) is supported");
   // HF EncodecConfig.num_quantizers = int(1000 * target_bandwidths[-1] // (frame_rate * 10)).
   std::vector<double> bandwidths = {2.2};
   r.get("target_bandwidths", &bandwidths);
@@ -184,7 +196,13 @@ void parse_decoder(const json& j, const std::string& where, DecoderConfig* c) {
   if (c->audio_channels != 1 && c->audio_channels != 2) r.bad("audio_channels", "must be 1 or 2");
   if (c->num_codebooks % c->audio_channels != 0)
     r.bad("num_codebooks", "is not a multiple of audio_channels");
-  if (c->hidden_size % 2 != 0 || c->hidden_size < 4) r.bad("hidden_size", "must be even and >= 4");
+  // HF's sinusoid divides by hidden_size / 2 - 1 (NaN below 4); an odd width gets a zero column,
+  // as the engine's add_positions does.
+  if (c->hidden_size < 4) r.bad("hidden_size", "must be >= 4 (the sinusoid table is NaN below)");
+  bool scale_embedding = false;
+  r.get("scale_embedding", &scale_embedding);
+  if (scale_embedding)
+    r.bad("scale_embedding", "is true; only unscaled embeddings (every MusicGen checkpoint) are supported");
 }
 
 }  // namespace
@@ -198,7 +216,7 @@ MusicgenConfig load_musicgen_config(const std::string& dir) {
   if (!fs::exists(dir))
     fail(ErrorCode::kNotFound, "model directory '" + dir +
                                    "' does not exist; pass --model a directory holding "
-                                   "config.json and model.safetensors");
+                                   "config.json, spiece.model and the weights");
   if (!fs::is_directory(dir))
     fail(ErrorCode::kNotFound, "'" + dir + "' is not a directory; pass --model a checkpoint directory");
   const fs::path config_path = fs::path(dir) / "config.json";
@@ -258,12 +276,14 @@ MusicgenConfig config_from_json(const json& j, const std::string& where, const j
     fail(ErrorCode::kInvalidModel, where + ": audio_encoder.audio_channels must be 1");
   if (c.audio_encoder.codebook_size < c.decoder.vocab_size)
     fail(ErrorCode::kInvalidModel, where + ": decoder vocab_size exceeds the codec's codebook_size");
-  if (c.decoder.num_codebooks / c.decoder.audio_channels != c.audio_encoder.num_quantizers)
+  // HF decodes the first num_codebooks quantizers, so fewer codebooks than quantizers run (audio
+  // prompts then fail in HF and are refused in Session::generate); more cannot be decoded.
+  if (c.decoder.num_codebooks / c.decoder.audio_channels > c.audio_encoder.num_quantizers)
     fail(ErrorCode::kInvalidModel,
          where + ": decoder num_codebooks per channel (" +
              std::to_string(c.decoder.num_codebooks / c.decoder.audio_channels) +
-             ") differs from the codec's quantizer count (" +
-             std::to_string(c.audio_encoder.num_quantizers) + ")");
+             ") exceeds the codec's quantizer count (" +
+             std::to_string(c.audio_encoder.num_quantizers) + ", from target_bandwidths)");
 
   GenerationDefaults& g = c.generation;
   g.decoder_start_token_id = c.decoder.bos_token_id;

@@ -15,6 +15,8 @@
 //   1
 #include "format/random_checkpoint.h"
 
+#include "format/torch_writer.h"
+
 #include <sentencepiece_trainer.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -829,9 +831,60 @@ void write_random_checkpoint(const RandomCheckpointOptions& o) {
   write_text(tmp.path / "generation_config.json", random_generation_config_json(*shape));
   write_text(tmp.path / "spiece.model", train_tiny_spiece_model());
 
-  std::vector<TensorDecl> decls;
-  for (const PlannedTensor& t : plan) decls.push_back(t.decl);
-  SafetensorsWriter writer((tmp.path / "model.safetensors").string(), decls);
+  // Files: one, or `shards` parts split at tensor boundaries (a part closes once it holds its
+  // share of the bytes) and an index, named as transformers' save_pretrained names them.
+  if (o.shards < 1 || o.shards > 99 || static_cast<size_t>(o.shards) > plan.size())
+    fail(ErrorCode::kInvalidArgument, "shards must be between 1 and 99");
+  std::vector<std::vector<TensorDecl>> parts(1);
+  {
+    uint64_t in_part = 0;
+    for (size_t i = 0; i < plan.size(); ++i) {
+      const uint64_t share = data_total / o.shards;
+      if (static_cast<int>(parts.size()) < o.shards && in_part >= share && !parts.back().empty()) {
+        parts.emplace_back();
+        in_part = 0;
+      }
+      parts.back().push_back(plan[i].decl);
+      in_part += plan[i].decl.nbytes();
+    }
+  }
+  const int n_parts = static_cast<int>(parts.size());
+  auto file_name = [&](int p) {
+    const std::string stem = o.torch_bin ? "pytorch_model" : "model";
+    const std::string ext = o.torch_bin ? ".bin" : ".safetensors";
+    if (n_parts == 1) return stem + ext;
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "-%05d-of-%05d", p + 1, n_parts);
+    return stem + buf + ext;
+  };
+  if (n_parts > 1) {
+    nlohmann::json index = {{"metadata", {{"total_size", data_total}}},
+                            {"weight_map", nlohmann::json::object()}};
+    for (int p = 0; p < n_parts; ++p)
+      for (const TensorDecl& d : parts[p]) index["weight_map"][d.name] = file_name(p);
+    write_text(tmp.path / (o.torch_bin ? "pytorch_model.bin.index.json" : "model.safetensors.index.json"),
+               index.dump(2) + "\n");
+  }
+  // One writer at a time, in plan order.
+  struct Sink {
+    std::unique_ptr<SafetensorsWriter> st;
+    std::unique_ptr<TorchZipWriter> pt;
+    void write(const void* d, size_t n) { st ? st->write(d, n) : pt->write(d, n); }
+    void finish() { st ? st->finish() : pt->finish(); }
+  };
+  int part = -1;
+  size_t left_in_part = 0;
+  Sink writer;
+  auto next_part = [&] {
+    ++part;
+    left_in_part = parts[part].size();
+    const std::string path = (tmp.path / file_name(part)).string();
+    writer = Sink{};
+    if (o.torch_bin)
+      writer.pt = std::make_unique<TorchZipWriter>(path, parts[part]);
+    else
+      writer.st = std::make_unique<SafetensorsWriter>(path, parts[part]);
+  };
   ThreadPool pool(o.threads);
   ValueGenerator gen(o.seed, o.heavy_tails);
   constexpr int64_t kChunk = int64_t{1} << 22;  // elements per write
@@ -839,7 +892,17 @@ void write_random_checkpoint(const RandomCheckpointOptions& o) {
   std::vector<uint16_t> half;
   uint64_t done = 0;
   for (const PlannedTensor& t : plan) {
+    if (left_in_part == 0) {
+      if (part >= 0) writer.finish();
+      next_part();
+    }
+    --left_in_part;
     gen.begin(t, o.dtype, &pool);
+    const std::string& tn = t.decl.name;
+    const bool round_f16 = o.f16_exact_decoder && o.dtype == DType::kF32 &&
+                           t.init != InitKind::kSinusoid &&
+                           (tn.rfind("decoder.", 0) == 0 || tn.rfind("enc_to_dec_proj.", 0) == 0 ||
+                            tn.rfind("audio_enc_to_dec_proj.", 0) == 0);
     const int64_t n = shape_numel(t.decl.shape);
     for (int64_t c0 = 0; c0 < n; c0 += kChunk) {
       const int64_t c1 = std::min(n, c0 + kChunk), m = c1 - c0;
@@ -849,6 +912,8 @@ void write_random_checkpoint(const RandomCheckpointOptions& o) {
           m,
           [&](int64_t a, int64_t b) {
             gen.fill(c0 + a, c0 + b, values.data() + a);
+            if (round_f16)
+              for (int64_t i = a; i < b; ++i) values[i] = f16_to_f32(f32_to_f16(values[i]));
             if (o.dtype == DType::kBF16)
               for (int64_t i = a; i < b; ++i) half[i] = f32_to_bf16(values[i]);
             else if (o.dtype == DType::kF16)

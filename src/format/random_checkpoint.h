@@ -78,6 +78,11 @@ struct RandomCheckpointOptions {
   uint64_t seed = 0;
   DType dtype = DType::kF32;  // kF32, kF16 or kBF16
   bool heavy_tails = false;
+  // Decoder (language model) float32 values rounded to IEEE half, as in the official mono
+  // checkpoints (their F32 decoder tensors are upcast F16 weights); the sinusoid table excepted.
+  bool f16_exact_decoder = true;
+  bool torch_bin = false;  // pytorch_model*.bin (format/torch_writer.h) instead of safetensors
+  int shards = 1;          // > 1: shards of about equal size and an index
   bool overwrite = false;  // replace an existing out_dir
   int threads = 0;         // 0: all hardware threads
   // Called after each chunk with the tensor data bytes written so far and their total.

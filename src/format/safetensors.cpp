@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "format/torch_checkpoint.h"
 
 namespace musicgen {
 
@@ -142,9 +143,8 @@ std::shared_ptr<const SafetensorsFile> SafetensorsFile::open(const std::string& 
   return result;
 }
 
-void TensorStore::add(const std::shared_ptr<const SafetensorsFile>& file) {
-  files_.push_back(file);
-  for (const TensorInfo& t : file->tensors()) {
+void TensorStore::add(const std::vector<TensorInfo>& tensors) {
+  for (const TensorInfo& t : tensors) {
     if (index_.count(t.name))
       fail(ErrorCode::kInvalidModel, "tensor '" + t.name + "' appears twice in checkpoint " +
                                          source_ + "; re-export the checkpoint");
@@ -155,7 +155,7 @@ void TensorStore::add(const std::shared_ptr<const SafetensorsFile>& file) {
 TensorStore TensorStore::open_file(const std::string& path) {
   TensorStore store;
   store.source_ = path;
-  store.add(SafetensorsFile::open(path));
+  store.add(SafetensorsFile::open(path)->tensors());
   return store;
 }
 
@@ -171,42 +171,73 @@ TensorStore TensorStore::from_tensors(std::vector<TensorInfo> tensors, const std
   return store;
 }
 
-TensorStore TensorStore::open_checkpoint(const std::string& dir) {
-  const fs::path single = fs::path(dir) / "model.safetensors";
-  const fs::path index_path = fs::path(dir) / "model.safetensors.index.json";
-  if (fs::exists(single)) return open_file(single.string());
-  if (!fs::exists(index_path))
-    fail(ErrorCode::kNotFound, "no model.safetensors or model.safetensors.index.json in '" + dir +
-                                   "'; point --model at a Hugging Face MusicGen checkpoint "
-                                   "directory (PyTorch .bin checkpoints are not supported)");
-  TensorStore store;
-  store.source_ = index_path.string();
-  json index;
-  try {
-    index = json::parse(read_regular_file(index_path.string(), kMaxJsonFileBytes));
-  } catch (const json::exception& e) {
-    fail(ErrorCode::kInvalidModel, "'" + index_path.string() + "' is not valid JSON (" +
-                                       e.what() + "); re-download the checkpoint");
-  }
-  if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
-    fail(ErrorCode::kInvalidModel,
-         "'" + index_path.string() + "' has no weight_map object; re-download the checkpoint");
-  std::vector<std::string> shards;
-  std::map<std::string, std::string> expected;
-  for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it) {
-    if (!it->is_string())
-      fail(ErrorCode::kInvalidModel, "'" + index_path.string() + "' maps '" + it.key() +
-                                         "' to a non-string; re-download the checkpoint");
-    const std::string shard = it->get<std::string>();
-    if (shard.empty() || shard == "." || shard.find('/') != std::string::npos ||
-        shard.find("..") != std::string::npos)
+TensorStore::WeightFiles TensorStore::find_weight_files(const std::string& dir) {
+  WeightFiles w;
+  const fs::path d(dir);
+  std::error_code ec;
+  const char* const kSingle[2] = {"model.safetensors", "pytorch_model.bin"};
+  const char* const kIndex[2] = {"model.safetensors.index.json", "pytorch_model.bin.index.json"};
+  const char* const kFormat[2] = {"safetensors", "pytorch"};
+  std::string incomplete;  // the first index with a missing shard
+  for (int f = 0; f < 2; ++f) {
+    w = WeightFiles{};
+    w.format = kFormat[f];
+    // Anything present under a weight file's name is taken: a FIFO or a directory there is then
+    // refused by the input rule (core/mapped_file.h) with what it is, not reported as absent.
+    if (fs::exists(d / kSingle[f], ec)) {
+      w.files.push_back((d / kSingle[f]).string());
+      return w;
+    }
+    const fs::path index_path = d / kIndex[f];
+    if (!fs::exists(index_path, ec)) continue;
+    w.index = index_path.string();
+    json index;
+    try {
+      index = json::parse(read_regular_file(index_path.string(), kMaxJsonFileBytes));
+    } catch (const json::exception& e) {
+      fail(ErrorCode::kInvalidModel, "'" + index_path.string() + "' is not valid JSON (" +
+                                         e.what() + "); re-download the checkpoint");
+    }
+    if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
       fail(ErrorCode::kInvalidModel,
-           "'" + index_path.string() + "' names shard '" + shard + "' outside the directory");
-    expected[it.key()] = shard;
-    if (std::find(shards.begin(), shards.end(), shard) == shards.end()) shards.push_back(shard);
+           "'" + index_path.string() + "' has no weight_map object; re-download the checkpoint");
+    for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it) {
+      if (!it->is_string())
+        fail(ErrorCode::kInvalidModel, "'" + index_path.string() + "' maps '" + it.key() +
+                                           "' to a non-string; re-download the checkpoint");
+      const std::string shard = it->get<std::string>();
+      if (shard.empty() || shard == "." || shard.find('/') != std::string::npos ||
+          shard.find('\\') != std::string::npos || shard.find("..") != std::string::npos)
+        fail(ErrorCode::kInvalidModel,
+             "'" + index_path.string() + "' names shard '" + shard +
+                 "', a path outside the checkpoint folder; re-download the checkpoint");
+      w.weight_map[it.key()] = shard;
+      const std::string full = (d / shard).string();
+      if (std::find(w.files.begin(), w.files.end(), full) == w.files.end()) w.files.push_back(full);
+    }
+    std::string absent;
+    for (const std::string& file : w.files)
+      if (!fs::is_regular_file(file, ec)) absent = fs::path(file).filename().string();
+    if (absent.empty()) return w;
+    // Another complete layout is used if there is one (an index can be left dangling beside it).
+    if (incomplete.empty())
+      incomplete = "'" + index_path.string() + "' names shard '" + absent +
+                   "', which is missing; re-download the checkpoint";
   }
-  for (const std::string& shard : shards) store.add(SafetensorsFile::open((fs::path(dir) / shard).string()));
-  for (const auto& [name, shard] : expected)
+  if (!incomplete.empty()) fail(ErrorCode::kNotFound, incomplete);
+  fail(ErrorCode::kNotFound, "no model.safetensors, model.safetensors.index.json, "
+                             "pytorch_model.bin or pytorch_model.bin.index.json in '" + dir +
+                             "'; point --model at a Hugging Face MusicGen checkpoint directory");
+}
+
+TensorStore TensorStore::open_checkpoint(const std::string& dir) {
+  const WeightFiles w = find_weight_files(dir);
+  TensorStore store;
+  store.source_ = w.index.empty() ? w.files.front() : w.index;
+  for (const std::string& file : w.files)
+    store.add(w.format == "pytorch" ? read_torch_checkpoint(file).tensors
+                                    : SafetensorsFile::open(file)->tensors());
+  for (const auto& [name, shard] : w.weight_map)
     if (!store.has(name))
       fail(ErrorCode::kInvalidModel, "tensor '" + name + "' listed in the index is missing from " +
                                          shard + "; re-download the checkpoint");
@@ -236,7 +267,7 @@ ConstTensor TensorStore::to_f32(const TensorInfo& info) {
   const size_t n = static_cast<size_t>(shape_numel(info.shape));
   if (info.dtype == DType::kF32 && reinterpret_cast<uintptr_t>(info.data) % alignof(float) == 0) {
     t.data = reinterpret_cast<const float*>(info.data);
-    t.owner = info.file;
+    t.owner = info.file ? std::shared_ptr<const void>(info.file) : info.owner;
     return t;
   }
   auto buf = std::shared_ptr<float[]>(new float[n > 0 ? n : 1]);

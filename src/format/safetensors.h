@@ -26,9 +26,10 @@ struct TensorInfo {
   std::string name;
   DType dtype = DType::kF32;
   Shape shape;
-  const uint8_t* data = nullptr;  // inside the mapping
+  const uint8_t* data = nullptr;  // inside the mapping (or inside `owner`)
   size_t nbytes = 0;
-  std::shared_ptr<const MappedFile> file;
+  std::shared_ptr<const MappedFile> file;  // the mapping `data` points into, or nullptr
+  std::shared_ptr<const void> owner;       // when file is nullptr: the buffer holding `data`
 };
 
 class SafetensorsFile {
@@ -50,8 +51,19 @@ class SafetensorsFile {
 class TensorStore {
  public:
   TensorStore() = default;
-  // A checkpoint directory: model.safetensors, or model.safetensors.index.json and its shards.
+  // A checkpoint directory, the first present of: model.safetensors,
+  // model.safetensors.index.json and its shards, pytorch_model.bin (torch.save zip), or
+  // pytorch_model.bin.index.json and its shards (format/torch_checkpoint.h).
   static TensorStore open_checkpoint(const std::string& dir);
+  // The weight files open_checkpoint would read in `dir` (one file, or an index and its shards),
+  // and their format: "safetensors" or "pytorch". Throws Error(kNotFound) if there are none.
+  struct WeightFiles {
+    std::string format;
+    std::string index;                // the index file, or empty
+    std::vector<std::string> files;   // full paths
+    std::map<std::string, std::string> weight_map;  // the index's tensor -> shard
+  };
+  static WeightFiles find_weight_files(const std::string& dir);
   // One safetensors file.
   static TensorStore open_file(const std::string& path);
   // Tensors that live elsewhere (a musicgen quantized file); each info.file keeps its mapping
@@ -74,9 +86,8 @@ class TensorStore {
   std::vector<int64_t> get_i64(const std::string& name) const;
 
  private:
-  void add(const std::shared_ptr<const SafetensorsFile>& file);
+  void add(const std::vector<TensorInfo>& tensors);
 
-  std::vector<std::shared_ptr<const SafetensorsFile>> files_;
   std::map<std::string, TensorInfo> index_;
   std::string source_;
 };

@@ -91,12 +91,25 @@ GpuLinear VulkanDecoder::Impl::upload_linear(const std::vector<const Linear*>& p
   g.k = static_cast<uint32_t>(first.in_features());
   std::vector<uint8_t> data, scales;
   std::vector<float> bias;
+  // float32 storage kept as exact IEEE half (LinearLoadOptions::exact_f16) goes to the f16
+  // shader when every fused part is half; a mix is uploaded as float32 (the halves widened,
+  // exactly).
+  bool all_half = first.storage == WeightStorage::kF32;
+  for (const Linear* l : parts) all_half = all_half && l->weight_f16 != nullptr;
   for (const Linear* l : parts) {
     if (l->storage != first.storage || l->in_features() != first.in_features())
       fail(ErrorCode::kDevice, "internal: fused layers differ in type or width");
     const int64_t n = l->out_features(), k = l->in_features();
     g.n += static_cast<uint32_t>(n);
-    if (l->storage == WeightStorage::kF32) {
+    if (l->storage == WeightStorage::kF32 && all_half) {
+      const auto* p = reinterpret_cast<const uint8_t*>(l->weight_f16);
+      data.insert(data.end(), p, p + n * k * 2);
+    } else if (l->storage == WeightStorage::kF32 && l->weight_f16 != nullptr) {
+      std::vector<float> wide(static_cast<size_t>(n * k));
+      for (size_t i = 0; i < wide.size(); ++i) wide[i] = f16_to_f32(l->weight_f16[i]);
+      const auto* p = reinterpret_cast<const uint8_t*>(wide.data());
+      data.insert(data.end(), p, p + n * k * 4);
+    } else if (l->storage == WeightStorage::kF32) {
       const auto* p = reinterpret_cast<const uint8_t*>(l->weight.data);
       data.insert(data.end(), p, p + n * k * 4);
     } else {
@@ -116,7 +129,7 @@ GpuLinear VulkanDecoder::Impl::upload_linear(const std::vector<const Linear*>& p
     }
   }
   switch (first.storage) {
-    case WeightStorage::kF32: g.shader = "matvec_f32"; break;
+    case WeightStorage::kF32: g.shader = all_half ? "matvec_f16" : "matvec_f32"; break;
     case WeightStorage::kBF16: g.shader = "matvec_bf16"; break;
     case WeightStorage::kQ8: g.shader = "matvec_q8"; break;
     case WeightStorage::kQ4: g.shader = "matvec_q4"; break;

@@ -117,29 +117,40 @@ std::vector<std::string> missing_checkpoint_files(const std::string& dir) {
   std::error_code ec;
   for (const char* name : {"config.json", "spiece.model"})
     if (!fs::is_regular_file(d / name, ec)) missing.push_back(name);
-  if (fs::is_regular_file(d / "model.safetensors", ec)) return missing;
-  const fs::path index = d / "model.safetensors.index.json";
-  if (!fs::is_regular_file(index, ec)) {
-    missing.push_back("model.safetensors");
-    return missing;
-  }
-  try {
-    const nlohmann::json j =
-        nlohmann::json::parse(read_regular_file(index.string(), kMaxJsonFileBytes));
-    std::vector<std::string> shards;
-    for (const auto& [tensor, shard] : j.at("weight_map").items())
-      if (std::find(shards.begin(), shards.end(), shard.get<std::string>()) == shards.end())
-        shards.push_back(shard.get<std::string>());
-    for (const auto& s : shards) {
-      if (!is_safe_relative_path(s)) {
-        missing.push_back("model.safetensors.index.json (names a shard outside the folder)");
-        break;
+  // Complete if one weight layout is: model.safetensors, pytorch_model.bin, or an index with
+  // every shard it names (each name confined to the folder). Otherwise report what the first
+  // index present lacks.
+  for (const char* single : {"model.safetensors", "pytorch_model.bin"})
+    if (fs::is_regular_file(d / single, ec)) return missing;
+  std::vector<std::string> lacks;
+  bool any_index = false;
+  for (const char* name : {"model.safetensors.index.json", "pytorch_model.bin.index.json"}) {
+    const fs::path index = d / name;
+    if (!fs::is_regular_file(index, ec)) continue;
+    std::vector<std::string> absent;
+    try {
+      const nlohmann::json j =
+          nlohmann::json::parse(read_regular_file(index.string(), kMaxJsonFileBytes));
+      std::vector<std::string> shards;
+      for (const auto& [tensor, shard] : j.at("weight_map").items())
+        if (std::find(shards.begin(), shards.end(), shard.get<std::string>()) == shards.end())
+          shards.push_back(shard.get<std::string>());
+      for (const auto& s : shards) {
+        if (!is_safe_relative_path(s)) {
+          absent.push_back(std::string(name) + " (names a shard outside the folder)");
+          break;
+        }
+        if (!fs::is_regular_file(d / s, ec)) absent.push_back(s);
       }
-      if (!fs::is_regular_file(d / s, ec)) missing.push_back(s);
+    } catch (const std::exception&) {
+      absent.push_back(std::string(name) + " (unreadable)");
     }
-  } catch (const std::exception&) {
-    missing.push_back("model.safetensors.index.json (unreadable)");
+    if (absent.empty()) return missing;
+    if (!any_index) lacks = absent;
+    any_index = true;
   }
+  if (!any_index) lacks.push_back("model.safetensors");
+  missing.insert(missing.end(), lacks.begin(), lacks.end());
   return missing;
 }
 

@@ -38,7 +38,8 @@ bool is_safe_relative_path(const std::string& name);
 bool is_safe_file_name(const std::string& name);
 
 // The files the engine needs that `dir` lacks (empty: complete): config.json, spiece.model and
-// model.safetensors, or model.safetensors.index.json and every shard its weight_map names.
+// model.safetensors or pytorch_model.bin, or model.safetensors.index.json or
+// pytorch_model.bin.index.json and every shard its weight_map names (any one complete layout).
 std::vector<std::string> missing_checkpoint_files(const std::string& dir);
 
 // The commit refs/{revision} names, if that file exists.

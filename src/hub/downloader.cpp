@@ -521,29 +521,45 @@ std::string RepoDownloader::download_snapshot() {
                                        " has no config.json; it is not a Hugging Face "
                                        "MusicGen checkpoint" +
                                        listed);
-  if (!has("model.safetensors") && !has("model.safetensors.index.json"))
-    fail(ErrorCode::kInvalidModel, repo_id_ +
-                                       " has no model.safetensors or model.safetensors.index.json; "
-                                       "musicgen.cpp reads safetensors checkpoints only" +
-                                       listed);
   if (!has("spiece.model"))
     fail(ErrorCode::kInvalidModel,
          repo_id_ +
              " has no spiece.model (the T5 tokenizer); copy t5-base's "
              "spiece.model next to a downloaded copy and pass it as --model DIR" +
              listed);
+  // The weights, in order of preference: safetensors (one file, or an index and its shards),
+  // then PyTorch .bin (the same). An index is followed only if the repository holds every shard
+  // it names (facebook/musicgen-stereo-medium ships dangling *.index.json files).
+  struct Layout {
+    const char* single;
+    const char* index;
+  };
+  const Layout layouts[] = {{"model.safetensors", "model.safetensors.index.json"},
+                            {"pytorch_model.bin", "pytorch_model.bin.index.json"}};
+  bool any_layout = false;
+  for (const Layout& l : layouts) any_layout = any_layout || has(l.single) || has(l.index);
+  if (!any_layout)
+    fail(ErrorCode::kInvalidModel, repo_id_ +
+                                       " has no model.safetensors, pytorch_model.bin or sharded "
+                                       "index of either; it is not a Hugging Face checkpoint" +
+                                       listed);
 
   std::vector<std::string> wanted = {"config.json"};
   if (has("generation_config.json")) wanted.push_back("generation_config.json");
   wanted.push_back("spiece.model");
-  const bool sharded = !has("model.safetensors");
-  wanted.push_back(sharded ? "model.safetensors.index.json" : "model.safetensors");
-
   std::vector<FileMeta> metas;
   for (const auto& f : wanted) metas.push_back(fetch_meta(commit, f));
   make_dirs((fs::path(repo_dir_) / "blobs").string());
-  if (sharded) {
-    const FileMeta& index = metas.back();
+  std::vector<std::string> dangling;
+  bool chosen = false;
+  for (const Layout& l : layouts) {
+    if (has(l.single)) {
+      metas.push_back(fetch_meta(commit, l.single));
+      chosen = true;
+      break;
+    }
+    if (!has(l.index)) continue;
+    const FileMeta index = fetch_meta(commit, l.index);
     ensure_blob(commit, index);
     std::vector<std::string> shards;
     try {
@@ -554,21 +570,34 @@ std::string RepoDownloader::download_snapshot() {
           shards.push_back(shard.get<std::string>());
     } catch (const std::exception& e) {
       fail(ErrorCode::kInvalidModel,
-           "model.safetensors.index.json of " + repo_id_ + " is unreadable (" + e.what() + ")");
+           std::string(l.index) + " of " + repo_id_ + " is unreadable (" + e.what() + ")");
     }
-    for (const auto& s : shards) {
-      if (!is_safe_relative_path(s))
-        fail(ErrorCode::kInvalidModel, "model.safetensors.index.json of " + repo_id_ +
-                                           " names shard '" + s +
+    std::string absent;
+    size_t n_absent = 0;
+    for (const auto& sh : shards) {
+      if (!is_safe_relative_path(sh))
+        fail(ErrorCode::kInvalidModel, std::string(l.index) + " of " + repo_id_ + " names shard '" +
+                                           sh.substr(0, 100) +
                                            "', a path outside the snapshot folder; the "
                                            "repository or mirror is corrupt or hostile");
-      if (!has(s))
-        fail(ErrorCode::kInvalidModel, "model.safetensors.index.json of " + repo_id_ +
-                                           " names shard '" + s +
-                                           "', which the repository does not have");
-      metas.push_back(fetch_meta(commit, s));
+      if (!has(sh) && ++n_absent <= 3) absent += (absent.empty() ? "" : ", ") + sh.substr(0, 100);
     }
+    if (n_absent > 3) absent += " and " + std::to_string(n_absent - 3) + " more";
+    if (shards.empty()) absent = "(no shards)";
+    if (!absent.empty()) {
+      dangling.push_back(std::string(l.index) + " names " + absent +
+                         ", which the repository does not have");
+      progress_.note("ignoring " + dangling.back());
+      continue;
+    }
+    metas.push_back(index);
+    for (const auto& sh : shards) metas.push_back(fetch_meta(commit, sh));
+    chosen = true;
+    break;
   }
+  if (!chosen)
+    fail(ErrorCode::kInvalidModel, "no usable weights in " + repo_id_ + ": " + join(dangling, "; ") +
+                                       listed);
   check_free_space(metas);
   for (const auto& m : metas) ensure_blob(commit, m);
 

@@ -1,5 +1,5 @@
-// list_cached_models (a scan of the cache folder) and inspect_model (config.json and safetensors
-// headers of a checkpoint: architecture, parameters per part and dtype, weight memory estimates).
+// list_cached_models (a scan of the cache folder) and inspect_model (config.json and the weight
+// files' headers of a checkpoint: architecture, parameters per part and dtype, weight memory estimates).
 #include <algorithm>
 #include <unistd.h>
 
@@ -15,6 +15,8 @@
 
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "format/safetensors.h"
+#include "format/torch_checkpoint.h"
 #include "hub/cache.h"
 #include "hub/hub_config.h"
 #include "musicgen/hub.h"
@@ -168,6 +170,12 @@ std::vector<CachedModel> list_cached_models(const ResolveOptions& options) {
       std::sort(rev.refs.begin(), rev.refs.end());
       rev.size_bytes = tree_size(s->path(), false);
       rev.missing = hub::missing_checkpoint_files(rev.path);
+      if (rev.missing.empty()) {
+        try {
+          rev.weights_format = TensorStore::find_weight_files(rev.path).format;
+        } catch (const Error&) {
+        }
+      }
       if (m.model_type.empty() || !rev.refs.empty()) {
         const std::string t = model_type_of(s->path());
         if (!t.empty()) m.model_type = t;
@@ -233,38 +241,31 @@ CheckpointSummary inspect_model(const std::string& reference, const ResolveOptio
     s.frame_rate = rate <= INT32_MAX ? static_cast<int>(rate) : 0;
   }
 
-  // The weight files: model.safetensors, or the shards of the index.
+  // The weight files, as the engine picks them (format/safetensors.h).
+  const TensorStore::WeightFiles wf = TensorStore::find_weight_files(dir);
+  s.weights_format = wf.format;
   std::vector<fs::path> weights;
-  if (fs::is_regular_file(d / "model.safetensors", ec)) {
-    weights.push_back(d / "model.safetensors");
-  } else if (fs::is_regular_file(d / "model.safetensors.index.json", ec)) {
-    const json index = read_json(d / "model.safetensors.index.json");
-    std::vector<std::string> shards;
-    if (index.contains("weight_map") && index["weight_map"].is_object())
-      for (const auto& [tensor, shard] : index["weight_map"].items())
-        if (shard.is_string() &&
-            std::find(shards.begin(), shards.end(), shard.get<std::string>()) == shards.end())
-          shards.push_back(shard.get<std::string>());
-    for (const auto& sh : shards) {
-      if (!hub::is_safe_relative_path(sh))
-        fail(ErrorCode::kInvalidModel, "'" + (d / "model.safetensors.index.json").string() +
-                                           "' names shard '" + sh +
-                                           "', a path outside the checkpoint folder; "
-                                           "re-download the checkpoint");
-      weights.push_back(d / sh);
-    }
-  } else {
-    fail(ErrorCode::kNotFound, "no model.safetensors or model.safetensors.index.json in '" + dir +
-                                   "'; PyTorch .bin checkpoints are not supported");
+  if (!wf.index.empty()) s.weight_files.push_back(fs::path(wf.index).filename().string());
+  for (const auto& f : wf.files) {
+    weights.push_back(f);
+    s.weight_files.push_back(fs::path(f).filename().string());
   }
   std::map<std::string, WeightGroup> groups;
-  for (const auto& w : weights)
-    for (const auto& e : read_safetensors_header(w)) {
+  for (const auto& w : weights) {
+    std::vector<HeaderEntry> entries;
+    if (wf.format == "pytorch") {
+      for (const TensorInfo& t : read_torch_checkpoint(w.string()).tensors)
+        entries.push_back({t.name, dtype_name(t.dtype), static_cast<uint64_t>(shape_numel(t.shape))});
+    } else {
+      entries = read_safetensors_header(w);
+    }
+    for (const auto& e : entries) {
       WeightGroup& g = groups[part_of(e.name)];
       g.parameters += e.parameters;
       g.dtype_params[e.dtype] += e.parameters;
       s.total_parameters += e.parameters;
     }
+  }
   for (const char* name :
        {"text encoder (T5)", "decoder (with text projection)", "audio codec (EnCodec)", "other"}) {
     auto it = groups.find(name);
@@ -273,8 +274,8 @@ CheckpointSummary inspect_model(const std::string& reference, const ResolveOptio
     s.parts.push_back(it->second);
   }
   std::vector<fs::path> files = weights;
-  for (const char* f :
-       {"config.json", "generation_config.json", "spiece.model", "model.safetensors.index.json"})
+  if (!wf.index.empty()) files.push_back(wf.index);
+  for (const char* f : {"config.json", "generation_config.json", "spiece.model"})
     if (fs::is_regular_file(d / f, ec)) files.push_back(d / f);
   for (const auto& f : files) {
     std::error_code e2;

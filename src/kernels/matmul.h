@@ -29,4 +29,20 @@ void matmul_nt_scalar(const float* a, int64_t lda, const float* w, const float* 
 void matmul_nt_avx2(const float* a, int64_t lda, const float* w, const float* bias, float* c,
                     int64_t ldc, int64_t m, int64_t n, int64_t k, int64_t n_begin, int64_t n_end);
 
+// The same products with W stored as IEEE half [N, K] ("exact f16" storage of float32 weights
+// whose values are all representable in half): each weight is converted to float32 exactly as it
+// is loaded and the arithmetic is that of matmul_nt, element for element, so the result is
+// bitwise equal to matmul_nt on the float32 matrix while half the weight bytes are read.
+void matmul_nt_f16(const float* a, int64_t lda, const uint16_t* w, const float* bias, float* c,
+                   int64_t ldc, int64_t m, int64_t n, int64_t k, ThreadPool* pool);
+void matmul_nt_f16_cols(const float* a, int64_t lda, const uint16_t* w, const float* bias,
+                        float* c, int64_t ldc, int64_t m, int64_t n, int64_t k, int64_t n_begin,
+                        int64_t n_end);
+void matmul_nt_f16_scalar(const float* a, int64_t lda, const uint16_t* w, const float* bias,
+                          float* c, int64_t ldc, int64_t m, int64_t n, int64_t k,
+                          int64_t n_begin, int64_t n_end);
+void matmul_nt_f16_avx2(const float* a, int64_t lda, const uint16_t* w, const float* bias,
+                        float* c, int64_t ldc, int64_t m, int64_t n, int64_t k, int64_t n_begin,
+                        int64_t n_end);
+
 }  // namespace musicgen::kernels

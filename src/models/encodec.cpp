@@ -58,7 +58,8 @@ void check_config(const EncodecConfig& c) {
       c.num_quantizers <= 0)
     bad("sizes must be positive");
   if (c.codebook_dim != c.hidden_size) bad("codebook_dim differs from hidden_size");
-  if (c.num_filters % c.compress != 0) bad("compress does not divide num_filters");
+  // HF EncodecResnetBlock: hidden = dim // compress (any compress; 0 channels cannot be computed).
+  if (c.num_filters / c.compress < 1) bad("compress exceeds num_filters (residual width 0)");
   if (c.use_causal_conv || c.normalize || c.use_conv_shortcut || c.pad_mode != "reflect")
     bad("only the non-causal, reflect-padded codec without normalisation is supported");
 }

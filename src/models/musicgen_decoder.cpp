@@ -68,8 +68,9 @@ std::vector<TensorSpec> MusicgenDecoder::tensor_specs(const DecoderConfig& c, in
 MusicgenDecoder::MusicgenDecoder(const DecoderConfig& cfg, int text_hidden, const TensorStore& store,
                                  int num_chroma, const DecoderLoadOptions& options)
     : cfg_(cfg), text_hidden_(text_hidden), num_chroma_(num_chroma), weights_(options.weights) {
-  const LinearLoadOptions lin{decoder_layer_storage(options.weights), options.pool};
-  const LinearLoadOptions head{lm_head_storage(options.weights), options.pool};
+  const LinearLoadOptions lin{decoder_layer_storage(options.weights), options.pool,
+                              options.exact_f16};
+  const LinearLoadOptions head{lm_head_storage(options.weights), options.pool, options.exact_f16};
   validate_tensors(store, tensor_specs(cfg, text_hidden, num_chroma));
   const bool cross = num_chroma == 0;
   for (int k = 0; k < cfg.num_codebooks; ++k) {
@@ -408,6 +409,23 @@ void MusicgenDecoder::forward(DecoderState& st, const int32_t* tokens, int n_tok
       std::copy_n(tmp.data() + k * head_out + static_cast<int64_t>(b) * out_pos * V,
                   static_cast<int64_t>(out_pos) * V,
                   logits->data() + (static_cast<int64_t>(b) * K + k) * out_pos * V);
+}
+
+MusicgenDecoder::StepWeights MusicgenDecoder::step_weights() const {
+  StepWeights w;
+  auto add = [&](const Linear& l) {
+    if (l.storage == WeightStorage::kF32 ? l.weight.shape.size() != 2 : l.qweight.n == 0)
+      return;  // absent (a melody decoder has no cross-attention)
+    ++w.matrices;
+    w.exact_f16 += l.weight_f16 != nullptr;
+    w.bytes += l.weight_bytes();
+  };
+  for (const Layer& L : layers_)
+    for (const Linear* l : {&L.q, &L.k, &L.v, &L.out, &L.cross_q, &L.cross_k, &L.cross_v,
+                            &L.cross_out, &L.fc1, &L.fc2})
+      add(*l);
+  for (const Linear& l : lm_heads_) add(l);
+  return w;
 }
 
 }  // namespace musicgen

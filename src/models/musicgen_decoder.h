@@ -40,6 +40,7 @@ struct DecoderLoadOptions {
   // in IEEE half (float32 with kF32: the parity tests' exact path).
   WeightStorage weights = WeightStorage::kF32;
   ThreadPool* pool = nullptr;  // splits the quantization at load; nullptr: one thread
+  bool exact_f16 = true;       // LinearLoadOptions::exact_f16 (kF32 only)
 };
 
 class MusicgenDecoder {
@@ -81,6 +82,13 @@ class MusicgenDecoder {
   DecoderSpec spec() const;
   // Writes the sinusoidal position rows [start, start + count) x hidden (HF's float32 values).
   void position_rows(int start, int count, float* out) const;
+  // The matrices one decoder step streams (every layer's Linear layers and the LM heads): how
+  // many, how many of them are stored as exact f16 (LinearLoadOptions::exact_f16), and their bytes.
+  struct StepWeights {
+    int matrices = 0, exact_f16 = 0;
+    uint64_t bytes = 0;
+  };
+  StepWeights step_weights() const;
 
  private:
   struct Layer {

@@ -22,8 +22,9 @@ std::vector<TensorSpec> T5Encoder::tensor_specs(const T5Config& c, const std::st
   const int64_t d = c.d_model, inner = static_cast<int64_t>(c.num_heads) * c.d_kv;
   std::vector<TensorSpec> specs;
   specs.push_back({embed_names(prefix), {c.vocab_size, d}});
-  specs.push_back({{prefix + "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"},
-                   {c.relative_attention_num_buckets, c.num_heads}});
+  if (c.num_layers > 0)  // HF T5 with no blocks (num_layers 0) has no position bias either
+    specs.push_back({{prefix + "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"},
+                     {c.relative_attention_num_buckets, c.num_heads}});
   for (int i = 0; i < c.num_layers; ++i) {
     const std::string p = block_prefix(prefix, i);
     specs.push_back({{p + "layer.0.layer_norm.weight"}, {d}});
@@ -44,8 +45,9 @@ T5Encoder::T5Encoder(const T5Config& cfg, const TensorStore& store, const std::s
     : cfg_(cfg) {
   validate_tensors(store, tensor_specs(cfg, prefix));
   embed_ = TensorStore::to_f32(*store.find_any(embed_names(prefix)));
-  relative_bias_ =
-      store.get_f32(prefix + "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight");
+  if (cfg.num_layers > 0)
+    relative_bias_ =
+        store.get_f32(prefix + "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight");
   for (int i = 0; i < cfg.num_layers; ++i) {
     const std::string p = block_prefix(prefix, i);
     Block b;
@@ -89,8 +91,8 @@ Tensor T5Encoder::forward(const std::vector<int32_t>& ids, const std::vector<int
     std::copy_n(embed_.data + id * d, d, x.ptr() + r * d);
   }
   // Position bias [H, S, S] shared by all blocks, plus the key-padding mask per batch item.
-  std::vector<float> pos_bias(nh * length * length);
-  for (int i = 0; i < length; ++i)
+  std::vector<float> pos_bias(blocks_.empty() ? 0 : nh * length * length);
+  for (int i = 0; i < length && !blocks_.empty(); ++i)
     for (int j = 0; j < length; ++j) {
       const int bucket = relative_bucket(j - i);
       for (int h = 0; h < nh; ++h)

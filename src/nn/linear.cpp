@@ -1,6 +1,8 @@
 #include "nn/linear.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstring>
 
 #include "core/error.h"
 #include "core/mapped_file.h"
@@ -47,14 +49,17 @@ std::shared_ptr<uint8_t> aligned_bytes(size_t n) {
 }  // namespace
 
 size_t Linear::weight_bytes() const {
-  if (storage == WeightStorage::kF32) return static_cast<size_t>(weight.numel()) * 4;
+  if (storage == WeightStorage::kF32)
+    return static_cast<size_t>(weight.numel()) * (weight_f16 != nullptr ? 2 : 4);
   return kernels::q_data_bytes(qweight.type, qweight.n, qweight.k) +
          kernels::q_scale_bytes(qweight.type, qweight.n, qweight.k);
 }
 
 void Linear::release_resident() const {
   if (!mapped) return;
-  if (storage == WeightStorage::kF32)
+  if (weight_f16 != nullptr)
+    MappedFile::release(reinterpret_cast<const uint8_t*>(weight_f16), weight_bytes());
+  else if (storage == WeightStorage::kF32)
     MappedFile::release(reinterpret_cast<const uint8_t*>(weight.data), weight_bytes());
   else
     MappedFile::release(qweight.data, weight_bytes());
@@ -62,7 +67,10 @@ void Linear::release_resident() const {
 
 void Linear::forward(const float* x, int64_t rows, float* y, ThreadPool* pool) const {
   const float* b = bias.empty() ? nullptr : bias.data;
-  if (storage == WeightStorage::kF32)
+  if (weight_f16 != nullptr)
+    kernels::matmul_nt_f16(x, in_features(), weight_f16, b, y, out_features(), rows,
+                           out_features(), in_features(), pool);
+  else if (storage == WeightStorage::kF32)
     kernels::matmul_nt(x, in_features(), weight.data, b, y, out_features(), rows, out_features(),
                        in_features(), pool);
   else
@@ -95,7 +103,9 @@ void Linear::forward_many(const Linear* const* layers, size_t count, const float
       const int64_t n0 = std::max<int64_t>(c0 - base, 0), n1 = std::min<int64_t>(c1 - base, n);
       if (n0 < n1) {
         const float* b = l.bias.empty() ? nullptr : l.bias.data;
-        if (l.storage == WeightStorage::kF32)
+        if (l.weight_f16 != nullptr)
+          kernels::matmul_nt_f16_cols(x, k, l.weight_f16, b, ys[i], n, rows, n, k, n0, n1);
+        else if (l.storage == WeightStorage::kF32)
           kernels::matmul_nt_cols(x, k, l.weight.data, b, ys[i], n, rows, n, k, n0, n1);
         else
           kernels::qmatmul_cols(x, k, rows, acts, l.qweight, b, ys[i], n, n0, n1);
@@ -176,6 +186,45 @@ Linear Linear::load(const TensorStore& store, const std::string& name, bool has_
     fail(ErrorCode::kInvalidModel,
          "tensor '" + wname + "' is stored as " + dtype_name(info->dtype) + " and cannot be loaded as " +
              weight_storage_name(wanted) + "; quantize the original checkpoint again for another type");
+  if (wanted == WeightStorage::kF32 && options.exact_f16 && info->shape.size() == 2 &&
+      (info->dtype == DType::kF16 || info->dtype == DType::kF32)) {
+    Linear l;
+    l.bias = bias;
+    l.storage = WeightStorage::kF32;
+    l.weight.shape = info->shape;
+    const size_t n = static_cast<size_t>(shape_numel(info->shape));
+    if (info->dtype == DType::kF16 && reinterpret_cast<uintptr_t>(info->data) % 2 == 0) {
+      l.weight_f16 = reinterpret_cast<const uint16_t*>(info->data);  // in place
+      l.f16owner = info->file ? std::shared_ptr<const void>(info->file) : info->owner;
+      l.mapped = info->file != nullptr;
+      return l;
+    }
+    if (info->dtype == DType::kF32) {
+      // Exact in half? Convert to a buffer, and keep it only if every value comes back equal.
+      auto buf = aligned_bytes(n * 2);
+      uint16_t* h = reinterpret_cast<uint16_t*>(buf.get());
+      std::atomic<bool> exact{true};
+      auto check = [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1 && exact.load(std::memory_order_relaxed); ++i) {
+          float v;
+          std::memcpy(&v, info->data + 4 * i, 4);
+          h[i] = kernels::f32_to_f16(v);
+          const float back = f16_to_f32(h[i]);
+          if (std::memcmp(&back, &v, 4) != 0) exact.store(false, std::memory_order_relaxed);
+        }
+      };
+      if (options.pool != nullptr)
+        options.pool->parallel_for(static_cast<int64_t>(n), check, 1 << 16);
+      else
+        check(0, static_cast<int64_t>(n));
+      if (exact.load()) {
+        l.weight_f16 = h;
+        l.f16owner = buf;
+        if (info->file) MappedFile::release(info->data, info->nbytes);
+        return l;
+      }
+    }
+  }
   Linear l = from_f32(TensorStore::to_f32(*info), bias, wanted, options.pool);
   l.mapped = wanted == WeightStorage::kF32 && info->dtype == DType::kF32 && info->file != nullptr;
   // The source pages are not read again: drop them from the resident set (a float32 checkpoint

@@ -25,6 +25,10 @@ DType weight_storage_dtype(WeightStorage s);
 struct LinearLoadOptions {
   WeightStorage storage = WeightStorage::kF32;
   ThreadPool* pool = nullptr;  // splits the quantization at load; nullptr: one thread
+  // With kF32: keep a weight whose values are all exactly representable in IEEE half as half
+  // (an F16 tensor in place, an F32 one converted): kernels::matmul_nt_f16 then gives bitwise
+  // the float32 result while reading half the bytes.
+  bool exact_f16 = true;
 };
 
 struct Linear {
@@ -34,6 +38,10 @@ struct Linear {
   std::shared_ptr<const void> qowner;  // keeps qweight's bytes alive
   ConstTensor bias;        // [out] or empty
   bool mapped = false;     // the weight's bytes are a checkpoint's memory mapping, used in place
+  // kF32 storage of half-representable values ("exact f16"): the weight as IEEE half [out, in];
+  // `weight` then keeps its shape but no data.
+  const uint16_t* weight_f16 = nullptr;
+  std::shared_ptr<const void> f16owner;
 
   // Drops a mapped weight's pages from the resident set (they are mapped back from the page
   // cache when next read); no effect on owned weights. For layers that run once per request.

@@ -299,6 +299,8 @@ class FixtureSpec:
     seed_cases: Optional[List[str]] = None
     # cases recomputed from the saved checkpoint files (must reproduce bit-exactly)
     verify_cases: List[str] = dataclasses.field(default_factory=lambda: ["logits", "greedy_g3"])
+    # EncodecConfig arguments that differ from build_config's (config edge cases, issue 9)
+    codec_overrides: Dict[str, object] = dataclasses.field(default_factory=dict)
 
 
 DEFAULT_CASES = [
@@ -377,6 +379,36 @@ FIXTURES: Dict[str, FixtureSpec] = {
         kind="melody", audio_channels=2, melody_seed=5100, melody_channels=2, melody_seconds=1.5,
         seed_cases=["smelody_text"],
         verify_cases=["logits", "smelody_text"],
+    ),
+    # Config edge cases that transformers 4.40.2 accepts (issue 9): an EnCodec num_filters (3) that compress (2)
+    # does not divide (HF's residual width is dim // compress = 1, 3, 6, 12, 24 per stage) and an odd decoder
+    # width (63, 3 heads of 21: HF appends a zero column to the sinusoid table).
+    "tiny-edge": FixtureSpec(
+        name="tiny-edge",
+        hidden=63, layers=2, heads=3, ffn=128, num_codebooks=4, vocab=128,
+        t5_d_model=32, t5_d_kv=8, t5_heads=4, t5_d_ff=64, t5_layers=2,
+        codec_filters=3, codec_hidden=16, codec_codebook_size=128,
+        storage="fp32_single",
+        base_seed=7000, lm_head_scale=4.0,
+        logits_seed=71, encodec_seed=72,
+        cases=list(DEFAULT_CASES) + ["encodec_encode"],
+        wave_seed=7100,
+        codec_overrides={"compress": 2, "num_filters": 3},
+    ),
+    # More edge cases transformers 4.40.2 runs: a T5 with no blocks (num_layers 0: embeddings, then the final
+    # norm), an EnCodec without residual blocks (num_residual_layers 0) and 2 decoder codebooks for a codec with 4
+    # quantizers (HF decodes the first 2).
+    "tiny-edge2": FixtureSpec(
+        name="tiny-edge2",
+        hidden=32, layers=2, heads=2, ffn=64, num_codebooks=2, vocab=128,
+        t5_d_model=16, t5_d_kv=8, t5_heads=2, t5_d_ff=32, t5_layers=0,
+        codec_filters=2, codec_hidden=16, codec_codebook_size=128,
+        storage="fp32_single",
+        base_seed=8000, lm_head_scale=4.0,
+        logits_seed=81, encodec_seed=82,
+        cases=["text", "logits", "greedy_g3", "uncond", "encodec"],
+        wave_seed=8100,
+        codec_overrides={"num_residual_layers": 0},
     ),
 }
 
@@ -477,6 +509,8 @@ def build_config(spec: FixtureSpec, t5_vocab: int) -> MusicgenConfig:
         chunk_length_s=None,
         overlap=None,
     )
+    for k, v in spec.codec_overrides.items():
+        setattr(codec, k, v)
     dec_cls = MusicgenMelodyDecoderConfig if spec.kind == "melody" else MusicgenDecoderConfig
     dec = dec_cls(
         vocab_size=spec.vocab,
@@ -785,7 +819,7 @@ def run_generation(
             assert encoded[c].shape[0] == 1 and encoded[c].shape[1] == batch and encoded[c].shape[2] == K // C
             prompt_codes[:, c::C] = encoded[c][0]
     Tp = 0 if prompt_codes is None else prompt_codes.shape[-1]
-    N = Tp + max_new - 3
+    N = Tp + max_new - (K // C - 1)  # the delay pattern costs K // C - 1 steps
     codes = torch.empty((batch, K, N), dtype=torch.int64)
     for c in range(C):
         assert tuple(captured[c].shape) == (1, batch, K // C, N), captured[c].shape
@@ -1912,6 +1946,101 @@ def build_audio_fixture(out_root: str) -> None:
     print(f"[audio] seed {attempts[-1]['seed']}, RVQ margin {attempts[-1]['rvq_margin']:.3g}")
 
 
+# --------------------------------------------------------------------------------------------------------------
+# Derived fixtures (issue 9): an existing fixture's model re-saved by transformers in another format, with goldens
+# computed by transformers loading the saved files.
+# --------------------------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class DerivedSpec:
+    name: str
+    source: str  # fixture whose checkpoint is loaded (from the same --out directory)
+    safe_serialization: bool  # False: torch.save pytorch_model*.bin
+    dtype: str  # "float32" or "float16" (the sinusoid table stays float32, see build_derived_fixture)
+    max_shard_size: Optional[str]
+    cases: List[str]
+
+
+DERIVED: Dict[str, DerivedSpec] = {
+    # facebook/musicgen-medium's layout: one F32 pytorch_model.bin.
+    "tiny-a-bin": DerivedSpec("tiny-a-bin", "tiny-a", False, "float32", None,
+                              ["greedy_g3", "uncond", "cont_text"]),
+    # facebook/musicgen-large's layout (sharded .bin + pytorch_model.bin.index.json), F16 to keep it small.
+    "tiny-a-bin-sharded": DerivedSpec("tiny-a-bin-sharded", "tiny-a", False, "float16", "400KB",
+                                      ["greedy_g1", "single_g3", "cont_notext"]),
+    "tiny-stereo-bin": DerivedSpec("tiny-stereo-bin", "tiny-stereo", False, "float16", None,
+                                   ["stereo_text", "stereo_cont"]),
+    "tiny-stereo-bin-sharded": DerivedSpec("tiny-stereo-bin-sharded", "tiny-stereo", False, "float16", "400KB",
+                                           ["stereo_text"]),
+    # the musicgen-stereo-* repos' storage: F16 model.safetensors.
+    "tiny-stereo-f16": DerivedSpec("tiny-stereo-f16", "tiny-stereo", True, "float16", None,
+                                   ["stereo_text", "stereo_cont"]),
+}
+
+
+def build_derived_fixture(d: DerivedSpec, out_root: str) -> None:
+    src_dir = os.path.join(out_root, d.source)
+    out_dir = os.path.join(out_root, d.name)
+    if os.path.isdir(out_dir):
+        shutil.rmtree(out_dir)
+    os.makedirs(out_dir)
+    spec = dataclasses.replace(FIXTURES[d.source], name=d.name, cases=list(d.cases))
+    model = MusicgenForConditionalGeneration.from_pretrained(src_dir).eval()
+    if d.dtype == "float16":
+        model = model.half()
+        # The engine computes the sinusoid table in float32 (it never reads the stored one): keep it exact here
+        # too, so that transformers, which uses the stored table, sees the same positions.
+        pos = model.decoder.model.decoder.embed_positions
+        pos.weights.data = pos.get_embedding(pos.weights.shape[0], pos.embedding_dim).to(torch.float32)
+    kwargs = {"safe_serialization": d.safe_serialization}
+    if d.max_shard_size:
+        kwargs["max_shard_size"] = d.max_shard_size
+    model.save_pretrained(out_dir, **kwargs)
+    shutil.copyfile(os.path.join(src_dir, "spiece.model"), os.path.join(out_dir, "spiece.model"))
+    files = sorted(f for f in os.listdir(out_dir) if f not in ("config.json", "generation_config.json", "spiece.model"))
+    if d.max_shard_size:
+        assert len(files) >= 3, files  # >= 2 shards + index
+    # Goldens: transformers loading the saved files (float32 model, as the engine computes).
+    loaded = MusicgenForConditionalGeneration.from_pretrained(out_dir).eval()
+    loaded.generation_config = GenerationConfig.from_pretrained(out_dir)
+    tokenizer = load_slow_tokenizer(os.path.join(out_dir, "spiece.model"))
+    ctx = Ctx(spec, loaded, tokenizer)
+    for case in d.cases:
+        GOLDEN_CASES[case](ctx)
+    min_gap = min(ctx.gaps.values())
+    assert min_gap >= MIN_GAP, (d.name, ctx.gaps)
+    for k, v in ctx.margins.items():
+        assert v >= MIN_RVQ_MARGIN, (d.name, k, v)
+    # Only what the tests read: codes, audio and the audio-prompt inputs (no per-step scores).
+    keep = {k: v for k, v in ctx.tensors.items() if not k.endswith(".scores")}
+    safetensors.torch.save_file(keep, os.path.join(out_dir, "golden.safetensors"), metadata={"format": "pt"})
+    for fname, data in sorted(ctx.files.items()):
+        with open(os.path.join(out_dir, fname), "wb") as f:
+            f.write(data)
+    stored = sorted(set(str(p.dtype).replace("torch.", "") for p in model.state_dict().values()))
+    golden = {
+        "fixture": d.name,
+        "command": CANONICAL_COMMAND + " --only " + d.name,
+        "versions": versions(),
+        "derived": dataclasses.asdict(d),
+        "how": f"MusicgenForConditionalGeneration.from_pretrained(tests/fixtures/{d.source})"
+               + (".half() (embed_positions.weights recomputed in float32)" if d.dtype == "float16" else "")
+               + f".save_pretrained(out, safe_serialization={d.safe_serialization}"
+               + (f", max_shard_size='{d.max_shard_size}')" if d.max_shard_size else ")")
+               + "; goldens from MusicgenForConditionalGeneration.from_pretrained(out) (float32)",
+        "files": files,
+        "stored_dtypes": stored,
+        "min_gap_rule": MIN_GAP,
+        "min_gap": min_gap,
+        "min_gaps": dict(sorted(ctx.gaps.items())),
+        "margins": dict(sorted(ctx.margins.items())),
+        "tensors": {k: {"shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", "")}
+                    for k, v in keep.items()},
+    }
+    golden.update(ctx.info)
+    write_json(os.path.join(out_dir, "golden.json"), golden)
+    print(f"[{d.name}] from {d.source}, files {files}, min gap {min_gap:.4g}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="output root, e.g. tests/fixtures")
@@ -1922,10 +2051,12 @@ def main(argv=None) -> int:
     torch.set_default_dtype(torch.float32)
     transformers.logging.set_verbosity_error()
 
-    names = args.only or (list(FIXTURES) + [AUDIO_FIXTURE])
+    names = args.only or (list(FIXTURES) + [AUDIO_FIXTURE] + list(DERIVED))
     for name in names:
         if name == AUDIO_FIXTURE:
             build_audio_fixture(args.out)
+        elif name in DERIVED:
+            build_derived_fixture(DERIVED[name], args.out)
         else:
             build_fixture(FIXTURES[name], args.out)
 
