@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
-all=(fuzz_safetensors fuzz_config fuzz_mgq fuzz_audio fuzz_tokenizer fuzz_model_ref)
+all=(fuzz_safetensors fuzz_config fuzz_mgq fuzz_audio fuzz_tokenizer fuzz_model_ref fuzz_pytorch)
 [ $# -gt 0 ] && harnesses=("$@") || harnesses=("${all[@]}")
 dir=build-fuzz
 CC=${CC_FUZZ:-clang} CXX=${CXX_FUZZ:-clang++} cmake -S . -B "$dir" -G Ninja \
