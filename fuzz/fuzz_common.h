@@ -9,6 +9,9 @@
 #include <cstdint>
 #include <string>
 
+#include "format/safetensors.h"
+#include "musicgen/error.h"
+
 namespace musicgen::fuzz {
 
 // An anonymous in-memory regular file (memfd) holding the bytes; path() opens it by name.
@@ -34,5 +37,20 @@ class MemFile {
   int fd_ = -1;
   std::string path_;
 };
+
+// Converts every tensor to float32 as the loader does (tensors over 64 MiB skipped: the input
+// bounds them anyway); a musicgen::Error from one tensor is a correct rejection of that tensor.
+template <typename Tensors>
+void read_all_as_f32(const Tensors& tensors) {
+  for (const auto& t : tensors) {
+    if (t.nbytes > (size_t{64} << 20)) continue;
+    try {
+      const auto f = musicgen::TensorStore::to_f32(t);
+      volatile float sink = f.numel() > 0 ? f.data[f.numel() - 1] : 0.0f;
+      (void)sink;
+    } catch (const musicgen::Error&) {
+    }
+  }
+}
 
 }  // namespace musicgen::fuzz
