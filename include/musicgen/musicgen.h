@@ -94,8 +94,6 @@ struct DeviceInfo {
 // The Vulkan adapters of this system. Throws Error(kDevice) with the reason when this build has no
 // Vulkan backend, or the system no loader or driver.
 std::vector<DeviceInfo> list_devices();
-// Whether this build includes the Vulkan backend.
-bool vulkan_available_in_build();
 
 class Model {
  public:

@@ -61,14 +61,6 @@ struct Model::Impl {
   }
 };
 
-bool vulkan_available_in_build() {
-#ifdef MUSICGEN_HAVE_VULKAN
-  return true;
-#else
-  return false;
-#endif
-}
-
 std::vector<DeviceInfo> list_devices() {
 #ifdef MUSICGEN_HAVE_VULKAN
   std::vector<DeviceInfo> out;

@@ -244,7 +244,6 @@ namespace {
 class VulkanRunner : public DecoderRunner {
  public:
   VulkanRunner(const VulkanDecoder::Impl& m, Context& ctx) : m_(m), ctx_(ctx) {
-    name_ = "vulkan:" + std::to_string(ctx.adapter().index) + " " + ctx.adapter().name;
     const char* p = std::getenv("MUSICGEN_VK_PROFILE");
     profile_ = p != nullptr && *p != 0 && *p != '0' && ctx.adapter().timestamp_period_ns > 0;
   }
@@ -256,8 +255,6 @@ class VulkanRunner : public DecoderRunner {
   void start(int batch, int capacity, const Tensor* text, const std::vector<int32_t>* mask) override;
   void step(const int32_t* tokens, int n, const float* prefix, int prefix_len,
             std::vector<float>* logits) override;
-  int length() const override { return length_; }
-  const char* device_name() const override { return name_.c_str(); }
 
  private:
   void release();
@@ -273,7 +270,6 @@ class VulkanRunner : public DecoderRunner {
 
   const VulkanDecoder::Impl& m_;
   Context& ctx_;
-  std::string name_;
   int B_ = 0, cap_ = 0, S_ = 0, length_ = 0, prefix_len_ = 0;
   bool started_ = false;
   std::vector<Buffer*> owned_;

@@ -123,8 +123,6 @@ class CpuDecoderRunner : public DecoderRunner {
              const std::vector<int32_t>* mask) override;
   void step(const int32_t* tokens, int n, const float* prefix, int prefix_len,
             std::vector<float>* logits) override;
-  int length() const override { return state_.length; }
-  const char* device_name() const override { return "cpu"; }
 
  private:
   const MusicgenDecoder& decoder_;

@@ -57,10 +57,6 @@ class DecoderRunner {
   // position, [batch, K, vocab].
   virtual void step(const int32_t* tokens, int n, const float* prefix, int prefix_len,
                     std::vector<float>* logits) = 0;
-  // Positions in the cache.
-  virtual int length() const = 0;
-  // A short name of where it runs ("cpu", "vulkan:0 NVIDIA H200").
-  virtual const char* device_name() const = 0;
 };
 
 }  // namespace musicgen
