@@ -46,3 +46,8 @@ musicgen_add_test(test_torch_checkpoint SOURCES test_torch_checkpoint.cpp
   LIBS musicgen nlohmann_json::nlohmann_json)
 # Exact f16 storage of half-representable float32 weights: bitwise the float32 path.
 musicgen_add_test(test_exact_f16 SOURCES test_exact_f16.cpp LIBS musicgen)
+if(MUSICGEN_HAVE_REDIS)
+  # Starts its own redis-server on a free loopback port (skipped visibly when it is not
+  # installed; MUSICGEN_REQUIRE_REDIS=1, set by scripts/test.sh in CI, makes that a failure).
+  musicgen_add_test(test_redis_queue SOURCES test_redis_queue.cpp LIBS musicgen_queue)
+endif()

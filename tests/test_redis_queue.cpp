@@ -1,0 +1,356 @@
+// The Redis job queue (src/queue) against a real redis-server started on a free loopback port:
+// submission, claims, leases and re-claims after a lost worker, exactly-once results,
+// idempotency, cancels, routing by model, and a Redis restart that loses no job.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "musicgen/error.h"
+#include "queue/redis_queue.h"
+
+namespace fs = std::filesystem;
+using namespace musicgen;
+using namespace musicgen::queue;
+using namespace std::chrono_literals;
+
+namespace {
+
+int free_port() {
+  const int s = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
+  const int port = ntohs(a.sin_port);
+  close(s);
+  return port;
+}
+
+const char* redis_binary() {
+  for (const char* p : {"/usr/bin/redis-server", "/usr/local/bin/redis-server"})
+    if (access(p, X_OK) == 0) return p;
+  return nullptr;
+}
+
+// A redis-server child process with append-only persistence in a private folder.
+class RedisProcess {
+ public:
+  RedisProcess() {
+    dir_ = fs::temp_directory_path() / ("musicgen-redis-test-" + std::to_string(getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    port_ = free_port();
+  }
+  ~RedisProcess() {
+    stop(SIGKILL);
+    fs::remove_all(dir_);
+  }
+  bool start() {
+    pid_ = fork();
+    if (pid_ == 0) {
+      const std::string port = std::to_string(port_), dir = dir_.string();
+      execl(redis_binary(), "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1",
+            "--dir", dir.c_str(), "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+            "--daemonize", "no", "--loglevel", "warning", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    // Wait until it answers.
+    RedisQueue probe(url(), {});
+    for (int i = 0; i < 100; ++i) {
+      if (probe.healthy()) return true;
+      std::this_thread::sleep_for(50ms);
+    }
+    return false;
+  }
+  void stop(int sig) {
+    if (pid_ <= 0) return;
+    kill(pid_, sig);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+  }
+  RedisUrl url() const {
+    RedisUrl u;
+    u.port = port_;
+    return u;
+  }
+
+ private:
+  fs::path dir_;
+  int port_ = 0;
+  pid_t pid_ = -1;
+};
+
+class RedisQueueTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!redis_binary()) {
+      if (const char* req = std::getenv("MUSICGEN_REQUIRE_REDIS"); req && std::string(req) == "1")
+        FAIL() << "redis-server is required (MUSICGEN_REQUIRE_REDIS=1) but not installed";
+      GTEST_SKIP() << "SKIPPED: redis-server not installed (apt install redis-server)";
+    }
+    redis_ = std::make_unique<RedisProcess>();
+    ASSERT_TRUE(redis_->start()) << "redis-server did not start";
+  }
+  QueueOptions opts(const std::string& consumer, int lease_ms = 30000) {
+    QueueOptions o;
+    o.prefix = "test";
+    o.consumer = consumer;
+    o.lease_ms = lease_ms;
+    return o;
+  }
+  std::unique_ptr<RedisProcess> redis_;
+};
+
+}  // namespace
+
+TEST(RedisUrl, Parses) {
+  RedisUrl u = parse_redis_url("redis://127.0.0.1:6380/2");
+  EXPECT_EQ(u.host, "127.0.0.1");
+  EXPECT_EQ(u.port, 6380);
+  EXPECT_EQ(u.db, 2);
+  u = parse_redis_url("redis://alice:s3cr:et@redis.local");
+  EXPECT_EQ(u.user, "alice");
+  EXPECT_EQ(u.password, "s3cr:et");
+  EXPECT_EQ(u.host, "redis.local");
+  EXPECT_EQ(u.port, 6379);
+  u = parse_redis_url("redis://pw@[::1]:7000");
+  EXPECT_EQ(u.password, "pw");
+  EXPECT_EQ(u.host, "::1");
+  EXPECT_EQ(u.port, 7000);
+  for (const char* bad : {"http://x", "redis://", "redis://h:0", "redis://h:99999", "redis://h:abc",
+                          "redis://h/x", "redis://[::1", "redis://h:6379/-1"}) {
+    try {
+      parse_redis_url(bad);
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << bad;
+      EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos);
+    }
+  }
+}
+
+TEST(RedisQueueUnavailable, OneLineErrorAndUnhealthy) {
+  RedisUrl u;
+  u.port = free_port();  // nothing listens there
+  RedisQueue q(u, {});
+  EXPECT_FALSE(q.healthy());
+  try {
+    q.submit("m", "{}");
+    FAIL() << "submit without Redis succeeded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kIo);
+    EXPECT_NE(std::string(e.what()).find("unavailable"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(RedisQueueTest, SubmitClaimProgressComplete) {
+  RedisQueue client(redis_->url(), opts("client"));
+  RedisQueue worker(redis_->url(), opts("w1"));
+  const std::string id = client.submit("small", R"({"prompt":"x"})");
+  EXPECT_EQ(id.size(), 32u);
+  auto rec = client.get(id);
+  ASSERT_TRUE(rec);
+  EXPECT_EQ(rec->status, "queued");
+  EXPECT_EQ(rec->model, "small");
+  EXPECT_FALSE(client.result(id));
+
+  auto job = worker.claim({"small"}, 1000);
+  ASSERT_TRUE(job);
+  EXPECT_EQ(job->id, id);
+  EXPECT_EQ(job->request, R"({"prompt":"x"})");
+  EXPECT_EQ(job->attempts, 1);
+  EXPECT_EQ(client.get(id)->status, "running");
+  EXPECT_EQ(client.get(id)->owner, "w1");
+
+  EXPECT_TRUE(worker.heartbeat(*job, 0.5, 2.0));
+  rec = client.get(id);
+  EXPECT_DOUBLE_EQ(rec->progress, 0.5);
+  EXPECT_DOUBLE_EQ(rec->eta_s, 2.0);
+
+  std::string body("RIFF\0\x01\x02 binary", 17);
+  EXPECT_TRUE(worker.complete(*job, body, "audio/wav"));
+  rec = client.get(id);
+  EXPECT_EQ(rec->status, "succeeded");
+  EXPECT_EQ(rec->content_type, "audio/wav");
+  EXPECT_DOUBLE_EQ(rec->progress, 1.0);
+  ASSERT_TRUE(client.result(id));
+  EXPECT_EQ(*client.result(id), body);  // binary-safe
+  EXPECT_FALSE(worker.complete(*job, "second", "audio/wav"));  // stored once
+  EXPECT_EQ(*client.result(id), body);
+  EXPECT_FALSE(worker.heartbeat(*job, 0.9, 1));  // final: stop
+  EXPECT_FALSE(worker.claim({"small"}, 100));    // nothing left
+  EXPECT_FALSE(client.get("0123456789abcdef0123456789abcdef"));
+}
+
+TEST_F(RedisQueueTest, IdempotencyKeyRunsOnce) {
+  RedisQueue client(redis_->url(), opts("client"));
+  RedisQueue worker(redis_->url(), opts("w1"));
+  bool existed = true;
+  const std::string a = client.submit("small", "{}", "key-1", &existed);
+  EXPECT_FALSE(existed);
+  const std::string b = client.submit("small", "{}", "key-1", &existed);
+  EXPECT_TRUE(existed);
+  EXPECT_EQ(a, b);
+  const std::string c = client.submit("small", "{}", "key-2", &existed);
+  EXPECT_FALSE(existed);
+  EXPECT_NE(a, c);
+  std::vector<std::string> claimed;
+  while (auto j = worker.claim({"small"}, 100)) {
+    claimed.push_back(j->id);
+    worker.complete(*j, "x", "audio/wav");
+  }
+  EXPECT_EQ(claimed.size(), 2u);
+}
+
+TEST_F(RedisQueueTest, RoutesByModel) {
+  RedisQueue client(redis_->url(), opts("client"));
+  RedisQueue worker_y(redis_->url(), opts("wy"));
+  RedisQueue worker_xy(redis_->url(), opts("wxy"));
+  const std::string id = client.submit("x", "{}");
+  EXPECT_FALSE(worker_y.claim({"y"}, 100));
+  auto j = worker_xy.claim({"y", "x"}, 1000);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(j->id, id);
+  EXPECT_EQ(j->model, "x");
+}
+
+TEST_F(RedisQueueTest, CancelQueuedAndRunning) {
+  RedisQueue client(redis_->url(), opts("client"));
+  RedisQueue worker(redis_->url(), opts("w1"));
+  const std::string queued = client.submit("small", "{}");
+  EXPECT_EQ(client.cancel(queued), std::optional<std::string>("canceled"));
+  EXPECT_EQ(client.get(queued)->status, "canceled");
+  EXPECT_FALSE(worker.claim({"small"}, 100));  // skipped, never run
+
+  const std::string running = client.submit("small", "{}");
+  auto j = worker.claim({"small"}, 1000);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(client.cancel(running), std::optional<std::string>("running"));
+  EXPECT_FALSE(worker.heartbeat(*j, 0.3, 1));  // the owner learns at its next heartbeat
+  EXPECT_TRUE(worker.fail_job(*j, "cancelled by request"));
+  EXPECT_EQ(client.get(running)->status, "canceled");
+  EXPECT_FALSE(client.cancel("ffffffffffffffffffffffffffffffff"));
+}
+
+TEST_F(RedisQueueTest, LostWorkerJobIsReclaimedAfterLeaseAndStoredOnce) {
+  RedisQueue client(redis_->url(), opts("client"));
+  RedisQueue dead(redis_->url(), opts("dead", 300));
+  RedisQueue alive(redis_->url(), opts("alive", 300));
+  const std::string id = client.submit("small", "{}");
+  auto j1 = dead.claim({"small"}, 1000);
+  ASSERT_TRUE(j1);
+  // While the lease is fresh nobody else gets it.
+  EXPECT_FALSE(alive.claim({"small"}, 50));
+  // A heartbeat keeps it alive past the lease.
+  std::this_thread::sleep_for(200ms);
+  EXPECT_TRUE(dead.heartbeat(*j1, 0.1, 1));
+  std::this_thread::sleep_for(200ms);
+  EXPECT_FALSE(alive.claim({"small"}, 50));
+  // Then its owner stops renewing (killed).
+  std::this_thread::sleep_for(400ms);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto j2 = alive.claim({"small"}, 1000);
+  ASSERT_TRUE(j2);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 500ms);
+  EXPECT_EQ(j2->id, id);
+  EXPECT_EQ(j2->attempts, 2);
+  EXPECT_EQ(client.get(id)->owner, "alive");
+  EXPECT_FALSE(dead.heartbeat(*j1, 0.2, 1));  // not ours any more
+  EXPECT_TRUE(alive.complete(*j2, "from-alive", "audio/wav"));
+  EXPECT_FALSE(dead.complete(*j1, "from-dead", "audio/wav"));
+  EXPECT_EQ(*client.result(id), "from-alive");
+  EXPECT_FALSE(alive.claim({"small"}, 50));
+}
+
+TEST_F(RedisQueueTest, ManyWorkersEveryJobExactlyOnce) {
+  RedisQueue client(redis_->url(), opts("client"));
+  std::vector<std::string> ids;
+  for (int i = 0; i < 30; ++i) ids.push_back(client.submit("small", "{\"n\":" + std::to_string(i) + "}"));
+  std::mutex mu;
+  std::map<std::string, int> runs;
+  std::vector<std::thread> threads;
+  for (int w = 0; w < 3; ++w)
+    threads.emplace_back([&, w] {
+      RedisQueue q(redis_->url(), opts("w" + std::to_string(w)));
+      while (auto j = q.claim({"small"}, 200)) {
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          ++runs[j->id];
+        }
+        q.heartbeat(*j, 0.5, 0.1);
+        q.complete(*j, j->request, "application/json");
+      }
+    });
+  for (auto& t : threads) t.join();
+  ASSERT_EQ(runs.size(), 30u);
+  for (const std::string& id : ids) {
+    EXPECT_EQ(runs[id], 1) << id;
+    EXPECT_EQ(client.get(id)->status, "succeeded");
+  }
+  EXPECT_EQ(*client.result(ids[7]), "{\"n\":7}");
+}
+
+TEST_F(RedisQueueTest, RedisRestartLosesNoJob) {
+  RedisQueue client(redis_->url(), opts("client"));
+  RedisQueue worker(redis_->url(), opts("w1", 300));
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(client.submit("small", "{}"));
+  auto running = worker.claim({"small"}, 1000);  // one is mid-run when Redis goes away
+  ASSERT_TRUE(running);
+  redis_->stop(SIGTERM);
+  EXPECT_FALSE(client.healthy());
+  EXPECT_THROW(client.get(ids[0]), Error);
+  EXPECT_THROW(worker.heartbeat(*running, 0.5, 1), Error);
+  ASSERT_TRUE(redis_->start());
+  // Reconnects (backoff at most 5 s).
+  bool ok = false;
+  for (int i = 0; i < 120 && !ok; ++i) {
+    ok = client.healthy();
+    if (!ok) std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_TRUE(ok);
+  for (const std::string& id : ids) ASSERT_TRUE(client.get(id)) << id;
+  // The running job's owner carries on; the others are still queued and get claimed.
+  bool renewed = false;
+  for (int i = 0; i < 120 && !renewed; ++i) {
+    try {
+      renewed = worker.heartbeat(*running, 0.6, 1);
+      break;
+    } catch (const Error&) {
+      std::this_thread::sleep_for(50ms);
+    }
+  }
+  EXPECT_TRUE(renewed);
+  EXPECT_TRUE(worker.complete(*running, "a", "audio/wav"));
+  int done = 1;
+  for (;;) {
+    std::optional<ClaimedJob> j;
+    try {
+      j = worker.claim({"small"}, 200);
+    } catch (const Error&) {
+      std::this_thread::sleep_for(50ms);
+      continue;
+    }
+    if (!j) break;
+    EXPECT_TRUE(worker.complete(*j, "b", "audio/wav"));
+    ++done;
+  }
+  EXPECT_EQ(done, 3);
+  for (const std::string& id : ids) EXPECT_EQ(client.get(id)->status, "succeeded") << id;
+}
