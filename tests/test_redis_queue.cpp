@@ -354,3 +354,120 @@ TEST_F(RedisQueueTest, RedisRestartLosesNoJob) {
   EXPECT_EQ(done, 3);
   for (const std::string& id : ids) EXPECT_EQ(client.get(id)->status, "succeeded") << id;
 }
+
+// --- QueueWorker ---------------------------------------------------------------------------
+
+#include <poll.h>
+
+#include "queue/queue_worker.h"
+
+namespace {
+bool wait_for(const std::function<bool()>& cond, std::chrono::milliseconds limit) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return cond();
+}
+}  // namespace
+
+TEST_F(RedisQueueTest, WorkerRunsReportsFailsAndCancels) {
+  RedisQueue client(redis_->url(), opts("client"));
+  QueueWorker worker(redis_->url(), opts("w", 300), {"small"}, 2,
+                     [](const ClaimedJob& j, const ReportFn& report) -> WorkResult {
+                       if (j.request == "fail") throw Error(ErrorCode::kInvalidArgument, "bad prompt");
+                       if (j.request == "slow") {
+                         for (int i = 0; i < 500; ++i) {  // until canceled (10 s at most)
+                           if (!report(i / 500.0, 1.0)) throw Error(ErrorCode::kCancelled, "stopped");
+                           std::this_thread::sleep_for(20ms);
+                         }
+                       }
+                       report(1.0, 0);
+                       return {"ok:" + j.request, "text/plain"};
+                     });
+  worker.start();
+  const std::string ok = client.submit("small", "a");
+  const std::string bad = client.submit("small", "fail");
+  const std::string slow = client.submit("small", "slow");
+  ASSERT_TRUE(wait_for([&] { return client.get(slow)->status == "running"; }, 5s));
+  EXPECT_TRUE(wait_for([&] { return client.get(slow)->progress > 0; }, 5s));
+  client.cancel(slow);
+  ASSERT_TRUE(wait_for([&] { return client.get(slow)->status == "canceled"; }, 5s));
+  ASSERT_TRUE(wait_for([&] { return client.get(ok)->status == "succeeded"; }, 5s));
+  ASSERT_TRUE(wait_for([&] { return client.get(bad)->status == "failed"; }, 5s));
+  EXPECT_EQ(*client.result(ok), "ok:a");
+  EXPECT_EQ(client.get(bad)->error, "bad prompt");
+  EXPECT_FALSE(client.result(slow));
+  worker.stop();
+  const WorkerStats s = worker.stats();
+  EXPECT_EQ(s.succeeded, 1u);
+  EXPECT_EQ(s.failed, 1u);
+  EXPECT_EQ(s.canceled, 1u);
+}
+
+// A worker process killed with SIGKILL in the middle of a job: after the lease another worker
+// re-claims the job and runs it from the start; every job ends succeeded exactly once.
+TEST_F(RedisQueueTest, KilledWorkerProcessLosesNoJob) {
+  RedisQueue client(redis_->url(), opts("client"));
+  std::vector<std::string> ids;
+  for (int i = 0; i < 6; ++i) ids.push_back(client.submit("small", "job" + std::to_string(i)));
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  const pid_t child = fork();
+  if (child == 0) {
+    close(fds[0]);
+    QueueWorker doomed(redis_->url(), opts("doomed", 400), {"small"}, 1,
+                       [&](const ClaimedJob& j, const ReportFn&) -> WorkResult {
+                         const std::string line = j.id + "\n";
+                         (void)!write(fds[1], line.data(), line.size());
+                         std::this_thread::sleep_for(60s);  // killed before this ends
+                         return {"never", "text/plain"};
+                       });
+    doomed.start();
+    std::this_thread::sleep_for(60s);
+    _exit(0);
+  }
+  close(fds[1]);
+  pollfd p{fds[0], POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, 10000), 1) << "the doomed worker claimed nothing";
+  char buf[64] = {};
+  ASSERT_GE(read(fds[0], buf, 33), 33);
+  const std::string victim(buf, 32);
+  close(fds[0]);
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  const auto killed_at = std::chrono::steady_clock::now();
+
+  std::mutex mu;
+  std::map<std::string, int> runs;
+  std::chrono::steady_clock::time_point victim_rerun{};
+  QueueWorker survivor(redis_->url(), opts("survivor", 400), {"small"}, 1,
+                       [&](const ClaimedJob& j, const ReportFn& report) -> WorkResult {
+                         {
+                           std::lock_guard<std::mutex> lock(mu);
+                           ++runs[j.id];
+                           if (j.id == victim) victim_rerun = std::chrono::steady_clock::now();
+                         }
+                         report(0.5, 0.1);
+                         return {"done:" + j.request, "text/plain"};
+                       });
+  survivor.start();
+  ASSERT_TRUE(wait_for([&] {
+    for (const std::string& id : ids)
+      if (client.get(id)->status != "succeeded") return false;
+    return true;
+  }, 15s));
+  survivor.stop();
+  for (size_t i = 0; i < ids.size(); ++i) {
+    EXPECT_EQ(runs[ids[i]], 1) << ids[i];
+    EXPECT_EQ(*client.result(ids[i]), "done:job" + std::to_string(i));
+  }
+  EXPECT_EQ(client.get(victim)->attempts, 2);
+  const WorkerStats s = survivor.stats();
+  EXPECT_EQ(s.succeeded, 6u);
+  EXPECT_EQ(s.reclaimed, 1u);
+  const double reclaim_s = std::chrono::duration<double>(victim_rerun - killed_at).count();
+  EXPECT_LT(reclaim_s, 2.0);
+  std::printf("re-claimed the killed worker's job %.2f s after SIGKILL (lease 0.4 s)\n", reclaim_s);
+}
