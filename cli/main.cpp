@@ -208,10 +208,6 @@ int cmd_generate(const std::vector<std::string>& args) {
   }
   if (model_dir.empty()) command_usage("--model MODEL is required");
   if (output.empty()) command_usage("--output FILE.wav is required");
-  // Output format, normalisation and seed (cli/audio_output.h), checked before any work.
-  musicgen::AudioWriteOptions write_options =
-      musicgen::cli::audio_write_options(output, audio_format, normalize, sample_format);
-  opt.seed = seed ? *seed : musicgen::cli::random_seed();
   if (samples && !opt.prompts.empty()) command_usage("--samples applies to unconditional runs; give no --prompt");
   if (samples) opt.unconditional_samples = *samples;
   if (opt.duration_s && opt.max_new_tokens) command_usage("give either --duration or --max-new-tokens, not both");
@@ -243,6 +239,10 @@ int cmd_generate(const std::vector<std::string>& args) {
   for (const auto& p : audio_prompt_paths) outputs.check_not_input(p, "the audio prompt");
   for (const auto& p : melody_paths) outputs.check_not_input(p, "the melody");
   if (fs::exists(model_dir)) outputs.check_not_input(model_dir, "a model");
+  // Output format, normalisation and seed (cli/audio_output.h), checked before any work.
+  musicgen::AudioWriteOptions write_options =
+      musicgen::cli::audio_write_options(output, audio_format, normalize, sample_format);
+  opt.seed = seed ? *seed : musicgen::cli::random_seed();
 
   // Read the audio inputs before loading the model: a bad file fails fast.
   for (const auto& p : audio_prompt_paths)

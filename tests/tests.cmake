@@ -46,3 +46,8 @@ musicgen_add_test(test_torch_checkpoint SOURCES test_torch_checkpoint.cpp
   LIBS musicgen nlohmann_json::nlohmann_json)
 # Exact f16 storage of half-representable float32 weights: bitwise the float32 path.
 musicgen_add_test(test_exact_f16 SOURCES test_exact_f16.cpp LIBS musicgen)
+# Audio output: formats, normalisation (libebur128 measures the files), tags, seeds, stdout.
+musicgen_add_test(test_audio_output SOURCES test_audio_output.cpp
+  LIBS musicgen PkgConfig::SNDFILE PkgConfig::EBUR128 nlohmann_json::nlohmann_json)
+target_compile_definitions(test_audio_output PRIVATE MUSICGEN_CLI="$<TARGET_FILE:musicgen_cli>")
+add_dependencies(test_audio_output musicgen_cli)

@@ -248,7 +248,7 @@ struct AudioWriteOptions {
   // in MP3). Keys: title, comment, software, artist, album, date, genre, copyright, license,
   // tracknumber; any other key is Error(kInvalidArgument). MP3 text is ISO-8859-1 (characters
   // beyond it become '?'), and libsndfile writes no software tag to MP3.
-  std::vector<std::pair<std::string, std::string>> tags;
+  std::vector<std::pair<std::string, std::string>> tags = {};
 };
 
 // The file's bytes in memory (libsndfile virtual I/O), and the same written atomically (a

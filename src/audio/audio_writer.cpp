@@ -195,6 +195,19 @@ std::vector<float> resample_interleaved(const std::vector<float>& in, int channe
   return out;
 }
 
+// audiocraft.data.audio_utils.i16_pcm: round(x * 2^15) (half to even, as torch.round), or
+// round(x * (2^15 - 1)) when that would reach 2^15; then saturated (only unnormalised audio
+// exceeds +-1; a NaN, possible only then, becomes 0).
+std::vector<short> to_pcm16(const std::vector<float>& x) {
+  double peak = 0;
+  for (float v : x) peak = std::max(peak, static_cast<double>(v));
+  const double scale = std::nearbyint(peak * 32768.0) >= 32768.0 ? 32767.0 : 32768.0;
+  std::vector<short> out(x.size());
+  for (size_t i = 0; i < x.size(); ++i)
+    out[i] = std::isnan(x[i]) ? 0 : static_cast<short>(std::clamp(std::nearbyint(x[i] * scale), -32768.0, 32767.0));
+  return out;
+}
+
 std::string lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
@@ -333,8 +346,8 @@ std::string encode_audio_bytes(const float* planar, int channels, int64_t frames
       if (f) sf_close(f);
     }
   } closer{f};
-  // Integer samples saturate at +-1 (libsndfile would otherwise wrap out-of-range floats).
-  sf_command(f, SFC_SET_CLIPPING, nullptr, SF_TRUE);
+  // Lossy codecs' integer stages saturate instead of wrapping around.
+  if (o.format != EncodeFormat::kWav && o.format != EncodeFormat::kFlac) sf_command(f, SFC_SET_CLIPPING, nullptr, SF_TRUE);
   // No PEAK chunk in float WAV: it holds the time of writing, and the same take should give
   // the same bytes.
   if (o.format == EncodeFormat::kWav && o.wav_float) sf_command(f, SFC_SET_ADD_PEAK_CHUNK, nullptr, SF_FALSE);
@@ -350,8 +363,14 @@ std::string encode_audio_bytes(const float* planar, int channels, int64_t frames
   for (const auto& [type, value] : tags)
     if (sf_set_string(f, type, value.c_str()) != 0)
       fail(ErrorCode::kInvalidArgument, "cannot store a tag in " + what + ": " + sf_strerror(f));
-  if (frames > 0 && sf_writef_float(f, inter.data(), frames) != frames)
-    fail(ErrorCode::kIo, "encoding " + what + " failed: " + sf_strerror(f));
+  // 16-bit formats get audiocraft's i16_pcm quantisation, done here: libsndfile's float
+  // conversion scales WAV and FLAC differently (and rounds differently with clipping on).
+  const bool pcm16 = o.format == EncodeFormat::kFlac || (o.format == EncodeFormat::kWav && !o.wav_float);
+  const sf_count_t written =
+      frames == 0 ? 0
+      : pcm16     ? sf_writef_short(f, to_pcm16(inter).data(), frames)
+                  : sf_writef_float(f, inter.data(), frames);
+  if (written != frames) fail(ErrorCode::kIo, "encoding " + what + " failed: " + sf_strerror(f));
   SNDFILE* done = f;
   f = nullptr;
   if (sf_close(done) != 0) fail(ErrorCode::kIo, "finishing the " + what + " file failed");
