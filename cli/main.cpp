@@ -254,8 +254,6 @@ int cmd_generate(const std::vector<std::string>& args) {
   const std::string model_ref = model_dir;
   if (!fs::is_regular_file(model_dir))  // a file is a `musicgen quantize` output: load it as is
     model_dir = musicgen::resolve_model(model_dir, resolve_options);
-  const musicgen::cli::TakeInfo take = musicgen::cli::take_info(
-      model_ref, model_dir, load_options.weights, opt.seed, std::string("musicgen.cpp ") + kVersion);
   outputs.check_not_input(model_dir, "a model");
   const double t0 = musicgen::cli::now_seconds();
   load_options.threads = threads;
@@ -273,6 +271,8 @@ int cmd_generate(const std::vector<std::string>& args) {
                      : "",
                  model->info().device.c_str(), load_s);
   musicgen::Session session(model, {.threads = threads});
+  const musicgen::cli::TakeInfo take = musicgen::cli::take_info(
+      model_ref, model_dir, load_options.weights, opt.seed, std::string("musicgen.cpp ") + kVersion);
   if (!quiet) std::fprintf(stderr, "seed: %llu\n", static_cast<unsigned long long>(opt.seed));
   const double gen_start = musicgen::cli::now_seconds();
   double decode_start = 0;
