@@ -481,6 +481,15 @@ TEST(AudioOutput, BadRequestsAreOneLineErrorsAndLeaveNoFile) {
                ErrorCode::kInvalidArgument, "WAV only");
   expect_error([&] { write_audio_file(dir + "/no/such/dir/x.wav", r, 0, AudioWriteOptions{}); }, ErrorCode::kIo,
                "does not exist");
+  GenerationResult empty = r;  // all padding: no samples (FLAC and MP3 would be 0-byte files)
+  empty.leading_padding = {6400, 6400};
+  expect_error([&] { encode_audio(empty, 0, {.format = AudioFileFormat::kFlac}); }, ErrorCode::kInvalidArgument,
+               "the audio is empty");
+  expect_error([&] { encode_audio(empty, 1, {.format = AudioFileFormat::kMp3}); }, ErrorCode::kInvalidArgument,
+               "the audio is empty");
+  write_audio_file(dir + "/empty.wav", empty, 0, AudioWriteOptions{});  // a WAV can be empty
+  EXPECT_EQ(decode(dir + "/empty.wav").frames, 0);
+  fs::remove(dir + "/empty.wav");
   GenerationResult bad = r;
   bad.audio.resize(10);
   expect_error([&] { encode_audio(bad, 0, {}); }, ErrorCode::kInvalidArgument, "does not match");

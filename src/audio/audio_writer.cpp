@@ -374,6 +374,9 @@ std::string encode_audio_bytes(const float* planar, int channels, int64_t frames
   SNDFILE* done = f;
   f = nullptr;
   if (sf_close(done) != 0) fail(ErrorCode::kIo, "finishing the " + what + " file failed");
+  // libsndfile writes FLAC and MP3 headers with the first samples: no samples, no file.
+  if (mem.bytes.empty())
+    fail(ErrorCode::kInvalidArgument, "cannot write " + what + " without samples; the audio is empty");
   if (o.format == EncodeFormat::kOgg || o.format == EncodeFormat::kOpus) make_ogg_serial_deterministic(mem.bytes);
   return std::move(mem.bytes);
 }
