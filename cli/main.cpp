@@ -13,6 +13,7 @@
 #include <vector>
 #include <chrono>
 
+#include "audio_output.h"
 #include "bench_command.h"
 #include "command_util.h"
 #include "hub_commands.h"
@@ -74,7 +75,9 @@ void print_generate_help() {
       "                          f16 as float32 (default: as f16, same results, half the bytes)\n"
       "  --prompt TEXT           a text prompt; repeat for a batch (default: unconditional)\n"
       "  --samples N             batch size of an unconditional run (default 1)\n"
-      "  --output FILE.wav       output file (required); a batch writes FILE_0.wav, FILE_1.wav, ...\n"
+      "  --output FILE           output file (required): .wav, .flac, .ogg (Vorbis), .opus (48 kHz)\n"
+      "                          or .mp3 (320 kb/s); '-' writes a WAV stream to standard output.\n"
+      "                          A batch writes FILE_0.wav, FILE_1.wav, ...\n"
       "  --duration SECONDS      total length of the output, audio prompt included (default:\n"
       "                          generation_config.json's max_length, 1500 steps = 29.92 s for the\n"
       "                          official checkpoints); beyond 30 s a sliding window continues the\n"
@@ -96,11 +99,17 @@ void print_generate_help() {
       "  --top-p P               nucleus sampling mass in (0, 1] (default 1 = off)\n"
       "  --temperature T         sampling temperature > 0 (default 1.0)\n"
       "  --greedy                always take the most likely code (no sampling)\n"
-      "  --seed S                random seed (default 0); the same seed gives the same music\n"
+      "  --seed S                random seed (default: a random one, printed and stored in the\n"
+      "                          file's tags); the same seed gives the same music\n"
       "  --threads N             worker threads (default: all cores); does not change results\n"
-      "  --sample-format F       pcm16 (default; peak-normalised only if the peak exceeds 1.0)\n"
-      "                          or f32 (raw float samples, untouched)\n"
+      "  --format F              wav, flac, ogg, opus or mp3, whatever the extension (default: from\n"
+      "                          the extension; WAV for '-')\n"
+      "  --normalize N           peak (default: largest sample at -1 dBFS), loudness (-14 LUFS),\n"
+      "                          rms (-18 dB RMS), clip (clamp at -1 dBFS) or none: audiocraft's\n"
+      "                          audio_write strategies; f32 output is normalised the same way\n"
+      "  --sample-format F       WAV samples: pcm16 (default) or f32\n"
       "  --codes-out FILE.json   also write the generated codes as {\"codes\": [batch][codebook][frame]}\n"
+      "                          with the prompts, seed, model and the other tags of the audio\n"
       "  --quiet                 no progress output\n"
       "  --help, -h              show this help\n\n"
       "Examples:\n"
@@ -128,7 +137,9 @@ std::string item_path(const std::string& output, int index, int batch) {
 }
 
 // Writes the codes to `path` (a temporary of the OutputSet, renamed by its commit).
-void write_codes_json(const std::string& path, const musicgen::GenerationResult& r) {
+// The take's fields (prompts, seed, model, ...) follow the codes, as the audio files' tags hold them.
+void write_codes_json(const std::string& path, const musicgen::GenerationResult& r,
+                      const std::vector<std::string>& prompts, const musicgen::cli::TakeInfo& take) {
   std::ofstream out(path);
   if (!out) throw Error(ErrorCode::kIo, "cannot write '" + path + "'");
   out << "{\"codes\": [";
@@ -142,13 +153,19 @@ void write_codes_json(const std::string& path, const musicgen::GenerationResult&
     }
     out << "]";
   }
-  out << "]}\n";
+  out << "]";
+  auto meta = musicgen::cli::take_metadata(take, "", static_cast<double>(r.samples) / r.sample_rate);
+  meta.erase("prompt");
+  out << ", \"prompts\": " << nlohmann::json(prompts).dump();
+  for (const auto& [key, value] : meta.items()) out << ", " << nlohmann::json(key).dump() << ": " << value.dump();
+  out << "}\n";
   out.close();
   if (!out) throw Error(ErrorCode::kIo, "writing the codes to '" + path + "' failed (disk full?)");
 }
 
 int cmd_generate(const std::vector<std::string>& args) {
-  std::string model_dir, output, codes_out, sample_format = "pcm16";
+  std::string model_dir, output, codes_out, sample_format = "pcm16", audio_format, normalize = "peak";
+  std::optional<uint64_t> seed;
   musicgen::GenerationOptions opt;
   musicgen::LoadOptions load_options;
   int threads = 0;
@@ -173,15 +190,14 @@ int cmd_generate(const std::vector<std::string>& args) {
     else if (r.is("--top-k")) opt.top_k = static_cast<int>(r.integer_in(1, kMaxInt));
     else if (r.is("--top-p")) opt.top_p = static_cast<float>(r.number());
     else if (r.is("--temperature")) opt.temperature = static_cast<float>(r.number());
-    else if (r.is("--seed")) opt.seed = static_cast<uint64_t>(r.integer_in(0, std::numeric_limits<long long>::max()));
+    else if (r.is("--seed")) seed = static_cast<uint64_t>(r.integer_in(0, std::numeric_limits<long long>::max()));
     else if (r.is("--greedy")) opt.greedy = true;
     else if (r.is("--threads")) threads = r.threads();
     else if (r.is("--samples")) samples = static_cast<int>(r.integer_in(1, 64));
-    else if (r.is("--sample-format")) {
-      sample_format = r.value();
-      if (sample_format != "pcm16" && sample_format != "f32")
-        command_usage("--sample-format must be pcm16 or f32, got '" + sample_format + "'");
-    } else if (r.is("--codes-out")) codes_out = r.value();
+    else if (r.is("--sample-format")) sample_format = r.value();
+    else if (r.is("--format")) audio_format = r.value();
+    else if (r.is("--normalize")) normalize = r.value();
+    else if (r.is("--codes-out")) codes_out = r.value();
     else if (r.is("--audio-prompt")) audio_prompt_paths.push_back(r.value());
     else if (r.is("--prompt-start")) prompt_start = r.number();
     else if (r.is("--prompt-duration")) prompt_duration = r.number();
@@ -215,7 +231,7 @@ int cmd_generate(const std::vector<std::string>& args) {
                                                     : opt.unconditional_samples;
   // Every output is checked before any work (docs/SECURITY.md, cli/output_files.h).
   if (output == "-" && batch > 1)
-    command_usage("--output - writes one WAV stream to stdout; a batch of " +
+    command_usage("--output - writes one audio stream to stdout; a batch of " +
                   std::to_string(batch) + " needs a file name");
   musicgen::cli::OutputSet outputs;
   for (int b = 0; b < batch; ++b) outputs.add(item_path(output, b, batch), "--output");
@@ -223,6 +239,10 @@ int cmd_generate(const std::vector<std::string>& args) {
   for (const auto& p : audio_prompt_paths) outputs.check_not_input(p, "the audio prompt");
   for (const auto& p : melody_paths) outputs.check_not_input(p, "the melody");
   if (fs::exists(model_dir)) outputs.check_not_input(model_dir, "a model");
+  // Output format, normalisation and seed (cli/audio_output.h), checked before any work.
+  musicgen::AudioWriteOptions write_options =
+      musicgen::cli::audio_write_options(output, audio_format, normalize, sample_format);
+  opt.seed = seed ? *seed : musicgen::cli::random_seed();
 
   // Read the audio inputs before loading the model: a bad file fails fast.
   for (const auto& p : audio_prompt_paths)
@@ -231,6 +251,7 @@ int cmd_generate(const std::vector<std::string>& args) {
 
   musicgen::ResolveOptions resolve_options;  // a directory as is; hub models via the cache
   if (quiet) resolve_options.progress = musicgen::ProgressDisplay::kNever;
+  const std::string model_ref = model_dir;
   if (!fs::is_regular_file(model_dir))  // a file is a `musicgen quantize` output: load it as is
     model_dir = musicgen::resolve_model(model_dir, resolve_options);
   outputs.check_not_input(model_dir, "a model");
@@ -250,6 +271,9 @@ int cmd_generate(const std::vector<std::string>& args) {
                      : "",
                  model->info().device.c_str(), load_s);
   musicgen::Session session(model, {.threads = threads});
+  const musicgen::cli::TakeInfo take = musicgen::cli::take_info(
+      model_ref, model_dir, load_options.weights, opt.seed, std::string("musicgen.cpp ") + kVersion);
+  if (!quiet) std::fprintf(stderr, "seed: %llu\n", static_cast<unsigned long long>(opt.seed));
   const double gen_start = musicgen::cli::now_seconds();
   double decode_start = 0;
   if (!quiet) {
@@ -268,17 +292,20 @@ int cmd_generate(const std::vector<std::string>& args) {
   musicgen::GenerationResult r = session.generate(opt);
   const double total_s = musicgen::cli::now_seconds() - gen_start;
 
-  const auto fmt = sample_format == "f32" ? musicgen::SampleFormat::kFloat32 : musicgen::SampleFormat::kPcm16;
   // Temporaries first; they replace the targets together only when all are written.
   if (r.batch != batch)
     throw Error(ErrorCode::kInvalidArgument, "the model returned " + std::to_string(r.batch) +
                                                  " items for a batch of " + std::to_string(batch));
   std::vector<std::string> written;
   for (int b = 0; b < r.batch; ++b) {
-    musicgen::write_audio_file(outputs.temp_path(b), r, b, fmt);
+    const std::string prompt = b < static_cast<int>(opt.prompts.size()) ? opt.prompts[b] : "";
+    const int64_t pad = b < static_cast<int>(r.leading_padding.size()) ? r.leading_padding[b] : 0;
+    write_options.tags = musicgen::cli::take_tags(take, prompt, static_cast<double>(r.samples - pad) / r.sample_rate,
+                                                  b, r.batch, write_options.format);
+    musicgen::write_audio_file(outputs.temp_path(b), r, b, write_options);
     written.push_back(outputs.target(b) == "-" ? "<stdout>" : item_path(output, b, r.batch));
   }
-  if (!codes_out.empty()) write_codes_json(outputs.temp_path(codes_index), r);
+  if (!codes_out.empty()) write_codes_json(outputs.temp_path(codes_index), r, opt.prompts, take);
   outputs.commit();
   if (!quiet) {
     const double audio_s = static_cast<double>(r.samples) / r.sample_rate;

@@ -1073,10 +1073,16 @@ TEST_F(HubTest, CommandLinePullListInfoGenerate) {
 
   const std::string wav = cache_ + "/out.wav";
   r = run_cli({"generate", "--model", kRepo, "--prompt", "x", "--max-new-tokens", "8", "--output",
-               wav, "--quiet"},
+               wav, "--codes-out", cache_ + "/out.json", "--quiet"},
               "HF_HUB_OFFLINE=1");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(fs::exists(wav));
+  {  // the take names the repo and the snapshot's commit (as the audio's tags do)
+    std::ifstream in(cache_ + "/out.json");
+    const nlohmann::json take = nlohmann::json::parse(in);
+    EXPECT_EQ(take.at("model"), kRepo);
+    EXPECT_EQ(take.at("revision"), kCommit);
+  }
 
   // Offline and not cached: exit 1 with one helpful line, no crash.
   r = run_cli({"generate", "--model", "test-org/other-model", "--prompt", "x", "--output", wav},

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "format/crc32c.h"
@@ -198,12 +199,22 @@ TEST_F(QuantizedFileTest, CommandLine) {
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(is_quantized_file(path("c.mgq")));
   r = run_cli("generate --model " + path("c.mgq") + " --prompt hi --max-new-tokens 12 --quiet --output " +
-              path("c.wav"));
+              path("c.wav") + " --codes-out " + path("c.json"));
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(fs::exists(path("c.wav")));
   r = run_cli("generate --model " + src + " --weights q8 --prompt hi --max-new-tokens 12 --quiet --output " +
-              path("d.wav"));
+              path("d.wav") + " --codes-out " + path("d.json"));
   EXPECT_EQ(r.code, 0) << r.err;
+  // The take (as the audio's tags hold it) names the model and the weight type in use: the
+  // file's own type, or the one asked for.
+  auto take = [&](const std::string& name) {
+    std::ifstream in(path(name));
+    return nlohmann::json::parse(in);
+  };
+  EXPECT_EQ(take("c.json").at("weights"), "q4");
+  EXPECT_EQ(take("c.json").at("model"), "c.mgq");
+  EXPECT_EQ(take("d.json").at("weights"), "q8");
+  EXPECT_EQ(take("d.json").at("model"), "tiny-a");
   for (const std::string& bad : {std::string("quantize --model ") + src + " --weights q5 --out x",
                                  std::string("quantize --weights q8 --out x"),
                                  std::string("quantize --model ") + src,

@@ -48,6 +48,11 @@ musicgen_add_test(test_torch_checkpoint SOURCES test_torch_checkpoint.cpp
 musicgen_add_test(test_exact_f16 SOURCES test_exact_f16.cpp LIBS musicgen)
 if(MUSICGEN_HAVE_REDIS)
   # Starts its own redis-server on a free loopback port (skipped visibly when it is not
-  # installed; MUSICGEN_REQUIRE_REDIS=1, set by scripts/test.sh in CI, makes that a failure).
+  # installed; MUSICGEN_REQUIRE_REDIS=1, set by .ci/run, makes that a failure).
   musicgen_add_test(test_redis_queue SOURCES test_redis_queue.cpp LIBS musicgen_queue)
 endif()
+# Audio output: formats, normalisation (libebur128 measures the files), tags, seeds, stdout.
+musicgen_add_test(test_audio_output SOURCES test_audio_output.cpp
+  LIBS musicgen PkgConfig::SNDFILE PkgConfig::EBUR128 nlohmann_json::nlohmann_json)
+target_compile_definitions(test_audio_output PRIVATE MUSICGEN_CLI="$<TARGET_FILE:musicgen_cli>")
+add_dependencies(test_audio_output musicgen_cli)

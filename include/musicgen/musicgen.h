@@ -8,6 +8,8 @@
 //   opt.duration_s = 10;
 //   musicgen::GenerationResult r = session.generate(opt);
 //   musicgen::write_audio_file("out.wav", r, 0, musicgen::SampleFormat::kPcm16);
+//   // or any format, normalisation and tags:
+//   musicgen::write_audio_file("out.flac", r, 0, {.format = musicgen::AudioFileFormat::kFlac});
 //
 // Thread safety: a Model is immutable after load and may be shared by any number of Sessions on
 // any threads. A Session is not thread-safe: use one per thread.
@@ -21,6 +23,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "musicgen/error.h"
@@ -169,6 +172,8 @@ struct GenerationOptions {
   std::optional<int> top_k;             // >= 1
   std::optional<float> top_p;           // in (0, 1]
   std::optional<bool> greedy;           // true: argmax instead of sampling
+  // Sampling seed: the same seed and options give the same music. Explicit in the library (0 by
+  // default); the command line picks a random one unless --seed is given.
   uint64_t seed = 0;
   ProgressCallback progress;
 };
@@ -216,8 +221,53 @@ class Session {
   std::unique_ptr<Impl> impl_;
 };
 
-// Writes batch item `index` of a result as a WAV file (atomically: temp file + rename).
+// ---- Writing audio (docs/USAGE.md: formats, normalisation, tags) ----
+
+// WAV (PCM16 or float32), FLAC (16-bit), Ogg Vorbis, Ogg Opus (at 48 kHz: libopus takes 8, 12,
+// 16, 24 or 48 kHz, so 32 kHz audio is resampled with libsoxr) and MP3 (320 kb/s CBR, as
+// audiocraft's audio_write), all through libsndfile.
+enum class AudioFileFormat { kWav, kFlac, kOgg, kOpus, kMp3 };
+
+// audiocraft's audio_write strategies (audiocraft/data/audio_utils.py normalize_audio):
+//   kNone:     samples untouched (PCM16 saturates at +-1)
+//   kClip:     clamped to +-10^(-peak_clip_headroom_db/20)
+//   kPeak:     scaled so that the largest |sample| is 10^(-peak_clip_headroom_db/20)
+//   kRms:      scaled so that the RMS of the channels' mean is 10^(-rms_headroom_db/20), then
+//              clamped to +-1
+//   kLoudness: scaled to -loudness_headroom_db LUFS (ITU-R BS.1770-4 integrated loudness,
+//              libebur128), then clamped to +-1; audio with an RMS below 2e-3 is not rescaled
+// Float WAV output is normalised the same way.
+enum class Normalization { kNone, kClip, kPeak, kRms, kLoudness };
+
+struct AudioWriteOptions {
+  AudioFileFormat format = AudioFileFormat::kWav;
+  SampleFormat sample_format = SampleFormat::kPcm16;  // WAV only; others use their codec
+  Normalization normalize = Normalization::kPeak;     // audiocraft defaults for its parameters
+  float peak_clip_headroom_db = 1.0f, rms_headroom_db = 18.0f, loudness_headroom_db = 14.0f;
+  // Stored as the format's native tags (WAV LIST/INFO, Vorbis comments in FLAC/Ogg/Opus, ID3v2
+  // in MP3). Keys: title, comment, software, artist, album, date, genre, copyright, license,
+  // tracknumber; any other key is Error(kInvalidArgument). MP3 text is ISO-8859-1 (characters
+  // beyond it become '?'), and libsndfile writes no software tag to MP3.
+  std::vector<std::pair<std::string, std::string>> tags = {};
+};
+
+// The file's bytes in memory (libsndfile virtual I/O), and the same written atomically (a
+// temporary file in the same folder, renamed into place). Batch item `index`, its leading
+// padding skipped. The same audio and options give the same bytes. Throws Error.
+std::string encode_audio(const GenerationResult& r, int index, const AudioWriteOptions& o);
+void write_audio_file(const std::string& path, const GenerationResult& r, int index,
+                      const AudioWriteOptions& o);
+// Writes batch item `index` as WAV with the default normalisation (peak, 1 dB headroom).
 void write_audio_file(const std::string& path, const GenerationResult& result, int index,
                       SampleFormat format);
+// Format from a file name's extension (.wav .flac .ogg .oga .opus .mp3, any case);
+// Error(kInvalidArgument) for one it cannot write.
+AudioFileFormat audio_format_for_path(const std::string& path);
+// "wav", "flac", "ogg", "opus", "mp3" and back; parse_* throw Error(kInvalidArgument).
+const char* audio_format_name(AudioFileFormat format);
+AudioFileFormat parse_audio_format(const std::string& name);
+// "none", "clip", "peak", "rms", "loudness" and back.
+const char* normalization_name(Normalization normalization);
+Normalization parse_normalization(const std::string& name);
 
 }  // namespace musicgen

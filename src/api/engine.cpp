@@ -4,7 +4,6 @@
 #include <filesystem>
 
 #include "audio/audio_reader.h"
-#include "audio/wav_writer.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "core/timer.h"
@@ -537,16 +536,6 @@ GenerationResult Session::generate(const GenerationOptions& opt) {
   return result;
 }
 
-void write_audio_file(const std::string& path, const GenerationResult& r, int index, SampleFormat format) {
-  if (index < 0 || index >= r.batch) fail(ErrorCode::kInvalidArgument, "batch index out of range");
-  const int64_t skip = index < static_cast<int>(r.leading_padding.size()) ? r.leading_padding[index] : 0;
-  const int64_t n = r.samples - skip;
-  std::vector<float> planar(static_cast<size_t>(r.channels) * n);
-  for (int c = 0; c < r.channels; ++c)
-    std::copy_n(r.audio.data() + (static_cast<size_t>(index) * r.channels + c) * r.samples + skip, n,
-                planar.data() + static_cast<size_t>(c) * n);
-  write_wav(path, planar.data(), r.channels, n, r.sample_rate,
-            format == SampleFormat::kPcm16 ? WavFormat::kPcm16 : WavFormat::kFloat32);
-}
+// write_audio_file, encode_audio: src/api/audio_output.cpp.
 
 }  // namespace musicgen

@@ -1,5 +1,6 @@
-// Writing audio files through libsndfile. Files are written to a temporary name in the same
-// directory and renamed into place, so a failure never leaves a partial file.
+// Plain WAV files for tests and tools (audio_writer.h has the formats, normalisation and tags of
+// the public write_audio_file). Files are written to a temporary name in the same directory and
+// renamed into place, so a failure never leaves a partial file.
 #pragma once
 
 #include <string>
