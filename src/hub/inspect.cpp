@@ -271,7 +271,10 @@ CheckpointSummary inspect_model(const std::string& reference, const ResolveOptio
   json config;
   if (is_quantized_file(dir)) {
     quantized = read_quantized_file(dir, /*verify_data=*/false);
-    if (s.repo_id.empty()) s.repo_id = repo_id_of_path(quantized->info.source);
+    // `musicgen quantize` records the repo id ("org/name") of a hub snapshot it was made from.
+    const std::string& src = quantized->info.source;
+    if (s.repo_id.empty() && src.find('/') != std::string::npos && src.front() != '/')
+      s.repo_id = src;
     try {
       config = json::parse(quantized->info.config_json);
     } catch (const json::exception& e) {
