@@ -34,11 +34,21 @@ done
 printf %s "$commit" > "$tmp/hub/models--facebook--musicgen-small/refs/main"
 export HF_HUB_CACHE=$tmp/hub HF_HUB_OFFLINE=1
 
-check_wav() {  # program, then its arguments
-  local out=$tmp/out-$RANDOM.wav
-  (cd "$tmp" && "$@" "musicgen-small" "$out") > /dev/null
-  [ "$(head -c 4 "$out")" = RIFF ] && [ "$(head -c 12 "$out" | tail -c 4)" = WAVE ] ||
-    { echo "consumer_check: $* wrote no WAV file" >&2; exit 1; }
+# The consumer holds README.md's library snippet verbatim.
+snippet=$(sed -n '/^## Library/,/^## /p' README.md | sed -n '/^```cpp/,/^```/p' | sed '1d;$d' | grep -v '^#include' | grep -v '^$')
+[ -n "$snippet" ] || { echo "consumer_check: no C++ snippet under README.md's '## Library'" >&2; exit 1; }
+while IFS= read -r line; do
+  grep -qxF -- "$line" examples/consumer/main.cpp ||
+    { echo "consumer_check: README line not in examples/consumer/main.cpp: $line" >&2; exit 1; }
+done <<< "$snippet"
+
+check_wav() {  # the consumer program: run in a fresh folder, it writes beat.wav there
+  local dir
+  dir=$(mktemp -d "$tmp/run-XXXX")
+  (cd "$dir" && "$1") > /dev/null
+  local out=$dir/beat.wav
+  [ -f "$out" ] && [ "$(head -c 4 "$out")" = RIFF ] && [ "$(head -c 12 "$out" | tail -c 4)" = WAVE ] ||
+    { echo "consumer_check: $1 wrote no WAV file" >&2; exit 1; }
   echo "consumer_check: $(basename "$1") wrote a WAV ($(stat -c %s "$out") bytes)"
 }
 
@@ -60,7 +70,7 @@ g++ -std=c++20 -O1 examples/consumer/main.cpp $(pkg-config --cflags --libs music
 check_wav "$tmp/consumer-pkgconfig"
 
 # Not in the cache: one line naming `musicgen pull`.
-if err=$(HF_HUB_CACHE=$tmp/empty "$tmp/consumer-pkgconfig" musicgen-small "$tmp/x.wav" 2>&1); then
+if err=$(cd "$tmp" && HF_HUB_CACHE=$tmp/empty "$tmp/consumer-pkgconfig" 2>&1); then
   echo "consumer_check: an absent model did not fail" >&2; exit 1
 fi
 case $err in

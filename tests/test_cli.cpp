@@ -718,8 +718,9 @@ class CliModelReferences : public ::testing::Test {
 TEST_F(CliModelReferences, EveryCommandResolvesTheSameWay) {
   std::string first_wav;
   int n = 0;
-  for (const std::string ref : {"facebook/musicgen-small", "small", "musicgen-small",
-                                "facebook/musicgen-small@main"}) {
+  for (const std::string ref : {std::string("facebook/musicgen-small"), std::string("small"),
+                                std::string("musicgen-small"),
+                                std::string("facebook/musicgen-small@main"), snapshot_}) {
     SCOPED_TRACE(ref);
     const std::string wav = out_ + "/g" + std::to_string(n) + ".wav";
     const std::string mgq = out_ + "/q" + std::to_string(n++) + ".mgq";
