@@ -19,13 +19,32 @@ set(MUSICGEN_LAYERS musicgen musicgen_generation musicgen_models musicgen_audio 
 if(MUSICGEN_HAVE_VULKAN)
   list(APPEND MUSICGEN_LAYERS musicgen_gpu)
 endif()
-# The Debian packages behind the layers' private dependencies, as pkg-config names: the .pc file's
-# Requires.private and what musicgenConfig.cmake finds for the static library. A new dependency of
-# any layer goes here too.
-set(MUSICGEN_PKGCONFIG_DEPS sentencepiece sndfile soxr fftw3 libcurl libcrypto)
-if(TARGET PkgConfig::EBUR128 OR EBUR128_FOUND)
-  list(APPEND MUSICGEN_PKGCONFIG_DEPS libebur128)
-endif()
+# The Debian packages behind the layers' dependencies, as pkg-config names: the .pc file's
+# Requires.private and what musicgenConfig.cmake finds for the static library. Read from what the
+# layers link; a dependency missing from this map stops the configure step.
+set(_pkgconfig_of_PkgConfig::SENTENCEPIECE sentencepiece)
+set(_pkgconfig_of_PkgConfig::SNDFILE sndfile)
+set(_pkgconfig_of_PkgConfig::SOXR soxr)
+set(_pkgconfig_of_PkgConfig::FFTW3 fftw3)
+set(_pkgconfig_of_PkgConfig::EBUR128 libebur128)
+set(_pkgconfig_of_PkgConfig::HIREDIS hiredis)
+set(_pkgconfig_of_CURL::libcurl libcurl)
+set(_pkgconfig_of_OpenSSL::Crypto libcrypto)
+set(MUSICGEN_PKGCONFIG_DEPS)
+foreach(l ${MUSICGEN_LAYERS})
+  get_target_property(_deps ${l} LINK_LIBRARIES)
+  foreach(d ${_deps})
+    if(d MATCHES "^musicgen" OR d MATCHES "^Threads::" OR d MATCHES "nlohmann_json" OR
+       d STREQUAL "${CMAKE_DL_LIBS}" OR d MATCHES "^\\$<")
+      continue()
+    endif()
+    if(NOT DEFINED _pkgconfig_of_${d})
+      message(FATAL_ERROR "cmake/install.cmake: ${l} links ${d}; add its pkg-config name to the map")
+    endif()
+    list(APPEND MUSICGEN_PKGCONFIG_DEPS ${_pkgconfig_of_${d}})
+  endforeach()
+endforeach()
+list(REMOVE_DUPLICATES MUSICGEN_PKGCONFIG_DEPS)
 
 set(_layer_files)
 foreach(l ${MUSICGEN_LAYERS})
