@@ -9,8 +9,8 @@ include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
 option(MUSICGEN_INSTALL_LIBRARY "Build libmusicgen.a/.so for cmake --install" ON)
-if(NOT MUSICGEN_INSTALL_LIBRARY OR MUSICGEN_FUZZ)
-  return()
+if(NOT MUSICGEN_INSTALL_LIBRARY OR MUSICGEN_FUZZ OR MUSICGEN_SANITIZE)
+  return()  # nothing to install from sanitizer or fuzzing builds
 endif()
 
 # Every static layer of the library, lowest last (the order does not matter for the merge).
@@ -76,9 +76,7 @@ set_target_properties(musicgen_shared PROPERTIES OUTPUT_NAME musicgen
 add_dependencies(musicgen_shared ${MUSICGEN_LAYERS})
 target_link_libraries(musicgen_shared PRIVATE
   "-Wl,--whole-archive" ${_layer_files} "-Wl,--no-whole-archive" musicgen ${MUSICGEN_LAYERS})
-if(NOT MUSICGEN_SANITIZE)  # clang leaves the sanitizer runtime out of shared libraries
-  target_link_options(musicgen_shared PRIVATE "-Wl,--no-undefined")
-endif()
+target_link_options(musicgen_shared PRIVATE "-Wl,--no-undefined")
 
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/musicgen DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(FILES ${_merged} DESTINATION ${CMAKE_INSTALL_LIBDIR})
