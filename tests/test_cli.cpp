@@ -609,6 +609,17 @@ TEST(CliConventions, NonTerminalProgressIsPlainLinesInSecondsOfAudio) {
   EXPECT_TRUE(contains(q8.err, "loaded tiny-a (q8 weights, cpu)")) << q8.err;
   EXPECT_FALSE(contains(q8.err, "hint:")) << q8.err;
   EXPECT_FALSE(contains(q8.err, "generating")) << "--no-progress:\n" << q8.err;
+
+  // --progress forces progress; on a non-terminal it stays plain lines.
+  const CliOutput forced = run_cli_captured({"generate", "-m", fixture_dir("tiny-a"), "-p", "x",
+                                             "-d", "0.2", "-o", out, "--progress"});
+  ASSERT_EQ(forced.exit_code, 0) << forced.err;
+  EXPECT_TRUE(contains(forced.err, "generating: 0.0 of 0.2 s of audio")) << forced.err;
+  EXPECT_EQ(forced.err.find('\r'), std::string::npos) << forced.err;
+  const CliOutput quiet = run_cli_captured({"generate", "-m", fixture_dir("tiny-a"), "-p", "x",
+                                            "-d", "0.2", "-o", out, "-q"});
+  ASSERT_EQ(quiet.exit_code, 0) << quiet.err;
+  EXPECT_EQ(quiet.err, "");
 }
 
 TEST(CliConventions, ShortFlagsAndEqualsFormGiveTheSameFile) {
