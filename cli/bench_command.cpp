@@ -50,7 +50,8 @@ void print_help() {
       "than real time, lower is better. One decoder step is one 20 ms frame: real time is 50 "
       "steps/s.\n\n"
       "Options:\n"
-      "  --model PATH        checkpoint directory, or a file written by 'musicgen quantize'\n"
+      "  -m, --model MODEL   checkpoint directory, a file written by 'musicgen quantize', a hub\n"
+      "                      repo id or a short name (as generate; -p -s -t -w work too)\n"
       "  --shape SHAPE       instead of --model: a random checkpoint of this shape (see\n"
       "                      'musicgen make-random-model --help'), created once and cached in\n"
       "                      --cache-dir\n"
@@ -233,6 +234,8 @@ int run_bench(const std::vector<std::string>& args) {
                    human_bytes(static_cast<double>(random_model_bytes(ro))).c_str());
       make_random_model(ro);
     }
+  } else {
+    model_dir = resolve_model_argument(model_dir, as_json);  // as generate: folders, repo ids, names
   }
 
   LoadOptions load_options;

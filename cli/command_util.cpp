@@ -1,11 +1,26 @@
 #include "command_util.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <limits>
+
+#include "musicgen/hub.h"
+
+#ifndef MUSICGEN_VERSION
+#define MUSICGEN_VERSION "unknown"
+#endif
+#ifndef MUSICGEN_GIT_COMMIT
+#define MUSICGEN_GIT_COMMIT "unknown"
+#endif
 
 namespace musicgen::cli {
 
@@ -31,7 +46,42 @@ double parse_double_option(const std::string& flag, const std::string& v) {
   return d;
 }
 
+const char* long_flag_of(const std::string& f) {
+  static const char* const kShort[][2] = {{"-m", "--model"},   {"-p", "--prompt"},
+                                          {"-o", "--output"},  {"-d", "--duration"},
+                                          {"-s", "--seed"},    {"-t", "--threads"},
+                                          {"-w", "--weights"}};
+  for (const auto& s : kShort)
+    if (f == s[0]) return s[1];
+  return "";
+}
+
+bool ArgReader::next() {
+  if (has_inline_ && !inline_used_) command_usage(flag_ + " takes no value, got '" + flag_ + "=" +
+                                                  inline_value_ + "'");
+  if (++index_ >= args_.size()) return false;
+  const std::string& a = args_[index_];
+  has_inline_ = inline_used_ = false;
+  inline_value_.clear();
+  flag_ = a;
+  if (a.rfind("--", 0) == 0) {
+    if (const size_t eq = a.find('='); eq != std::string::npos && eq > 2) {
+      flag_ = a.substr(0, eq);
+      inline_value_ = a.substr(eq + 1);
+      has_inline_ = true;
+    }
+  }
+  long_ = long_flag_of(flag_);
+  if (flag_ == "--version") throw VersionRequested{};
+  return true;
+}
+
 std::string ArgReader::value() {
+  if (has_inline_) {
+    if (inline_used_) command_usage(flag() + " needs a value");
+    inline_used_ = true;
+    return inline_value_;
+  }
   if (index_ + 1 >= args_.size()) command_usage(flag() + " needs a value");
   return args_[++index_];
 }
@@ -69,7 +119,77 @@ std::string ArgReader::weight_type() {
   return w;
 }
 
-void ArgReader::unknown() const { command_usage("unknown option '" + flag() + "'"); }
+void ArgReader::unknown() const {
+  if (positional()) command_usage("unexpected argument '" + flag() + "'");
+  command_usage("unknown option '" + flag() + "'");
+}
+
+std::string cpu_isa() {
+  // The kernels' rule (src/kernels/cpu.h): AVX-512 = F, BW, VL, DQ and VNNI; AVX2 with FMA and
+  // F16C; MUSICGEN_ISA=scalar|avx2|avx512 caps the level.
+  int level = 0;
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (__get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0) level = 1;
+  }
+  if (level == 1 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("avx512vnni"))
+    level = 2;
+#endif
+  if (const char* env = std::getenv("MUSICGEN_ISA"); env != nullptr) {
+    if (std::strcmp(env, "scalar") == 0) level = 0;
+    else if (std::strcmp(env, "avx2") == 0 && level > 1) level = 1;
+  }
+  static const char* const kNames[] = {"scalar", "avx2", "avx512"};
+  return kNames[level];
+}
+
+std::string version_text() {
+#if defined(__clang__)
+  const std::string compiler = "clang " __clang_version__;
+#elif defined(__GNUC__)
+  const std::string compiler = "gcc " __VERSION__;
+#else
+  const std::string compiler = "unknown compiler";
+#endif
+  return std::string("musicgen ") + MUSICGEN_VERSION + "\n" + "commit:   " + MUSICGEN_GIT_COMMIT +
+         "\n" + "compiler: " + compiler + "\n" + "cpu isa:  " + cpu_isa() + "\n";
+}
+
+std::string model_display_name(const std::string& reference, const std::string& resolved) {
+  try {
+    const ModelReference ref = parse_model_reference(reference);
+    if (ref.source == ModelSource::kHub)
+      return ref.revision == "main" ? ref.repo_id : ref.repo_id + "@" + ref.revision;
+  } catch (const Error&) {
+  }
+  // A folder of a hub cache: .../models--{org}--{name}/snapshots/{commit}
+  const std::filesystem::path p = std::filesystem::path(resolved).lexically_normal();
+  const std::filesystem::path parent = p.parent_path();
+  if (parent.filename() == "snapshots") {
+    const std::string folder = parent.parent_path().filename().string();
+    if (folder.rfind("models--", 0) == 0) {
+      std::string id = folder.substr(8);
+      if (const size_t sep = id.find("--"); sep != std::string::npos)
+        return id.substr(0, sep) + "/" + id.substr(sep + 2);
+      return id;
+    }
+  }
+  std::string name = p.filename().string();
+  if (name.empty() || name == ".") name = std::filesystem::absolute(p).lexically_normal().filename().string();
+  return name.empty() ? resolved : name;
+}
+
+std::string resolve_model_argument(const std::string& reference, bool quiet) {
+  std::error_code ec;
+  if (std::filesystem::is_regular_file(reference, ec)) return reference;  // a quantized file
+  ResolveOptions options;
+  if (quiet) options.progress = ProgressDisplay::kNever;
+  return resolve_model(reference, options);
+}
 
 std::string human_bytes(double bytes) {
   static const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};

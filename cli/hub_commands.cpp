@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <string>
 
+#include "command_util.h"
 #include "musicgen/hub.h"
 
 namespace musicgen::cli {
@@ -36,7 +37,7 @@ void print_pull_help() {
       "cached, pull asks the hub for the newest commit of the revision and fetches what changed.\n"
       "Prints the snapshot folder on stdout.\n\n"
       "MODEL: a hub repo id org/name[@revision] (e.g. facebook/musicgen-small@main) or a short\n"
-      "name: %s.\n\n"
+      "name: %s. -m/--model MODEL works too.\n\n"
       "Options:\n"
       "%s"
       "  --progress        show the progress bar even when stderr is not a terminal\n"
@@ -65,7 +66,8 @@ void print_info_help() {
       "Describes a checkpoint: architecture (from config.json), parameters per part and their\n"
       "dtypes and the weight format (from the safetensors headers or the PyTorch .bin pickles;\n"
       "no tensor data is read), and estimates of the memory the weights need as f32, bf16, q8\n"
-      "and q4. MODEL is a directory, a hub repo id org/name[@revision] or a short\n"
+      "and q4, and the licence of the weights. MODEL (or -m/--model MODEL) is a directory, a file\n"
+      "written by 'musicgen quantize', a hub repo id org/name[@revision] or a short\n"
       "name (%s); a hub model that is not cached is downloaded first.\n\n"
       "Options:\n"
       "%s"
@@ -74,28 +76,33 @@ void print_info_help() {
       short_names().c_str(), kCacheHelp);
 }
 
-// Parses the options shared by the hub commands; returns the positional arguments.
+// Parses the options shared by the hub commands (ArgReader's conventions: --opt=value, -m for
+// --model); returns the positional arguments, --model's value among them.
 std::vector<std::string> parse(const std::vector<std::string>& args, musicgen::ResolveOptions* opt,
-                               bool* all, bool* help) {
+                               bool* all, bool* help, bool takes_model = false) {
   std::vector<std::string> positional;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "--help" || a == "-h") {
-      *help = true;
-    } else if (a == "--cache-dir") {
-      if (i + 1 >= args.size()) throw Usage{a + " needs a value"};
-      opt->cache_dir = args[++i];
-    } else if (a == "--quiet" || a == "-q") {
-      opt->progress = musicgen::ProgressDisplay::kNever;
-    } else if (a == "--progress") {
-      opt->progress = musicgen::ProgressDisplay::kAlways;
-    } else if (a == "--all" && all != nullptr) {
-      *all = true;
-    } else if (a.size() > 1 && a[0] == '-') {
-      throw Usage{"unknown option '" + a + "'"};
-    } else {
-      positional.push_back(a);
+  try {
+    for (ArgReader r(args); r.next();) {
+      if (r.is("--help", "-h")) {
+        *help = true;
+      } else if (r.is("--cache-dir")) {
+        opt->cache_dir = r.value();
+      } else if (r.is("--quiet", "-q") || r.is("--no-progress")) {
+        opt->progress = musicgen::ProgressDisplay::kNever;
+      } else if (r.is("--progress")) {
+        opt->progress = musicgen::ProgressDisplay::kAlways;
+      } else if (r.is("--all") && all != nullptr) {
+        *all = true;
+      } else if (r.is("--model") && takes_model) {
+        positional.push_back(r.value());
+      } else if (r.positional()) {
+        positional.push_back(r.flag());
+      } else {
+        r.unknown();
+      }
     }
+  } catch (const CommandUsageError& e) {
+    throw Usage{e.message};
   }
   return positional;
 }
@@ -126,7 +133,7 @@ int cmd_pull(const std::vector<std::string>& args) {
   bool help = false;
   std::vector<std::string> pos;
   try {
-    pos = parse(args, &opt, nullptr, &help);
+    pos = parse(args, &opt, nullptr, &help, true);
     if (help) {
       print_pull_help();
       return 0;
@@ -210,7 +217,7 @@ int cmd_info(const std::vector<std::string>& args) {
   bool help = false;
   std::vector<std::string> pos;
   try {
-    pos = parse(args, &opt, nullptr, &help);
+    pos = parse(args, &opt, nullptr, &help, true);
     if (help) {
       print_info_help();
       return 0;
@@ -220,7 +227,8 @@ int cmd_info(const std::vector<std::string>& args) {
     return usage_error("info", u.message);
   }
   const musicgen::CheckpointSummary s = musicgen::inspect_model(pos[0], opt);
-  std::printf("model:         %s\n", pos[0].c_str());
+  std::printf("model:         %s%s\n", pos[0].c_str(),
+              s.repo_id.empty() || s.repo_id == pos[0] ? "" : (" (" + s.repo_id + ")").c_str());
   std::printf("directory:     %s\n", s.directory.c_str());
   std::printf("type:          %s, %s, %d codebooks\n",
               s.model_type.empty() ? "?" : s.model_type.c_str(),
@@ -247,14 +255,20 @@ int cmd_info(const std::vector<std::string>& args) {
   std::printf("  %-32s %10s\n", "total", format_params(s.total_parameters).c_str());
   std::string weight_files;
   for (const auto& f : s.weight_files) weight_files += (weight_files.empty() ? "" : ", ") + f;
-  std::printf("weights:       %s (%s)\n",
-              s.weights_format == "pytorch" ? "PyTorch .bin" : "safetensors", weight_files.c_str());
+  const std::string format = s.weights_format == "pytorch"       ? "PyTorch .bin"
+                             : s.weights_format == "musicgen-quantized" ? "musicgen quantized file, " + s.quantized_weights + " matrices"
+                                                                     : "safetensors";
+  std::printf("weights:       %s (%s)\n", format.c_str(), weight_files.c_str());
   std::printf("files:         %s\n", musicgen::format_download_size(s.file_bytes).c_str());
   std::printf(
       "weight memory by weight type (estimates: weights only, activations and caches extra):\n");
   for (const auto& m : s.memory)
     std::printf("  %-5s ~%.2f B/parameter  %10s\n", m.weight_type.c_str(), m.bytes_per_parameter,
                 musicgen::format_download_size(m.bytes).c_str());
+  if (!s.license.empty())
+    std::printf("licence:       %s (weights; the musicgen.cpp code is MIT)\n", s.license.c_str());
+  else
+    std::printf("licence:       see the checkpoint's model card (weights; the musicgen.cpp code is MIT)\n");
   return 0;
 }
 

@@ -21,6 +21,7 @@
 #include "musicgen/musicgen.h"
 #include "musicgen/quantize.h"
 #include "output_files.h"
+#include "progress.h"
 #include "quantize_command.h"
 #include "random_model_command.h"
 
@@ -29,6 +30,7 @@ using musicgen::Error;
 using musicgen::ErrorCode;
 using musicgen::cli::ArgReader;
 using musicgen::cli::CommandUsageError;
+using musicgen::cli::VersionRequested;
 using musicgen::cli::command_usage;
 
 namespace {
@@ -49,10 +51,13 @@ void print_main_help() {
       "  list                list the models in the cache (revisions, sizes)\n"
       "  info                describe a model: architecture, parameters, memory per weight type\n"
       "  devices             list the GPUs (Vulkan adapters) --device can name\n\n"
-      "Run 'musicgen <command> --help' for the options of a command.\n"
+      "Run 'musicgen <command> --help' for the options of a command. Every command takes\n"
+      "--opt=value as well as --opt value, the short flags -m -p -o -d -s -t -w for --model,\n"
+      "--prompt, --output, --duration, --seed, --threads and --weights where it has them, and\n"
+      "--version.\n\n"
       "Options:\n"
       "  --help, -h      show this help\n"
-      "  --version       print the version\n",
+      "  --version       print the version, git commit, compiler and the CPU instruction set\n",
       kVersion);
 }
 
@@ -63,22 +68,23 @@ void print_generate_help() {
       "generation_config.json, model.safetensors, spiece.model). Without --prompt the music is\n"
       "unconditional. Several --prompt options make a batch: one file per prompt.\n\n"
       "Options:\n"
-      "  --model MODEL           a checkpoint directory, a hub repo id org/name[@revision], or a\n"
-      "                          short name (small, medium, large, melody, stereo-small, ...);\n"
-      "                          hub models are downloaded once into the shared cache (required)\n"
-      "  --weights TYPE          f32 (default), bf16, q8 or q4: matrices converted at load\n"
+      "  -m, --model MODEL       a checkpoint directory, a `musicgen quantize` file, a hub repo id\n"
+      "                          org/name[@revision], or a short name (small, medium, large,\n"
+      "                          melody, stereo-small, ...); hub models are downloaded once into\n"
+      "                          the shared cache (required)\n"
+      "  -w, --weights TYPE      f32 (default), bf16, q8 or q4: matrices converted at load\n"
       "                          (docs/QUANTIZATION.md); a quantized file keeps its own type\n"
       "  --device DEV            where the decoder runs: cpu (default), vulkan (first discrete\n"
       "                          GPU), vulkan:N (musicgen devices lists them) or auto (a discrete\n"
       "                          GPU when present, else the CPU)\n"
       "  --no-exact-f16          with f32: keep float32 matrices whose values are all exact in\n"
       "                          f16 as float32 (default: as f16, same results, half the bytes)\n"
-      "  --prompt TEXT           a text prompt; repeat for a batch (default: unconditional)\n"
+      "  -p, --prompt TEXT       a text prompt; repeat for a batch (default: unconditional)\n"
       "  --samples N             batch size of an unconditional run (default 1)\n"
-      "  --output FILE           output file (required): .wav, .flac, .ogg (Vorbis), .opus (48 kHz)\n"
+      "  -o, --output FILE       output file (required): .wav, .flac, .ogg (Vorbis), .opus (48 kHz)\n"
       "                          or .mp3 (320 kb/s); '-' writes a WAV stream to standard output.\n"
       "                          A batch writes FILE_0.wav, FILE_1.wav, ...\n"
-      "  --duration SECONDS      total length of the output, audio prompt included (default:\n"
+      "  -d, --duration SECONDS  total length of the output, audio prompt included (default:\n"
       "                          generation_config.json's max_length, 1500 steps = 29.92 s for the\n"
       "                          official checkpoints); beyond 30 s a sliding window continues the\n"
       "                          music (audiocraft's long-form algorithm)\n"
@@ -98,10 +104,11 @@ void print_generate_help() {
       "  --top-k K               sample among the K most likely codes, K >= 1 (default 50)\n"
       "  --top-p P               nucleus sampling mass in (0, 1] (default 1 = off)\n"
       "  --temperature T         sampling temperature > 0 (default 1.0)\n"
-      "  --greedy                always take the most likely code (no sampling)\n"
-      "  --seed S                random seed (default: a random one, printed and stored in the\n"
+      "  --greedy                always take the most likely code (no sampling); excludes\n"
+      "                          --top-k, --top-p and --temperature\n"
+      "  -s, --seed S            random seed (default: a random one, printed and stored in the\n"
       "                          file's tags); the same seed gives the same music\n"
-      "  --threads N             worker threads (default: all cores); does not change results\n"
+      "  -t, --threads N         worker threads (default: all cores); does not change results\n"
       "  --format F              wav, flac, ogg, opus or mp3, whatever the extension (default: from\n"
       "                          the extension; WAV for '-')\n"
       "  --normalize N           peak (default: largest sample at -1 dBFS), loudness (-14 LUFS),\n"
@@ -110,7 +117,12 @@ void print_generate_help() {
       "  --sample-format F       WAV samples: pcm16 (default) or f32\n"
       "  --codes-out FILE.json   also write the generated codes as {\"codes\": [batch][codebook][frame]}\n"
       "                          with the prompts, seed, model and the other tags of the audio\n"
-      "  --quiet                 no progress output\n"
+      "  --progress              show progress (the default): a bar in seconds of audio with\n"
+      "                          percent and ETA on a terminal, else a plain line every 5 s;\n"
+      "                          also forces the download bar of a hub model\n"
+      "  --no-progress           no progress bar or lines (the load line and summary stay)\n"
+      "  --quiet, -q             nothing on stderr but errors\n"
+      "  --version               version, commit, compiler and CPU instruction set\n"
       "  --help, -h              show this help\n\n"
       "Examples:\n"
       "  musicgen generate --model small --prompt \"lo-fi hip hop beat\" \\\n"
@@ -170,6 +182,8 @@ int cmd_generate(const std::vector<std::string>& args) {
   musicgen::LoadOptions load_options;
   int threads = 0;
   bool quiet = false;
+  std::optional<bool> show_progress;  // --progress / --no-progress
+  std::vector<std::string> sampling_flags;  // given with --greedy: a contradiction
   std::optional<int> samples;
   std::vector<std::string> audio_prompt_paths, melody_paths;
   double prompt_start = 0.0;
@@ -187,9 +201,16 @@ int cmd_generate(const std::vector<std::string>& args) {
     else if (r.is("--duration")) opt.duration_s = r.number();
     else if (r.is("--max-new-tokens")) opt.max_new_tokens = static_cast<int>(r.integer_in(1, kMaxInt));
     else if (r.is("--guidance")) opt.guidance_scale = static_cast<float>(r.number());
-    else if (r.is("--top-k")) opt.top_k = static_cast<int>(r.integer_in(1, kMaxInt));
-    else if (r.is("--top-p")) opt.top_p = static_cast<float>(r.number());
-    else if (r.is("--temperature")) opt.temperature = static_cast<float>(r.number());
+    else if (r.is("--top-k")) {
+      sampling_flags.push_back(r.flag());
+      opt.top_k = static_cast<int>(r.integer_in(1, kMaxInt));
+    } else if (r.is("--top-p")) {
+      sampling_flags.push_back(r.flag());
+      opt.top_p = static_cast<float>(r.number());
+    } else if (r.is("--temperature")) {
+      sampling_flags.push_back(r.flag());
+      opt.temperature = static_cast<float>(r.number());
+    }
     else if (r.is("--seed")) seed = static_cast<uint64_t>(r.integer_in(0, std::numeric_limits<long long>::max()));
     else if (r.is("--greedy")) opt.greedy = true;
     else if (r.is("--threads")) threads = r.threads();
@@ -204,8 +225,13 @@ int cmd_generate(const std::vector<std::string>& args) {
     else if (r.is("--melody")) melody_paths.push_back(r.value());
     else if (r.is("--extend-stride")) opt.extend_stride_s = r.number();
     else if (r.is("--quiet", "-q")) quiet = true;
+    else if (r.is("--progress")) show_progress = true;
+    else if (r.is("--no-progress")) show_progress = false;
     else r.unknown();
   }
+  if (opt.greedy.value_or(false) && !sampling_flags.empty())
+    command_usage("--greedy always takes the most likely code, so " + sampling_flags.front() +
+                  " would be ignored; give either --greedy or the sampling options");
   if (model_dir.empty()) command_usage("--model MODEL is required");
   if (output.empty()) command_usage("--output FILE.wav is required");
   if (samples && !opt.prompts.empty()) command_usage("--samples applies to unconditional runs; give no --prompt");
@@ -249,9 +275,10 @@ int cmd_generate(const std::vector<std::string>& args) {
     opt.audio_prompts.push_back(musicgen::load_audio_file(p, prompt_start, prompt_duration));
   for (const auto& p : melody_paths) opt.melodies.push_back(musicgen::load_audio_file(p));
 
-  musicgen::ResolveOptions resolve_options;  // a directory as is; hub models via the cache
-  if (quiet) resolve_options.progress = musicgen::ProgressDisplay::kNever;
   const std::string model_ref = model_dir;
+  musicgen::ResolveOptions resolve_options;  // a directory as is; hub models via the cache
+  if (quiet || show_progress == false) resolve_options.progress = musicgen::ProgressDisplay::kNever;
+  else if (show_progress == true) resolve_options.progress = musicgen::ProgressDisplay::kAlways;
   if (!fs::is_regular_file(model_dir))  // a file is a `musicgen quantize` output: load it as is
     model_dir = musicgen::resolve_model(model_dir, resolve_options);
   outputs.check_not_input(model_dir, "a model");
@@ -259,35 +286,33 @@ int cmd_generate(const std::vector<std::string>& args) {
   load_options.threads = threads;
   auto model = musicgen::Model::load(model_dir, load_options);
   const double load_s = musicgen::cli::now_seconds() - t0;
-  if (!quiet)
-    std::fprintf(stderr, "loaded %s (%d layers, hidden %d, %d codebooks, %s%s) on %s in %.2f s\n",
-                 model_dir.c_str(), model->info().num_layers, model->info().hidden_size,
-                 model->info().num_codebooks, model->info().audio_channels == 2 ? "stereo" : "mono",
-                 model->info().decoder_exact_f16 > 0
-                     ? (", " + std::to_string(model->info().decoder_exact_f16) + "/" +
-                        std::to_string(model->info().decoder_matrices) +
-                        " decoder matrices exact in f16, kept as f16")
-                           .c_str()
-                     : "",
-                 model->info().device.c_str(), load_s);
+  const musicgen::ModelInfo& info = model->info();
+  if (!quiet) {
+    std::fprintf(stderr, "%s\n",
+                 musicgen::cli::load_line(musicgen::cli::model_display_name(model_ref, model_dir),
+                                          info, load_s)
+                     .c_str());
+    if (const std::string hint = musicgen::cli::faster_weights_hint(info); !hint.empty())
+      std::fprintf(stderr, "%s\n", hint.c_str());
+  }
   musicgen::Session session(model, {.threads = threads});
   const musicgen::cli::TakeInfo take = musicgen::cli::take_info(
       model_ref, model_dir, load_options.weights, opt.seed, std::string("musicgen.cpp ") + kVersion);
   if (!quiet) std::fprintf(stderr, "seed: %llu\n", static_cast<unsigned long long>(opt.seed));
   const double gen_start = musicgen::cli::now_seconds();
-  double decode_start = 0;
-  if (!quiet) {
-    opt.progress = [&](int step, int total) {
-      const double now = musicgen::cli::now_seconds();
-      if (step == 1) decode_start = now;
-      if (step == 1 || step == total || step % 10 == 0) {
-        const double rate = step > 1 ? (step - 1) / std::max(1e-9, now - decode_start) : 0.0;
-        const double eta = rate > 0 ? (total - step) / rate : 0.0;
-        std::fprintf(stderr, "\rstep %d/%d  %.1f steps/s  ETA %.1f s   ", step, total, rate, eta);
-        if (step == total) std::fprintf(stderr, "\n");
-      }
-      return true;
-    };
+  // Seconds of audio this run writes, for the progress display (the exact figure comes at the end).
+  double audio_total_s = 0;
+  if (opt.duration_s) {
+    audio_total_s = *opt.duration_s;
+  } else if (info.frame_rate > 0) {
+    const int frames = opt.max_new_tokens ? *opt.max_new_tokens - (info.num_codebooks - 1)
+                                          : info.default_max_length - info.num_codebooks;
+    audio_total_s = std::max(0, frames) / static_cast<double>(info.frame_rate);
+  }
+  std::optional<musicgen::cli::GenerationProgress> progress;
+  if (!quiet && show_progress != false) {
+    progress.emplace(audio_total_s, ::isatty(STDERR_FILENO) != 0);
+    opt.progress = [&](int step, int total) { return progress->update(step, total); };
   }
   musicgen::GenerationResult r = session.generate(opt);
   const double total_s = musicgen::cli::now_seconds() - gen_start;
@@ -358,10 +383,7 @@ int main(int argc, char** argv) {
       print_main_help();
       return args.empty() ? 2 : 0;
     }
-    if (args[0] == "--version") {
-      std::printf("musicgen %s\n", kVersion);
-      return 0;
-    }
+    if (args[0] == "--version") throw VersionRequested{};
     const std::string cmd = args[0];
     args.erase(args.begin());
     if (cmd == "generate") {
@@ -376,6 +398,9 @@ int main(int argc, char** argv) {
     if (cmd == "make-random-model") return musicgen::cli::run_make_random_model(args);
     if (cmd == "quantize") return musicgen::cli::run_quantize(args);
     command_usage("unknown command '" + cmd + "'");
+  } catch (const VersionRequested&) {
+    std::printf("%s", musicgen::cli::version_text().c_str());
+    return 0;
   } catch (const CommandUsageError& e) {
     std::fprintf(stderr, "musicgen: error: %s (see '%s')\n", e.message.c_str(), help.c_str());
     return 2;

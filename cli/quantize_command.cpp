@@ -16,20 +16,23 @@ namespace {
 
 void print_help() {
   std::printf(
-      "Usage: musicgen quantize --model DIR --weights TYPE --out FILE [options]\n\n"
+      "Usage: musicgen quantize --model MODEL --weights TYPE --out FILE [options]\n\n"
       "Converts a MusicGen checkpoint directory into one file whose matrices are already in\n"
       "TYPE, so that loading it maps the file and converts nothing (docs/MODEL_FORMAT.md).\n"
       "Use the file wherever a checkpoint directory goes: musicgen generate --model FILE.\n\n"
       "Options:\n"
-      "  --model DIR       checkpoint directory in the Hugging Face layout (required)\n"
-      "  --weights TYPE    q8 (default), q4, bf16 or f32: type of the decoder's and text\n"
-      "                    encoder's matrices (docs/QUANTIZATION.md lists what stays float32)\n"
-      "  --out FILE        output file (required), written atomically\n"
-      "  --threads N       worker threads (default: all cores); does not change the output\n"
-      "  --quiet           no progress output\n"
-      "  --help, -h        show this help\n\n"
+      "  -m, --model MODEL     checkpoint directory in the Hugging Face layout, a hub repo id\n"
+      "                        org/name[@revision] or a short name (small, ...), downloaded\n"
+      "                        into the hub cache when absent (required)\n"
+      "  -w, --weights TYPE    q8 (default), q4, bf16 or f32: type of the decoder's and text\n"
+      "                        encoder's matrices (docs/QUANTIZATION.md lists what stays float32)\n"
+      "  -o, --out FILE        output file (required; --output too), written atomically\n"
+      "  -t, --threads N       worker threads (default: all cores); does not change the output\n"
+      "  -q, --quiet           no progress output\n"
+      "  --version             version, commit, compiler and CPU instruction set\n"
+      "  -h, --help            show this help\n\n"
       "Example:\n"
-      "  musicgen quantize --model models/musicgen-small --weights q8 --out small-q8.mgq\n"
+      "  musicgen quantize --model small --weights q8 --out small-q8.mgq\n"
       "  musicgen generate --model small-q8.mgq --prompt \"lo-fi beat\" --duration 10 --output beat.wav\n");
 }
 
@@ -46,7 +49,7 @@ int run_quantize(const std::vector<std::string>& args) {
         return 0;
       } else if (r.is("--model")) {
         model = r.value();
-      } else if (r.is("--out", "-o")) {
+      } else if (r.is("--out", "--output")) {
         out = r.value();
       } else if (r.is("--weights")) {
         weights = r.weight_type();
@@ -66,6 +69,8 @@ int run_quantize(const std::vector<std::string>& args) {
     return 2;
   }
   opt.weights = parse_weight_type(weights);
+  // The same model references as generate: a folder, a repo id or a short name (hub cache).
+  model = resolve_model_argument(model, quiet);
   const double t0 = now_seconds();
   const bool tty = ::isatty(STDERR_FILENO);
   if (!quiet)

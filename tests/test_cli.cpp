@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "audio/wav_writer.h"
+#include "musicgen/musicgen.h"
 #include "test_util.h"
 
 namespace musicgen {
@@ -555,6 +556,274 @@ TEST_F(CliBadInput, TokenizerWithANulPieceIsAnErrorNotAnAbort) {
   fs::copy_file(std::string(MUSICGEN_SOURCE_DIR) + "/fuzz/regressions/tokenizer-nul-piece.model",
                 dir + "/spiece.model", fs::copy_options::overwrite_existing);
   expect_clean_failure(gen(dir), "contains a NUL byte", out_);
+}
+
+// ---- issue 13: progress, conventions, model references -------------------------------------
+
+struct CliOutput {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+// Runs the command with stdout and stderr captured (both files, so neither is a terminal).
+CliOutput run_cli_captured(const std::vector<std::string>& args, const std::string& env = "") {
+  static int counter = 0;
+  const std::string dir = testing::make_temp_dir("cli-cap") + "/" + std::to_string(counter++);
+  std::string cmd = env + " " + quote(MUSICGEN_CLI);
+  for (const auto& a : args) cmd += " " + quote(a);
+  cmd += " > " + quote(dir + ".out") + " 2> " + quote(dir + ".err") + " < /dev/null";
+  const int status = std::system(cmd.c_str());
+  CliOutput r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = read_file(dir + ".out");
+  r.err = read_file(dir + ".err");
+  return r;
+}
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+TEST(CliConventions, NonTerminalProgressIsPlainLinesInSecondsOfAudio) {
+  const std::string out = testing::make_temp_dir("progress") + "/p.wav";
+  const CliOutput r = run_cli_captured({"generate", "--model", fixture_dir("tiny-a"), "--prompt",
+                                        "x", "--duration", "1", "--output", out});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err.find('\r'), std::string::npos) << "a carriage return on a non-terminal:\n" << r.err;
+  // The first line starts the count; the last says how much audio was made.
+  EXPECT_TRUE(contains(r.err, "generating: 0.0 of 1.0 s of audio")) << r.err;
+  EXPECT_TRUE(contains(r.err, "generated 1.0 s of audio in ")) << r.err;
+  EXPECT_FALSE(contains(r.err, "ETA 0")) << "an ETA before any rate is known:\n" << r.err;
+  EXPECT_FALSE(contains(r.err, "steps/s  ETA")) << r.err;
+  // The load line names the model by its folder, the weight type and the device, and f32 on the
+  // CPU points at q8 with the measured ratio.
+  EXPECT_TRUE(contains(r.err, "loaded tiny-a (f32 weights, cpu) in ")) << r.err;
+  EXPECT_FALSE(contains(r.err, fixture_dir("tiny-a"))) << "the whole path in the load line";
+  EXPECT_TRUE(contains(r.err, "hint: --weights q8 ran the decoder about 2.7x faster than plain f32"))
+      << r.err;
+  EXPECT_TRUE(contains(r.err, "2-core AVX2 machine")) << r.err;
+
+  const CliOutput q8 = run_cli_captured({"generate", "-m", fixture_dir("tiny-a"), "-p", "x",
+                                         "-d", "0.2", "-w", "q8", "-o", out, "--no-progress"});
+  ASSERT_EQ(q8.exit_code, 0) << q8.err;
+  EXPECT_TRUE(contains(q8.err, "loaded tiny-a (q8 weights, cpu)")) << q8.err;
+  EXPECT_FALSE(contains(q8.err, "hint:")) << q8.err;
+  EXPECT_FALSE(contains(q8.err, "generating")) << "--no-progress:\n" << q8.err;
+
+  // --progress forces progress; on a non-terminal it stays plain lines.
+  const CliOutput forced = run_cli_captured({"generate", "-m", fixture_dir("tiny-a"), "-p", "x",
+                                             "-d", "0.2", "-o", out, "--progress"});
+  ASSERT_EQ(forced.exit_code, 0) << forced.err;
+  EXPECT_TRUE(contains(forced.err, "generating: 0.0 of 0.2 s of audio")) << forced.err;
+  EXPECT_EQ(forced.err.find('\r'), std::string::npos) << forced.err;
+  const CliOutput quiet = run_cli_captured({"generate", "-m", fixture_dir("tiny-a"), "-p", "x",
+                                            "-d", "0.2", "-o", out, "-q"});
+  ASSERT_EQ(quiet.exit_code, 0) << quiet.err;
+  EXPECT_EQ(quiet.err, "");
+}
+
+TEST(CliConventions, ShortFlagsAndEqualsFormGiveTheSameFile) {
+  const std::string dir = testing::make_temp_dir("flags");
+  const std::string model = fixture_dir("tiny-a");
+  const CliOutput longf = run_cli_captured(
+      {"generate", "--model", model, "--prompt", "jazz", "--duration", "0.4", "--seed", "7",
+       "--threads", "1", "--weights", "bf16", "--output", dir + "/long.wav", "--quiet"});
+  const CliOutput shortf = run_cli_captured({"generate", "-m", model, "-p", "jazz", "-d", "0.4",
+                                             "-s", "7", "-t", "1", "-w", "bf16", "-o",
+                                             dir + "/short.wav", "-q"});
+  const CliOutput eq = run_cli_captured(
+      {"generate", "--model=" + model, "--prompt=jazz", "--duration=0.4", "--seed=7",
+       "--threads=1", "--weights=bf16", "--output=" + dir + "/eq.wav", "--quiet"});
+  const CliOutput other = run_cli_captured({"generate", "-m", model, "-p", "jazz", "-d", "0.4",
+                                            "-s", "8", "-t", "1", "-w", "bf16", "-o",
+                                            dir + "/seed8.wav", "-q"});
+  for (const CliOutput* r : {&longf, &shortf, &eq, &other}) ASSERT_EQ(r->exit_code, 0) << r->err;
+  const std::string a = read_file(dir + "/long.wav");
+  ASSERT_GT(a.size(), 44u);
+  EXPECT_EQ(a, read_file(dir + "/short.wav"));
+  EXPECT_EQ(a, read_file(dir + "/eq.wav"));
+  EXPECT_NE(a, read_file(dir + "/seed8.wav")) << "-s did not reach the sampler";
+
+  // A flag without a value given one, and an empty value, are one-line errors.
+  for (const std::vector<std::string>& bad :
+       {std::vector<std::string>{"--greedy=yes"}, {"--quiet=1"}, {"--seed="}}) {
+    std::vector<std::string> args = {"generate", "-m", model, "-o", dir + "/bad.wav"};
+    args.insert(args.end(), bad.begin(), bad.end());
+    const CliOutput r = run_cli_captured(args);
+    EXPECT_EQ(r.exit_code, 2) << bad[0];
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_EQ(r.err.rfind("musicgen: error: ", 0), 0u) << r.err;
+  }
+  // Short flags of options a command does not have stay unknown.
+  const CliOutput r = run_cli_captured({"quantize", "-p", "x"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(contains(r.err, "unknown option '-p'")) << r.err;
+}
+
+TEST(CliConventions, VersionOnEveryCommandNamesCommitCompilerAndIsa) {
+  for (const char* cmd : {"", "generate", "bench", "quantize", "info", "pull", "list",
+                          "make-random-model", "devices"}) {
+    std::vector<std::string> args;
+    if (*cmd) args.push_back(cmd);
+    args.push_back("--version");
+    const CliOutput r = run_cli_captured(args);
+    EXPECT_EQ(r.exit_code, 0) << cmd << ": " << r.err;
+    EXPECT_EQ(r.out.rfind("musicgen 0.", 0), 0u) << cmd << ": " << r.out;
+    for (const char* part : {"commit:", "compiler:", "cpu isa:"})
+      EXPECT_TRUE(contains(r.out, part)) << cmd << " lacks " << part << ":\n" << r.out;
+    EXPECT_TRUE(contains(r.out, "avx512") || contains(r.out, "avx2") || contains(r.out, "scalar"))
+        << r.out;
+  }
+  // The ISA is the one in use: MUSICGEN_ISA=scalar forces the scalar kernels.
+  const CliOutput forced = run_cli_captured({"generate", "--version"}, "MUSICGEN_ISA=scalar");
+  EXPECT_TRUE(contains(forced.out, "cpu isa:  scalar")) << forced.out;
+}
+
+TEST(CliConventions, ContradictoryOptionsAreOneLineErrors) {
+  const std::string dir = testing::make_temp_dir("contra");
+  const std::string out = dir + "/c.wav";
+  const std::vector<std::vector<std::string>> cases = {
+      {"--greedy", "--top-k", "5"},
+      {"--top-p=0.9", "--greedy"},
+      {"--greedy", "--temperature", "0.7"},
+      {"--duration", "1", "--max-new-tokens", "8"},
+  };
+  for (const auto& c : cases) {
+    std::vector<std::string> args = {"generate", "-m", fixture_dir("tiny-a"), "-p", "x", "-o", out};
+    args.insert(args.end(), c.begin(), c.end());
+    const CliOutput r = run_cli_captured(args);
+    EXPECT_EQ(r.exit_code, 2) << c[0] << ": " << r.err;  // a bad command line (usage error)
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_EQ(r.err.rfind("musicgen: error: ", 0), 0u) << r.err;
+    EXPECT_FALSE(fs::exists(out));
+  }
+  const CliOutput g = run_cli_captured({"generate", "-m", fixture_dir("tiny-a"), "--greedy",
+                                        "--top-k", "5", "-o", out});
+  EXPECT_TRUE(contains(g.err, "--greedy")) << g.err;
+  EXPECT_TRUE(contains(g.err, "--top-k")) << g.err;
+}
+
+// A Hugging Face cache holding the tiny checkpoint as facebook/musicgen-small, offline.
+class CliModelReferences : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    cache_ = testing::make_temp_dir("hub-cache");
+    const fs::path repo = fs::path(cache_) / "models--facebook--musicgen-small";
+    snapshot_ = (repo / "snapshots" / kCommit).string();
+    fs::create_directories(snapshot_);
+    fs::create_directories(repo / "refs");
+    for (const char* f : {"config.json", "generation_config.json", "model.safetensors", "spiece.model"})
+      fs::copy_file(fixture_dir("tiny-a") + "/" + f, snapshot_ + "/" + f);
+    std::ofstream(repo / "refs" / "main") << kCommit;
+    ::setenv("HF_HUB_CACHE", cache_.c_str(), 1);
+    ::setenv("HF_HUB_OFFLINE", "1", 1);
+    out_ = testing::make_temp_dir("refs");
+  }
+  void TearDown() override {
+    ::unsetenv("HF_HUB_CACHE");
+    ::unsetenv("HF_HUB_OFFLINE");
+  }
+  static constexpr const char* kCommit = "0123456789abcdef0123456789abcdef01234567";
+  std::string cache_, snapshot_, out_;
+};
+
+TEST_F(CliModelReferences, EveryCommandResolvesTheSameWay) {
+  std::string first_wav;
+  int n = 0;
+  for (const std::string ref : {std::string("facebook/musicgen-small"), std::string("small"),
+                                std::string("musicgen-small"),
+                                std::string("facebook/musicgen-small@main"), snapshot_}) {
+    SCOPED_TRACE(ref);
+    const std::string wav = out_ + "/g" + std::to_string(n) + ".wav";
+    const std::string mgq = out_ + "/q" + std::to_string(n++) + ".mgq";
+    const CliOutput g = run_cli_captured(
+        {"generate", "-m", ref, "-p", "x", "--max-new-tokens", "10", "--greedy", "-o", wav});
+    ASSERT_EQ(g.exit_code, 0) << g.err;
+    EXPECT_TRUE(contains(g.err, "loaded facebook/musicgen-small")) << g.err;
+    EXPECT_FALSE(contains(g.err, "snapshots")) << "the snapshot path in the load line";
+    if (first_wav.empty()) first_wav = read_file(wav);
+    EXPECT_EQ(read_file(wav), first_wav) << "the same checkpoint, the same greedy output";
+
+    const CliOutput info = run_cli_captured({"info", ref});
+    ASSERT_EQ(info.exit_code, 0) << info.err;
+    EXPECT_TRUE(contains(info.out, "directory:     " + snapshot_)) << info.out;
+    EXPECT_TRUE(contains(info.out, "licence:       CC-BY-NC 4.0")) << info.out;
+    const CliOutput info_m = run_cli_captured({"info", "--model=" + ref});
+    EXPECT_EQ(info_m.out, info.out);
+
+    const CliOutput q = run_cli_captured({"quantize", "-m", ref, "-w", "q8", "-o", mgq, "-q"});
+    ASSERT_EQ(q.exit_code, 0) << q.err;
+    EXPECT_TRUE(fs::exists(mgq));
+
+    const CliOutput b = run_cli_captured({"bench", "-m", ref, "--steps", "8", "--repeats", "1",
+                                          "--warmup-steps", "0", "--bandwidth-mib", "0", "--json"});
+    ASSERT_EQ(b.exit_code, 0) << b.err;
+    EXPECT_TRUE(contains(b.out, "\"steps\"") || contains(b.out, "steps")) << b.out;
+  }
+  // A quantized file made from the cache keeps the repo id: info names it and its licence.
+  const CliOutput info = run_cli_captured({"info", out_ + "/q0.mgq"});
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_TRUE(contains(info.out, "(facebook/musicgen-small)")) << info.out;
+  EXPECT_TRUE(contains(info.out, "licence:       CC-BY-NC 4.0")) << info.out;
+
+  // Not cached (offline): every command fails the same way, in one line.
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"generate", "-m", "medium", "-p", "x", "-o", out_ + "/m.wav"},
+        {"info", "medium"},
+        {"quantize", "-m", "medium", "-o", out_ + "/m.mgq"},
+        {"bench", "-m", "medium", "--steps", "8"}}) {
+    const CliOutput r = run_cli_captured(args);
+    EXPECT_EQ(r.exit_code, 1) << args[0] << ": " << r.err;
+    EXPECT_EQ(r.err.rfind("musicgen: error: facebook/musicgen-medium is not in the model cache", 0), 0u)
+        << args[0] << ": " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+}
+
+TEST_F(CliModelReferences, LibraryLoadResolvesNamesFromTheCacheWithoutDownloading) {
+  // README's snippet: Model::load("musicgen-small").
+  auto model = Model::load("musicgen-small");
+  EXPECT_EQ(model->info().num_layers, 2);
+  EXPECT_EQ(model->info().weights, "f32");
+  EXPECT_EQ(Model::load("facebook/musicgen-small", {.weights = WeightType::kQ8})->info().weights, "q8");
+  // Absent: kNotFound naming `musicgen pull`, even with the network allowed.
+  ::unsetenv("HF_HUB_OFFLINE");
+  try {
+    Model::load("melody");
+    ADD_FAILURE() << "loaded a model that is not in the cache";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kNotFound);
+    EXPECT_TRUE(contains(e.what(), "musicgen pull melody")) << e.what();
+  }
+  // A path-like reference that does not exist stays a missing-path error.
+  try {
+    Model::load("./no-such-model-dir");
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kNotFound);
+    EXPECT_TRUE(contains(e.what(), "does not exist")) << e.what();
+  }
+}
+
+TEST(CliConventions, InfoDescribesAQuantizedFile) {
+  const std::string mgq = testing::make_temp_dir("info-mgq") + "/tiny.q4.mgq";
+  const CliOutput q = run_cli_captured({"quantize", "--model", fixture_dir("tiny-a"), "--weights",
+                                        "q4", "--out", mgq, "--quiet"});
+  ASSERT_EQ(q.exit_code, 0) << q.err;
+  const CliOutput r = run_cli_captured({"info", mgq});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* part : {"weights:       musicgen quantized file, q4 matrices (tiny.q4.mgq)",
+                           "decoder:       2 layers, hidden 64", "Q4", "total",
+                           "licence:       see the checkpoint's model card"})
+    EXPECT_TRUE(contains(r.out, part)) << part << " not in:\n" << r.out;
+  // The parameter count equals the checkpoint's.
+  const CliOutput dir_info = run_cli_captured({"info", fixture_dir("tiny-a")});
+  auto total = [](const std::string& out) {
+    const size_t at = out.find("  total");
+    return at == std::string::npos ? std::string() : out.substr(at, out.find('\n', at) - at);
+  };
+  EXPECT_FALSE(total(r.out).empty());
+  EXPECT_EQ(total(r.out), total(dir_info.out));
 }
 
 }  // namespace

@@ -149,7 +149,16 @@ struct MemoryEstimate {
 };
 
 struct CheckpointSummary {
-  std::string directory;   // the local checkpoint directory read
+  std::string directory;   // the local checkpoint directory (or quantized file) read
+  // The hub repo id the checkpoint comes from: the reference's, or that of the cache snapshot
+  // folder it lives in (for a quantized file: of the folder it was made from); "" if unknown.
+  std::string repo_id;
+  // Licence of the weights: a README.md model card's "license:" field, else config.json's
+  // "license", else "CC-BY-NC 4.0" for the official facebook/musicgen-* checkpoints; "" when
+  // unknown (see the checkpoint's model card).
+  std::string license;
+  // A `musicgen quantize` file: weights_format "musicgen-quantized" and the type of its matrices.
+  std::string quantized_weights;
   std::string model_type;  // config.json model_type ("musicgen", "musicgen_melody", ...)
   // Architecture from config.json; 0 where the config does not say.
   int text_encoder_layers = 0, text_encoder_hidden = 0, text_encoder_heads = 0;
@@ -159,14 +168,15 @@ struct CheckpointSummary {
   int sample_rate = 0, frame_rate = 0;
   std::vector<WeightGroup> parts;  // text encoder, decoder (with the projection), codec, other
   uint64_t total_parameters = 0;
-  std::string weights_format;          // "safetensors" or "pytorch" (torch.save .bin files)
+  std::string weights_format;  // "safetensors", "pytorch" (torch.save .bin) or "musicgen-quantized"
   std::vector<std::string> weight_files;  // file names, an index first if sharded
   uint64_t file_bytes = 0;             // bytes of the checkpoint's files
   std::vector<MemoryEstimate> memory;  // f32, bf16, q8, q4 for all parameters (estimates)
 };
 
 // Summarises a checkpoint from its config.json and the weight files' headers (safetensors
-// headers, or the pickle of PyTorch .bin files; no tensor data is read).
+// headers, or the pickle of PyTorch .bin files; no tensor data is read), or a `musicgen quantize`
+// file from its header.
 // The reference is resolved as resolve_model does, so a hub model not yet cached is downloaded.
 CheckpointSummary inspect_model(const std::string& reference, const ResolveOptions& options = {});
 

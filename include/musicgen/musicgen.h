@@ -48,6 +48,9 @@ struct ModelInfo {
   int decoder_matrices = 0;
   int decoder_exact_f16 = 0;
   uint64_t decoder_step_bytes = 0;
+  // Storage type of the matrices as loaded: "f32", "bf16", "q8" or "q4" (a quantized file: its
+  // own type).
+  std::string weights = "f32";
   // generation_config.json values (the defaults of GenerationOptions' unset fields).
   bool default_do_sample = true;
   float default_guidance_scale = 3.0f;
@@ -104,6 +107,10 @@ class Model {
   // model.safetensors, pytorch_model.bin or a sharded index of either, spiece.model), or a
   // single file written by
   // `musicgen quantize` (docs/MODEL_FORMAT.md). Weights are memory-mapped and validated.
+  // `path` is any model reference (musicgen/hub.h): a folder or file, a hub repo id
+  // ("facebook/musicgen-small[@revision]") or a short name ("small", "musicgen-small"), the
+  // latter two read from the hub cache. Load never downloads: a hub model that is not cached is
+  // Error(kNotFound) naming `musicgen pull`; musicgen::resolve_model downloads.
   // Throws Error.
   static std::shared_ptr<const Model> load(const std::string& path, const LoadOptions& options = {});
   ~Model();

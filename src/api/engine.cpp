@@ -18,6 +18,7 @@
 #include "models/musicgen_decoder.h"
 #include "models/t5_encoder.h"
 #include "models/weight_policy.h"
+#include "musicgen/hub.h"
 #include "musicgen/musicgen.h"
 #include "tokenizer/t5_tokenizer.h"
 #ifdef MUSICGEN_HAVE_VULKAN
@@ -83,7 +84,36 @@ uint64_t Model::device_memory_peak() const {
   return 0;
 }
 
-std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptions& options) {
+namespace {
+
+// A model reference as every command takes it (musicgen/hub.h): an existing folder or file as it
+// is; a repo id or short name through the hub cache, never downloading here.
+std::string resolve_for_load(const std::string& reference) {
+  std::error_code ec;
+  if (fs::exists(reference, ec)) return reference;
+  const ModelReference ref = parse_model_reference(reference);  // kNotFound for missing paths
+  if (ref.source == ModelSource::kLocalDirectory) return ref.path;
+  ResolveOptions ro;
+  ro.offline = true;
+  ro.progress = ProgressDisplay::kNever;
+  try {
+    return resolve_model(reference, ro);
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::kInvalidArgument) throw;
+    std::string name = ref.revision == "main" ? ref.repo_id : ref.repo_id + "@" + ref.revision;
+    for (const auto& [short_name, repo] : model_short_names())
+      if (repo == ref.repo_id && ref.revision == "main") name = short_name;
+    fail(ErrorCode::kNotFound,
+         "model '" + reference + "' (" + ref.repo_id + ") is not in the model cache '" +
+             hub_cache_dir(ro) + "'; Model::load never downloads: run 'musicgen pull " + name +
+             "' or call musicgen::resolve_model first");
+  }
+}
+
+}  // namespace
+
+std::shared_ptr<const Model> Model::load(const std::string& reference, const LoadOptions& options) {
+  const std::string dir = resolve_for_load(reference);
   std::shared_ptr<Model> model(new Model());
   Impl& m = *model->impl_;
   if (options.threads < 0)
@@ -178,6 +208,7 @@ std::shared_ptr<const Model> Model::load(const std::string& dir, const LoadOptio
   i.decoder_matrices = sw.matrices;
   i.decoder_exact_f16 = sw.exact_f16;
   i.decoder_step_bytes = sw.bytes;
+  i.weights = weight_storage_name(weights);
   i.default_do_sample = c.generation.do_sample;
   i.default_guidance_scale = c.generation.guidance_scale;
   i.default_top_k = c.generation.top_k;

@@ -77,7 +77,18 @@ void quantize_model(const std::string& model_dir, const std::string& out_file,
   if (fs::exists(dir / "generation_config.json"))
     info.generation_config_json = read_file(dir / "generation_config.json");
   info.tokenizer = read_file(dir / "spiece.model");
-  info.source = fs::path(model_dir).filename().string();
+  // The folder name, or for a hub cache snapshot (models--{org}--{name}/snapshots/{commit}) the
+  // repo id "org/name", so that `musicgen info FILE` can name the checkpoint and its licence.
+  info.source = fs::path(model_dir).lexically_normal().filename().string();
+  {
+    const fs::path snap = fs::path(model_dir).lexically_normal();
+    const std::string folder = snap.parent_path().parent_path().filename().string();
+    if (snap.parent_path().filename() == "snapshots" && folder.rfind("models--", 0) == 0) {
+      std::string id = folder.substr(8);
+      if (const size_t sep = id.find("--"); sep != std::string::npos) id.replace(sep, 2, "/");
+      info.source = id;
+    }
+  }
 
   const std::vector<std::string> names = store.names();
   std::vector<QuantizedTensorDecl> decls;

@@ -12,9 +12,11 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "format/quantized_file.h"
 #include "format/safetensors.h"
 #include "format/torch_checkpoint.h"
 #include "hub/cache.h"
@@ -133,6 +135,61 @@ std::string part_of(const std::string& tensor) {
   return "other";
 }
 
+// The repo id of a hub cache snapshot folder .../models--{org}--{name}/snapshots/{commit}[/...].
+std::string repo_id_of_path(const std::string& path) {
+  for (fs::path p = fs::path(path).lexically_normal(); p.has_parent_path() && p != p.parent_path();
+       p = p.parent_path()) {
+    if (p.parent_path().filename() == "snapshots") {
+      const std::string id = hub::repo_id_from_folder(p.parent_path().parent_path().filename().string());
+      if (!id.empty()) return id;
+    }
+  }
+  return "";
+}
+
+// "cc-by-nc-4.0" -> "CC-BY-NC 4.0"; other identifiers as written.
+std::string license_display(std::string id) {
+  while (!id.empty() && (id.back() == ' ' || id.back() == '\r' || id.back() == '"' || id.back() == '\''))
+    id.pop_back();
+  while (!id.empty() && (id.front() == ' ' || id.front() == '"' || id.front() == '\'')) id.erase(0, 1);
+  if (id == "cc-by-nc-4.0") return "CC-BY-NC 4.0 (non-commercial use only)";
+  return id;
+}
+
+// The "license:" field of a model card's YAML front matter ("" if none).
+std::string license_of_model_card(const fs::path& readme) {
+  std::error_code ec;
+  if (!fs::is_regular_file(readme, ec)) return "";
+  std::string text;
+  try {
+    text = read_regular_file(readme.string(), kMaxJsonFileBytes);
+  } catch (const Error&) {
+    return "";
+  }
+  if (text.rfind("---", 0) != 0) return "";
+  const size_t end = text.find("\n---", 3);
+  size_t pos = 0;
+  while (pos < end && pos != std::string::npos) {
+    const size_t nl = text.find('\n', pos);
+    const std::string line = text.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+    if (line.rfind("license:", 0) == 0) return license_display(line.substr(8));
+    pos = nl == std::string::npos ? nl : nl + 1;
+  }
+  return "";
+}
+
+std::string license_of(const std::string& dir, const json& config, const std::string& repo_id) {
+  std::error_code ec;
+  if (fs::is_directory(dir, ec)) {
+    const std::string card = license_of_model_card(fs::path(dir) / "README.md");
+    if (!card.empty()) return card;
+  }
+  if (config.is_object() && config.contains("license") && config["license"].is_string())
+    return license_display(config["license"].get<std::string>());
+  if (repo_id.rfind("facebook/musicgen", 0) == 0) return license_display("cc-by-nc-4.0");
+  return "";
+}
+
 }  // namespace
 
 std::vector<CachedModel> list_cached_models(const ResolveOptions& options) {
@@ -205,12 +262,37 @@ CheckpointSummary inspect_model(const std::string& reference, const ResolveOptio
   const fs::path d(dir);
   CheckpointSummary s;
   s.directory = dir;
+  if (const ModelReference ref = parse_model_reference(reference); ref.source == ModelSource::kHub)
+    s.repo_id = ref.repo_id;
+  if (s.repo_id.empty()) s.repo_id = repo_id_of_path(fs::absolute(d).string());
   std::error_code ec;
-  if (!fs::is_regular_file(d / "config.json", ec))
-    fail(ErrorCode::kNotFound, "no config.json in '" + dir +
-                                   "'; point at a Hugging Face MusicGen "
-                                   "checkpoint directory");
-  const json config = read_json(d / "config.json");
+  // A `musicgen quantize` file: the same summary from its header (no tensor data is read).
+  std::optional<QuantizedFile> quantized;
+  json config;
+  if (is_quantized_file(dir)) {
+    quantized = read_quantized_file(dir, /*verify_data=*/false);
+    // `musicgen quantize` records the repo id ("org/name") of a hub snapshot it was made from.
+    const std::string& src = quantized->info.source;
+    if (s.repo_id.empty() && src.find('/') != std::string::npos && src.front() != '/')
+      s.repo_id = src;
+    try {
+      config = json::parse(quantized->info.config_json);
+    } catch (const json::exception& e) {
+      fail(ErrorCode::kInvalidModel, "the config.json inside '" + dir + "' is not valid JSON (" +
+                                         e.what() + "); quantize the checkpoint again");
+    }
+  } else {
+    if (fs::is_regular_file(d, ec))
+      fail(ErrorCode::kInvalidModel, "'" + dir + "' is a file but not a musicgen quantized file; " +
+                                         "give a checkpoint directory or a file written by " +
+                                         "musicgen quantize");
+    if (!fs::is_regular_file(d / "config.json", ec))
+      fail(ErrorCode::kNotFound, "no config.json in '" + dir +
+                                     "'; point at a Hugging Face MusicGen "
+                                     "checkpoint directory");
+    config = read_json(d / "config.json");
+  }
+  s.license = license_of(dir, config, s.repo_id);
   // Fields of the wrong JSON type read as absent (json::value() would throw a type error).
   auto member = [&](const char* key) {
     return config.is_object() && config.contains(key) ? config[key] : json();
@@ -241,16 +323,32 @@ CheckpointSummary inspect_model(const std::string& reference, const ResolveOptio
     s.frame_rate = rate <= INT32_MAX ? static_cast<int>(rate) : 0;
   }
 
+  std::map<std::string, WeightGroup> groups;
+  auto add_entry = [&](const HeaderEntry& e) {
+    WeightGroup& g = groups[part_of(e.name)];
+    g.parameters += e.parameters;
+    g.dtype_params[e.dtype] += e.parameters;
+    s.total_parameters += e.parameters;
+  };
+  std::vector<fs::path> weights;
+  if (quantized) {
+    s.weights_format = "musicgen-quantized";
+    s.quantized_weights = quantized->info.weights;
+    s.weight_files.push_back(d.filename().string());
+    for (const std::string& name : quantized->store.names()) {
+      const TensorInfo* t = quantized->store.find(name);
+      add_entry({name, dtype_name(t->dtype), static_cast<uint64_t>(shape_numel(t->shape))});
+    }
+    s.file_bytes = quantized->file_bytes;
+  } else {
   // The weight files, as the engine picks them (format/safetensors.h).
   const TensorStore::WeightFiles wf = TensorStore::find_weight_files(dir);
   s.weights_format = wf.format;
-  std::vector<fs::path> weights;
   if (!wf.index.empty()) s.weight_files.push_back(fs::path(wf.index).filename().string());
   for (const auto& f : wf.files) {
     weights.push_back(f);
     s.weight_files.push_back(fs::path(f).filename().string());
   }
-  std::map<std::string, WeightGroup> groups;
   for (const auto& w : weights) {
     std::vector<HeaderEntry> entries;
     if (wf.format == "pytorch") {
@@ -259,12 +357,8 @@ CheckpointSummary inspect_model(const std::string& reference, const ResolveOptio
     } else {
       entries = read_safetensors_header(w);
     }
-    for (const auto& e : entries) {
-      WeightGroup& g = groups[part_of(e.name)];
-      g.parameters += e.parameters;
-      g.dtype_params[e.dtype] += e.parameters;
-      s.total_parameters += e.parameters;
-    }
+    for (const auto& e : entries) add_entry(e);
+  }
   }
   for (const char* name :
        {"text encoder (T5)", "decoder (with text projection)", "audio codec (EnCodec)", "other"}) {
@@ -273,13 +367,16 @@ CheckpointSummary inspect_model(const std::string& reference, const ResolveOptio
     it->second.name = name;
     s.parts.push_back(it->second);
   }
-  std::vector<fs::path> files = weights;
-  if (!wf.index.empty()) files.push_back(wf.index);
-  for (const char* f : {"config.json", "generation_config.json", "spiece.model"})
-    if (fs::is_regular_file(d / f, ec)) files.push_back(d / f);
-  for (const auto& f : files) {
-    std::error_code e2;
-    s.file_bytes += fs::file_size(f, e2);  // follows snapshot links to the blobs
+  if (!quantized) {
+    std::vector<fs::path> files = weights;
+    if (const TensorStore::WeightFiles wf = TensorStore::find_weight_files(dir); !wf.index.empty())
+      files.push_back(wf.index);
+    for (const char* f : {"config.json", "generation_config.json", "spiece.model"})
+      if (fs::is_regular_file(d / f, ec)) files.push_back(d / f);
+    for (const auto& f : files) {
+      std::error_code e2;
+      s.file_bytes += fs::file_size(f, e2);  // follows snapshot links to the blobs
+    }
   }
   // q8: 32 int8 values + one f16 scale per block (34 B / 32); q4: 32 4-bit values + scale (18 B /
   // 32).
