@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "kernels/cpu.h"
 #include "kernels/matmul.h"
 #include "kernels/quant.h"
 
@@ -82,12 +83,22 @@ int main(int argc, char** argv) {
   for (auto& v : x) v = nd(rng) * 30.0f;
   std::printf("threads %d, rows %d, %zu matrices, %.0f M weights\n", threads, rows, mats.size(),
               bytes / 4 / 1e6);
-  const char* names[] = {"f32", "bf16", "q8", "q4"};
-  for (int t = 0; t < 4; ++t) {
+  // f16: the exact-f16 storage of float32 weights (matmul_nt_f16), 2 bytes per weight.
+  const char* names[] = {"f32", "f16", "bf16", "q8", "q4"};
+  std::printf("instruction set: %s (MUSICGEN_ISA=scalar|avx2|avx512 caps it)\n",
+              kernels::isa_name(kernels::active_isa()));
+  for (int t = 0; t < 5; ++t) {
     size_t wbytes = 0;
     std::vector<kernels::QMatrix> views;
-    if (t > 0) {
-      const auto type = static_cast<kernels::QType>(t - 1);
+    std::vector<std::vector<uint16_t>> halves;
+    if (t == 1) {
+      for (Mat& m : mats) {
+        halves.emplace_back(m.f32.size());
+        for (size_t i = 0; i < m.f32.size(); ++i) halves.back()[i] = kernels::f32_to_f16(m.f32[i]);
+        wbytes += m.f32.size() * 2;
+      }
+    } else if (t > 1) {
+      const auto type = static_cast<kernels::QType>(t - 2);
       for (Mat& m : mats) {
         m.data.assign(kernels::q_data_bytes(type, m.n, m.k), 0);
         m.scales.assign(kernels::q_scale_bytes(type, m.n, m.k) / 2 + 1, 0);
@@ -103,6 +114,9 @@ int main(int argc, char** argv) {
         const Mat& m = mats[i];
         if (t == 0)
           kernels::matmul_nt(x.data(), m.k, m.f32.data(), nullptr, y.data(), m.n, rows, m.n, m.k, &pool);
+        else if (t == 1)
+          kernels::matmul_nt_f16(x.data(), m.k, halves[i].data(), nullptr, y.data(), m.n, rows, m.n,
+                                 m.k, &pool);
         else
           kernels::qmatmul(x.data(), m.k, rows, views[i], nullptr, y.data(), m.n, &pool);
       }

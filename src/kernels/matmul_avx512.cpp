@@ -1,13 +1,14 @@
-// AVX-512 (F/DQ/VL) matmul, float32 and exact-f16 weights. Compiled with -mavx512f -mavx512dq
-// -mavx512vl -mavx512bw -mfma -mf16c (per-file flags: the rest of the binary stays baseline); only
-// called when kernels::detect_isa() says the CPU has them.
+// AVX-512 level of the exact-f16 matmul (matmul.h): half weights converted 16 at a time by one
+// zmm vcvtph2ps. Compiled with per-file flags (the rest of the binary stays baseline); called only
+// when kernels::detect_isa() reports AVX-512.
 //
-// Bitwise equal to matmul_avx2.cpp: each zmm holds two weight rows side by side (row j in lanes
-// 0-7, row j+1 in lanes 8-15) against the activation chunk broadcast to both halves, so every
-// output still has the AVX2 kernel's 8 lanes, the same fused multiply-add chain per lane and the
-// same horizontal sum. What changes is the instruction count: one 16-wide f16 -> f32 conversion
-// and one 16-wide FMA per activation row where AVX2 needs two of each, which is what held the
-// exact-f16 path below the memory floor (docs/PERFORMANCE.md).
+// Bitwise equal to matmul_nt_f16_avx2 and therefore to matmul_nt_avx2 on the float32 matrix:
+// each zmm holds two weight rows side by side (row j in lanes 0-7, row j+1 in lanes 8-15) against
+// the activation chunk broadcast to both halves, so every output keeps the AVX2 kernel's 8 lanes,
+// FMA chain per lane and horizontal sum. The AVX2 f16 kernel is conversion-bound (one 8-wide
+// conversion per 8 weights next to only two FMAs); this one measured 1.33x of it with the weights
+// in cache on Zen 4. float32 weights keep the AVX2 kernel at this level: the same layout for them
+// needs an insert per 16 weights and measured 0.8x (docs/PERFORMANCE.md).
 #include <immintrin.h>
 
 // GCC 12's AVX-512 headers seed some intrinsics with _mm512_undefined_*(), which -Wall reports as
@@ -36,16 +37,12 @@ inline float hsum(__m256 v) {
 }
 
 // Two weight rows' chunks of 8 at p: row 0 in lanes 0-7, row 1 in lanes 8-15.
-inline __m512 wload2(const float* r0, const float* r1, int64_t p) {
-  return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(r0 + p)), _mm256_loadu_ps(r1 + p), 1);
-}
 inline __m512 wload2(const uint16_t* r0, const uint16_t* r1, int64_t p) {
   const __m256i h = _mm256_inserti128_si256(
       _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r0 + p))),
       _mm_loadu_si128(reinterpret_cast<const __m128i*>(r1 + p)), 1);
   return _mm512_cvtph_ps(h);
 }
-inline __m256 wload(const float* p) { return _mm256_loadu_ps(p); }
 inline __m256 wload(const uint16_t* p) {
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
@@ -130,12 +127,6 @@ void matmul_avx512(const float* a, int64_t lda, const W* w, const float* bias, f
 }
 
 }  // namespace
-
-void matmul_nt_avx512(const float* a, int64_t lda, const float* w, const float* bias, float* c,
-                      int64_t ldc, int64_t m, int64_t /*n*/, int64_t k, int64_t n_begin,
-                      int64_t n_end) {
-  matmul_avx512(a, lda, w, bias, c, ldc, m, k, n_begin, n_end);
-}
 
 void matmul_nt_f16_avx512(const float* a, int64_t lda, const uint16_t* w, const float* bias,
                           float* c, int64_t ldc, int64_t m, int64_t /*n*/, int64_t k,

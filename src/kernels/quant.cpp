@@ -362,8 +362,7 @@ void qmatmul_cols(const float* x, int64_t ldx, int64_t m, const QActs& acts, con
   const Isa isa = active_isa();
   switch (w.type) {
     case QType::kBF16:
-      if (isa == Isa::kAvx512) qmatmul_bf16_avx512(x, ldx, m, w, bias, y, ldy, n0, n1);
-      else if (isa == Isa::kAvx2) qmatmul_bf16_avx2(x, ldx, m, w, bias, y, ldy, n0, n1);
+      if (at_least(isa, Isa::kAvx2)) qmatmul_bf16_avx2(x, ldx, m, w, bias, y, ldy, n0, n1);
       else qmatmul_bf16_scalar(x, ldx, m, w, bias, y, ldy, n0, n1);
       break;
     case QType::kQ8:

@@ -108,9 +108,8 @@ void qmatmul_q4_scalar(const QActs& x, const QMatrix& w, const float* bias, floa
                        int64_t n_begin, int64_t n_end);
 void qmatmul_q4_avx2(const QActs& x, const QMatrix& w, const float* bias, float* y, int64_t ldy,
                      int64_t n_begin, int64_t n_end);
-// AVX-512 (F/BW/VL/DQ; VNNI vpdpbusd for q8/q4): bitwise equal to the scalar twins.
-void qmatmul_bf16_avx512(const float* x, int64_t ldx, int64_t m, const QMatrix& w,
-                         const float* bias, float* y, int64_t ldy, int64_t n_begin, int64_t n_end);
+// AVX-512 level (VNNI vpdpbusd on 256-bit registers): bitwise equal to the scalar twins. bf16 uses
+// its AVX2 kernel at this level (a zmm variant measured slower on Zen 4, docs/PERFORMANCE.md).
 void qmatmul_q8_avx512(const QActs& x, const QMatrix& w, const float* bias, float* y, int64_t ldy,
                        int64_t n_begin, int64_t n_end);
 void qmatmul_q4_avx512(const QActs& x, const QMatrix& w, const float* bias, float* y, int64_t ldy,
