@@ -244,8 +244,11 @@ def print_report(args, ours, ref):
         line += f" {ref['peak_rss_bytes'] / 2**20:>12.0f}"
     print(line)
     for o in ours:
-        print(f"  ours {o['weights']}: {o['achieved_weight_bandwidth_gb_s']:.1f} GB/s of decoder weights, machine "
-              f"{o['machine_read_bandwidth_gb_s']:.1f} GB/s ({100 * o['bandwidth_fraction']:.0f}%)")
+        line = (f"  ours {o['weights']}: {o['achieved_weight_bandwidth_gb_s']:.1f} GB/s of decoder weights, machine "
+                f"{o['machine_read_bandwidth_gb_s']:.1f} GB/s ({100 * o['bandwidth_fraction']:.0f}%)")
+        if "floor_fraction" in o:  # weights + KV cache against the bandwidth; kernels' instruction set
+            line += f", {100 * o['floor_fraction']:.0f}% of the memory floor, kernels {o.get('isa', '?')}"
+        print(line)
 
 
 OPENMP_BLAS = "/usr/lib/x86_64-linux-gnu/openblas-openmp"

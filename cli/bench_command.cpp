@@ -3,8 +3,10 @@
 //     than real time, lower is better.
 //   decoder steps/s = decoder steps / decoder time (one step = one 20 ms frame of every codebook,
 //     both guidance streams); real time is 50 steps/s.
-//   achieved bandwidth = decoder weight bytes read per step x steps/s (weights only; the KV cache
-//     and activations come on top), against the machine's measured read bandwidth.
+//   achieved bandwidth = decoder weight bytes read per step x steps/s (weights only), against the
+//     machine's measured read bandwidth (the same probe as bench/membw: vector loads, all threads).
+//   floor fraction = (weight bytes + self-attention KV-cache bytes read per step, averaged over
+//     the run) x steps/s / measured read bandwidth: 1 would be the memory floor.
 #include "bench_command.h"
 
 #include <sys/resource.h>
@@ -25,6 +27,9 @@
 #include <vector>
 
 #include "command_util.h"
+#include "core/thread_pool.h"
+#include "kernels/cpu.h"
+#include "kernels/read_bandwidth.h"
 #include "musicgen/musicgen.h"
 #include "musicgen/quantize.h"
 #include "musicgen/tools.h"
@@ -45,7 +50,8 @@ void print_help() {
       "Usage: musicgen bench (--model PATH | --shape SHAPE) [options]\n\n"
       "Measures one checkpoint: load time, text encoding, decoder steps per second (median of\n"
       "repeated generations), audio decoding time, real-time factors, peak RSS, and the decoder's\n"
-      "achieved weight bandwidth against the machine's measured read bandwidth.\n\n"
+      "achieved weight bandwidth and the fraction of the memory floor (weight + KV-cache bytes\n"
+      "per step against the machine's read bandwidth, measured as bench/membw does).\n\n"
       "Real-time factor (RTF) = compute time / duration of the audio produced: below 1 is faster\n"
       "than real time, lower is better. One decoder step is one 20 ms frame: real time is 50 "
       "steps/s.\n\n"
@@ -70,8 +76,13 @@ void print_help() {
       "  --prompt TEXT       text prompt (default \"%s\")\n"
       "  --greedy            argmax instead of top-k sampling\n"
       "  --seed S            sampling seed of the first repeat (default 0; repeat i uses S+i)\n"
-      "  --bandwidth-mib N   buffer streamed to measure memory bandwidth (default 512; 0 = skip)\n"
+      "  --bandwidth-mib N   buffer streamed to measure memory bandwidth (default 1024, as\n"
+      "                      bench/membw; 0 = skip)\n"
       "  --json              print one JSON object on stdout instead of the table\n"
+      "The instruction set of the CPU kernels is the best the CPU has (avx512, avx2 or scalar);\n"
+      "MUSICGEN_ISA=avx2 (or scalar) in the environment forces a lower one, to compare.\n"
+      "With 201 steps or more, the rates of the first and the last 100 steps are reported too\n"
+      "(attention over the growing KV cache slows later steps).\n"
       "  --help, -h          show this help\n\n"
       "Examples:\n"
       "  musicgen bench --shape small --threads 2\n"
@@ -91,41 +102,6 @@ std::string default_cache_dir() {
   if (const char* d = std::getenv("XDG_CACHE_HOME"); d && *d) return std::string(d) + "/musicgen";
   if (const char* d = std::getenv("HOME"); d && *d) return std::string(d) + "/.cache/musicgen";
   return (fs::temp_directory_path() / "musicgen-cache").string();
-}
-
-// Streams a buffer with `threads` threads; returns the median read bandwidth in bytes/s.
-double measure_read_bandwidth(size_t bytes, int threads) {
-  const size_t words = bytes / sizeof(uint64_t);
-  std::unique_ptr<uint64_t[]> buf(new uint64_t[words]);
-  for (size_t i = 0; i < words; ++i) buf[i] = i * 0x9e3779b97f4a7c15ULL;  // touch every page
-  std::vector<uint64_t> sinks(static_cast<size_t>(threads) * 8, 0);
-  auto pass = [&]() {
-    std::vector<std::thread> pool;
-    const double t0 = now_seconds();
-    for (int t = 0; t < threads; ++t)
-      pool.emplace_back([&, t] {
-        const size_t begin = words * t / threads, end = words * (t + 1) / threads;
-        uint64_t a = 0, b = 0, c = 0, d = 0;
-        size_t i = begin;
-        for (; i + 4 <= end; i += 4) {
-          a += buf[i];
-          b += buf[i + 1];
-          c += buf[i + 2];
-          d += buf[i + 3];
-        }
-        for (; i < end; ++i) a += buf[i];
-        sinks[static_cast<size_t>(t) * 8] = a + b + c + d;  // one cache line per thread
-      });
-    for (auto& th : pool) th.join();
-    return static_cast<double>(words * sizeof(uint64_t)) / (now_seconds() - t0);
-  };
-  pass();  // warm
-  std::vector<double> rates;
-  for (int i = 0; i < 7; ++i) rates.push_back(pass());
-  volatile uint64_t keep = 0;
-  for (uint64_t s : sinks) keep = keep + s;
-  (void)keep;
-  return median(rates);
 }
 
 int64_t peak_rss_bytes() {
@@ -148,7 +124,10 @@ std::string cpu_model() {
 struct Run {
   double generate_s = 0, text_encode_s = 0, decode_s = 0, audio_decode_s = 0, audio_s = 0;
   int steps = 0;
+  double first_100_steps_per_s = 0, last_100_steps_per_s = 0;  // 0: fewer than 201 steps
 };
+
+constexpr int kEdgeSteps = 100;
 
 }  // namespace
 
@@ -156,7 +135,7 @@ int run_bench(const std::vector<std::string>& args) {
   std::string model_dir, shape, cache_dir, weights_arg, prompt = kDefaultPrompt, device = "cpu";
   int batch = 1;
   int steps = 500, repeats = 3, threads = 0, warmup_steps = 16;
-  long long bandwidth_mib = 512;
+  long long bandwidth_mib = 1024;
   float guidance = 3.0f;
   bool as_json = false, greedy = false, exact_f16 = true;
   uint64_t seed = 0;
@@ -261,11 +240,26 @@ int run_bench(const std::vector<std::string>& args) {
   }
   std::vector<Run> runs;
   opt.max_new_tokens = steps;
+  std::vector<double> stamps;  // when each decoder step of the current repeat ended
   for (int r = 0; r < repeats; ++r) {
     opt.seed = seed + static_cast<uint64_t>(r);
+    stamps.clear();
+    stamps.reserve(static_cast<size_t>(steps) + 1);
+    opt.progress = [&stamps](int, int) {
+      stamps.push_back(now_seconds());
+      return true;
+    };
     const double t0 = now_seconds();
     const GenerationResult res = session.generate(opt);
+    opt.progress = nullptr;
     Run run;
+    // Steps 2..101 and the last 100 (the first step also fills the cross-attention cache).
+    const size_t ns = stamps.size();
+    if (ns >= 2 * kEdgeSteps + 1) {
+      run.first_100_steps_per_s = kEdgeSteps / std::max(1e-12, stamps[kEdgeSteps] - stamps[0]);
+      run.last_100_steps_per_s =
+          kEdgeSteps / std::max(1e-12, stamps[ns - 1] - stamps[ns - 1 - kEdgeSteps]);
+    }
     run.generate_s = now_seconds() - t0;
     run.text_encode_s = res.timings.text_encode_s;
     run.decode_s = res.timings.decode_s;
@@ -293,12 +287,27 @@ int run_bench(const std::vector<std::string>& args) {
   const double audio_rtf = med([](const Run& r) { return r.audio_decode_s / r.audio_s; });
   const double e2e_rtf = med([](const Run& r) { return r.generate_s / r.audio_s; });
   const double generate_s = med([](const Run& r) { return r.generate_s; });
+  const double first_rate = med([](const Run& r) { return r.first_100_steps_per_s; });
+  const double last_rate = med([](const Run& r) { return r.last_100_steps_per_s; });
   const double weight_bytes_per_step = static_cast<double>(stats.decoder_step_weight_bytes);
   const double achieved_bw = weight_bytes_per_step * steps_per_s;
-  const double machine_bw =
-      bandwidth_mib > 0
-          ? measure_read_bandwidth(static_cast<size_t>(bandwidth_mib) << 20, n_threads)
-          : 0.0;
+  // Self-attention reads every cached key and value of every layer and stream at each step: with
+  // keys = position + 1, on average (steps + 1) / 2 positions. 16-bit cache unless the weights
+  // are f32 (the CPU decoder's rule). The text's cross-attention K/V (a few tokens) is left out.
+  const int streams = batch * (guidance > 1.0f ? 2 : 1);
+  const double kv_elem_bytes = weights == "f32" ? 4.0 : 2.0;
+  const int run_steps = runs.front().steps;
+  const double kv_bytes_per_step = static_cast<double>(info.num_layers) * 2.0 * streams *
+                                   info.hidden_size * kv_elem_bytes * (run_steps + 1) / 2.0;
+  const double floor_bw = (weight_bytes_per_step + kv_bytes_per_step) * steps_per_s;
+  const std::string isa = kernels::isa_name(kernels::active_isa());
+  double machine_bw = 0.0;
+  if (bandwidth_mib > 0) {
+    ThreadPool probe_pool(n_threads);
+    machine_bw = kernels::measure_read_bandwidth(static_cast<size_t>(bandwidth_mib) << 20,
+                                                 probe_pool, 15)
+                     .median_bytes_per_s;
+  }
 
   if (as_json) {
     json j;
@@ -311,6 +320,7 @@ int run_bench(const std::vector<std::string>& args) {
     j["gpu_peak_bytes"] = model->device_memory_peak();
     j["audio_seconds_per_s"] = batch * audio_s / std::max(1e-12, generate_s);
     j["threads"] = n_threads;
+    j["isa"] = isa;
     j["steps"] = steps;
     j["guidance"] = guidance;
     j["sampling"] = greedy ? "greedy" : "top-k";
@@ -335,6 +345,19 @@ int run_bench(const std::vector<std::string>& args) {
     j["achieved_weight_bandwidth_gb_s"] = achieved_bw / 1e9;
     j["machine_read_bandwidth_gb_s"] = machine_bw / 1e9;
     j["bandwidth_fraction"] = machine_bw > 0 ? achieved_bw / machine_bw : 0.0;
+    j["kv_bytes_per_step_avg"] = kv_bytes_per_step;
+    j["floor_bandwidth_gb_s"] = floor_bw / 1e9;
+    j["floor_fraction"] = machine_bw > 0 ? floor_bw / machine_bw : 0.0;
+    j["bandwidth_probe"] = "bench/membw method: " + isa + " loads, " +
+                           std::to_string(n_threads) + " threads, " +
+                           std::to_string(bandwidth_mib) + " MiB, median of 15 passes";
+    if (first_rate > 0) {
+      j["first_100_steps_per_s"] = first_rate;
+      j["last_100_steps_per_s"] = last_rate;
+    } else {
+      j["first_100_steps_per_s"] = nullptr;
+      j["last_100_steps_per_s"] = nullptr;
+    }
     j["total_params"] = stats.total_params;
     j["checkpoint_bytes"] = stats.file_bytes;
     j["hidden_size"] = info.hidden_size;
@@ -345,6 +368,8 @@ int run_bench(const std::vector<std::string>& args) {
     json per_run = json::array();
     for (const Run& r : runs)
       per_run.push_back({{"decoder_steps_per_s", r.steps / std::max(1e-12, r.decode_s)},
+                         {"first_100_steps_per_s", r.first_100_steps_per_s},
+                         {"last_100_steps_per_s", r.last_100_steps_per_s},
                          {"text_encode_s", r.text_encode_s},
                          {"decode_s", r.decode_s},
                          {"audio_decode_s", r.audio_decode_s},
@@ -356,10 +381,10 @@ int run_bench(const std::vector<std::string>& args) {
 
   const double real_time_steps = static_cast<double>(info.frame_rate);
   std::printf("\nmusicgen bench: %s\n", model_dir.c_str());
-  std::printf("  %d layers, hidden %d, %d codebooks, %s; weights %s; %d threads; %s\n",
+  std::printf("  %d layers, hidden %d, %d codebooks, %s; weights %s; %d threads; %s; kernels %s\n",
               info.num_layers, info.hidden_size, info.num_codebooks,
               info.audio_channels == 2 ? "stereo" : "mono", weights.c_str(), n_threads,
-              cpu_model().c_str());
+              cpu_model().c_str(), isa.c_str());
   std::printf("  %d steps (%.2f s of audio), batch %d, guidance %.1f, %s, median of %d; device %s\n\n",
               steps, audio_s, batch, guidance, greedy ? "greedy" : "top-k sampling", repeats,
               info.device.c_str());
@@ -368,6 +393,10 @@ int run_bench(const std::vector<std::string>& args) {
   std::printf("  %-34s %10.3f s\n", "text encoding", text_s);
   std::printf("  %-34s %10.2f    (real time: %.0f)\n", "decoder steps/s", steps_per_s,
               real_time_steps);
+  if (first_rate > 0) {
+    std::printf("  %-34s %10.2f\n", "  first 100 steps, steps/s", first_rate);
+    std::printf("  %-34s %10.2f\n", "  last 100 steps, steps/s", last_rate);
+  }
   std::printf("  %-34s %10.2f s\n", "decoder time", decode_s);
   std::printf("  %-34s %10.3f s\n", "audio decoding (EnCodec)", audio_dec_s);
   std::printf("  %-34s %10.4f\n", "audio decoding RTF", audio_rtf);
@@ -376,9 +405,15 @@ int run_bench(const std::vector<std::string>& args) {
   std::printf("  %-34s %10s\n", "decoder weights read per step",
               human_bytes(weight_bytes_per_step).c_str());
   std::printf("  %-34s %10.1f GB/s\n", "achieved weight bandwidth", achieved_bw / 1e9);
-  if (machine_bw > 0)
-    std::printf("  %-34s %10.1f GB/s (%.0f%% used)\n", "machine read bandwidth", machine_bw / 1e9,
-                100.0 * achieved_bw / machine_bw);
+  std::printf("  %-34s %10s\n", "KV cache read per step (mean)",
+              human_bytes(kv_bytes_per_step).c_str());
+  if (machine_bw > 0) {
+    std::printf("  %-34s %10.1f GB/s (%.0f%% used by weights)\n", "machine read bandwidth",
+                machine_bw / 1e9, 100.0 * achieved_bw / machine_bw);
+    std::printf("  %-34s %10.0f%%   ((weights + KV) x steps/s / bandwidth)\n",
+                "fraction of the memory floor", 100.0 * floor_bw / machine_bw);
+  }
+  std::printf("  %-34s %10s\n", "kernel instruction set", isa.c_str());
   std::printf("\n  RTF = %s.\n", kRtfDefinition);
   return 0;
 }

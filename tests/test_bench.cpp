@@ -37,9 +37,10 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
-CliResult run_cli(const std::vector<std::string>& args) {
+// env: "NAME=value " assignments put before the command (may be empty).
+CliResult run_cli(const std::vector<std::string>& args, const std::string& env = "") {
   const std::string dir = testing::make_temp_dir("bench-cli");
-  std::string cmd = quote(MUSICGEN_CLI);
+  std::string cmd = env + quote(MUSICGEN_CLI);
   for (const auto& a : args) {
     cmd += ' ';
     cmd += quote(a);
@@ -97,6 +98,41 @@ TEST(Bench, JsonReportOnTinyFixture) {
                    4.0 * j.at("decoder_step_params").get<double>());
   // RTFs are consistent with the times they come from.
   EXPECT_LE(j.at("audio_decode_rtf").get<double>(), j.at("end_to_end_rtf").get<double>());
+  // The kernels' instruction set, and the memory floor: weights plus the mean KV cache read per
+  // step (2 layers x K and V x 2 guidance streams x 64 wide x 4 bytes x (20 + 1) / 2 positions).
+  const std::string isa = j.at("isa").get<std::string>();
+  EXPECT_TRUE(isa == "scalar" || isa == "avx2" || isa == "avx512") << isa;
+  EXPECT_DOUBLE_EQ(j.at("kv_bytes_per_step_avg").get<double>(), 2.0 * 2 * 2 * 64 * 4 * 21 / 2);
+  const double floor_bw = (j.at("decoder_weight_bytes_per_step").get<double>() +
+                           j.at("kv_bytes_per_step_avg").get<double>()) *
+                          j.at("decoder_steps_per_s").get<double>() / 1e9;
+  EXPECT_NEAR(j.at("floor_bandwidth_gb_s").get<double>(), floor_bw, 1e-9 * floor_bw);
+  EXPECT_NEAR(j.at("floor_fraction").get<double>(),
+              floor_bw / j.at("machine_read_bandwidth_gb_s").get<double>(), 1e-9);
+  // Fewer than 201 steps: no first/last 100-step rates.
+  EXPECT_TRUE(j.at("first_100_steps_per_s").is_null());
+  EXPECT_TRUE(j.at("last_100_steps_per_s").is_null());
+}
+
+// MUSICGEN_ISA=scalar forces the scalar kernels (and the JSON says so); 201+ steps report the
+// first and last 100 steps' rates.
+TEST(Bench, IsaForcedAndFirstLastStepRates) {
+  const CliResult r = run_cli({"bench", "--model", testing::fixture_dir("tiny-a"), "--steps", "210",
+                               "--repeats", "1", "--warmup-steps", "0", "--bandwidth-mib", "64",
+                               "--json"},
+                              "MUSICGEN_ISA=scalar ");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json j;
+  ASSERT_NO_THROW(j = json::parse(r.out)) << r.out;
+  EXPECT_EQ(j.at("isa"), "scalar");
+  expect_positive_finite(j, "first_100_steps_per_s");
+  expect_positive_finite(j, "last_100_steps_per_s");
+  const CliResult t = run_cli({"bench", "--model", testing::fixture_dir("tiny-a"), "--steps", "8",
+                               "--repeats", "1", "--bandwidth-mib", "0"},
+                              "MUSICGEN_ISA=scalar ");
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  EXPECT_NE(t.out.find("kernel instruction set"), std::string::npos) << t.out;
+  EXPECT_NE(t.out.find("scalar"), std::string::npos) << t.out;
 }
 
 // Decoder weight bytes per step of tiny-a in a weight type (quantized on load from the fixture, or

@@ -216,7 +216,7 @@ TEST(PackedMatmul, MatchesScalarTwinAndReference) {
     std::vector<float> scalar(t.m * t.n), vec(t.m * t.n), pooled(t.m * t.n);
     nn::matmul_packed_scalar(a.data(), t.lda, packed, bias.data(), scalar.data(), t.n, 0, t.m, 0,
                              packed.panels());
-    if (kernels::detect_isa() == kernels::Isa::kAvx2) {
+    if (kernels::at_least(kernels::detect_isa(), kernels::Isa::kAvx2)) {
       nn::matmul_packed_avx2(a.data(), t.lda, packed, bias.data(), vec.data(), t.n, 0, t.m, 0,
                              packed.panels());
       EXPECT_EQ(0, std::memcmp(scalar.data(), vec.data(), sizeof(float) * vec.size()))
@@ -257,7 +257,7 @@ TEST(Elu, MatchesExpm1AndScalarTwin) {
     worst_ulps = std::max(worst_ulps, std::fabs(s[i] - ref) / ulp);
   }
   EXPECT_LE(worst_ulps, 2.0);
-  if (kernels::detect_isa() == kernels::Isa::kAvx2) {
+  if (kernels::at_least(kernels::detect_isa(), kernels::Isa::kAvx2)) {
     nn::elu_avx2(x.data(), v.data(), static_cast<int64_t>(x.size()));
     EXPECT_EQ(0, std::memcmp(s.data(), v.data(), sizeof(float) * s.size()));
   }

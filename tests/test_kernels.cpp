@@ -23,7 +23,7 @@ std::vector<float> random_vec(size_t n, uint32_t seed) {
 }
 
 TEST(Matmul, Avx2MatchesScalarTwin) {
-  if (kernels::detect_isa() != kernels::Isa::kAvx2) GTEST_SKIP() << "CPU has no AVX2+FMA";
+  if (!kernels::at_least(kernels::detect_isa(), kernels::Isa::kAvx2)) GTEST_SKIP() << "CPU has no AVX2+FMA";
   for (auto [m, n, k] : {std::tuple{1, 7, 3}, {2, 16, 64}, {5, 33, 100}, {3, 4, 8}, {17, 9, 1031}}) {
     const auto a = random_vec(m * k, 1), w = random_vec(n * k, 2), bias = random_vec(n, 3);
     std::vector<float> c1(m * n), c2(m * n);
@@ -76,7 +76,7 @@ TEST(Matmul, F16WeightsGiveBitwiseTheFloat32Result) {
     kernels::matmul_nt_scalar(a.data(), k, w.data(), bias.data(), c1.data(), n, m, n, k, 0, n);
     kernels::matmul_nt_f16_scalar(a.data(), k, h.data(), bias.data(), c2.data(), n, m, n, k, 0, n);
     EXPECT_EQ(c1, c2) << "scalar " << m << "x" << n << "x" << k;
-    if (kernels::detect_isa() == kernels::Isa::kAvx2) {
+    if (kernels::at_least(kernels::detect_isa(), kernels::Isa::kAvx2)) {
       kernels::matmul_nt_avx2(a.data(), k, w.data(), bias.data(), c1.data(), n, m, n, k, 0, n);
       kernels::matmul_nt_f16_avx2(a.data(), k, h.data(), bias.data(), c2.data(), n, m, n, k, 0, n);
       EXPECT_EQ(c1, c2) << "avx2 " << m << "x" << n << "x" << k;
@@ -86,6 +86,53 @@ TEST(Matmul, F16WeightsGiveBitwiseTheFloat32Result) {
     kernels::matmul_nt_f16(a.data(), k, h.data(), bias.data(), c2.data(), n, m, n, k, nullptr);
     EXPECT_EQ(c1, c2) << "threads " << m << "x" << n << "x" << k;
   }
+}
+
+bool has_avx512() { return kernels::at_least(kernels::detect_isa(), kernels::Isa::kAvx512); }
+
+// The AVX-512 exact-f16 kernel keeps the AVX2 kernel's lanes (two weight rows per zmm): bitwise
+// equal to it and to the float32 AVX2 kernel on the same values, so exact-f16 storage gives the
+// same numbers (and the same transformers parity) on either machine.
+TEST(Matmul, Avx512F16MatchesAvx2Bitwise) {
+  if (!has_avx512()) GTEST_SKIP() << "SKIPPED: no AVX-512 (F/BW/VL/DQ/VNNI) on this CPU";
+  for (auto [m, n, k] : {std::tuple{1, 7, 3}, {2, 16, 64}, {5, 33, 100}, {3, 4, 8}, {17, 9, 1031},
+                         {2, 37, 1024}, {4, 64, 63}, {1, 19, 4096}, {6, 300, 257}}) {
+    const auto a = random_vec(m * k, 21), bias = random_vec(n, 23);
+    std::vector<float> w = random_vec(n * k, 22);
+    std::vector<uint16_t> h(w.size());
+    for (size_t i = 0; i < w.size(); ++i) {
+      h[i] = kernels::f32_to_f16(w[i]);
+      w[i] = f16_to_f32(h[i]);
+    }
+    std::vector<float> c1(m * n), c2(m * n), c3(m * n), c0(m * n);
+    kernels::matmul_nt_avx2(a.data(), k, w.data(), bias.data(), c1.data(), n, m, n, k, 0, n);
+    kernels::matmul_nt_f16_avx2(a.data(), k, h.data(), bias.data(), c2.data(), n, m, n, k, 0, n);
+    kernels::matmul_nt_f16_avx512(a.data(), k, h.data(), bias.data(), c3.data(), n, m, n, k, 0, n);
+    EXPECT_EQ(c2, c3) << "f16 avx512 vs avx2 " << m << "x" << n << "x" << k;
+    EXPECT_EQ(c1, c3) << "f16 avx512 vs f32 avx2 " << m << "x" << n << "x" << k;
+    // Against the scalar twin: the same reduction structure, equal up to FMA contraction.
+    kernels::matmul_nt_f16_scalar(a.data(), k, h.data(), bias.data(), c0.data(), n, m, n, k, 0, n);
+    EXPECT_LE(testing::relative_max_error(c3.data(), c0.data(), c0.size()), 1e-6);
+    // A column range inside the matrix (a thread's slice) gives the same values.
+    std::vector<float> c5(m * n, 0.0f);
+    const int64_t n0 = n / 3, n1 = n - n / 4;
+    kernels::matmul_nt_f16_avx512(a.data(), k, h.data(), bias.data(), c5.data(), n, m, n, k, n0, n1);
+    for (int i = 0; i < m; ++i)
+      for (int64_t j = n0; j < n1; ++j) EXPECT_EQ(c5[i * n + j], c3[i * n + j]);
+  }
+}
+
+TEST(Matmul, IsaCanBeForcedDown) {
+  const kernels::Isa best = kernels::detect_isa();
+  kernels::force_isa(kernels::Isa::kScalar);
+  EXPECT_EQ(kernels::active_isa(), kernels::Isa::kScalar);
+  kernels::force_isa(kernels::Isa::kAvx512);  // capped at what the CPU has
+  EXPECT_EQ(kernels::active_isa(), best);
+  kernels::unforce_isa();
+  kernels::Isa parsed = kernels::Isa::kScalar;
+  EXPECT_TRUE(kernels::parse_isa("avx512", &parsed));
+  EXPECT_EQ(parsed, kernels::Isa::kAvx512);
+  EXPECT_FALSE(kernels::parse_isa("sse2", &parsed));
 }
 
 TEST(ThreadPool, CoversEveryIndexOnce) {

@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <tuple>
@@ -29,7 +30,7 @@ std::vector<float> random_vec(size_t n, uint32_t seed, float scale = 1.0f) {
   return v;
 }
 
-bool has_avx2() { return kernels::detect_isa() == kernels::Isa::kAvx2; }
+bool has_avx2() { return kernels::at_least(kernels::detect_isa(), kernels::Isa::kAvx2); }
 
 __attribute__((target("f16c"))) uint16_t f16c_convert(float f) {
   return static_cast<uint16_t>(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT));
@@ -151,6 +152,85 @@ TEST(QuantMatmul, Avx2MatchesScalarTwinBitwise) {
         }
       }
       EXPECT_EQ(y1, y2) << kernels::qtype_name(type) << " " << m << "x" << n << "x" << k;
+    }
+  }
+}
+
+bool has_avx512() { return kernels::at_least(kernels::detect_isa(), kernels::Isa::kAvx512); }
+
+// AVX-512 (VNNI) q8/q4 against the scalar twins, bitwise; shapes cover 1-9 activation rows,
+// weight-row tails, partial blocks, more than 8 blocks per row and column slices.
+TEST(QuantMatmul, Avx512MatchesScalarTwinBitwise) {
+  if (!has_avx512()) GTEST_SKIP() << "SKIPPED: no AVX-512 (F/BW/VL/DQ/VNNI) on this CPU";
+  for (auto [m, n, k] : {std::tuple{1, 7, 32}, {2, 16, 64}, {5, 33, 100}, {3, 4, 256},
+                         {9, 9, 1031}, {2, 40, 48}, {4, 3, 1024}, {1, 1, 8}, {2, 37, 4096},
+                         {6, 21, 520}, {8, 12, 300}}) {
+    auto x = random_vec(m * k, 141);
+    if (k >= 64) std::fill_n(x.begin() + 32, 32, 0.0f);  // an all-zero activation block
+    const auto w = random_vec(n * k, 142), bias = random_vec(n, 143);
+    for (QType type : {QType::kQ8, QType::kQ4}) {
+      const Owned q = quantize(type, w, n, k);
+      std::vector<float> y1(m * n), y2(m * n), y3(m * n, 0.0f);
+      const int64_t n0 = n / 3, n1 = n - n / 4;
+      {
+        kernels::QActs a;
+        kernels::quantize_acts_scalar(x.data(), k, m, k, &a);
+        auto fn = type == QType::kQ8 ? kernels::qmatmul_q8_avx512 : kernels::qmatmul_q4_avx512;
+        if (type == QType::kQ8) kernels::qmatmul_q8_scalar(a, q.view, bias.data(), y1.data(), n, 0, n);
+        else kernels::qmatmul_q4_scalar(a, q.view, bias.data(), y1.data(), n, 0, n);
+        fn(a, q.view, bias.data(), y2.data(), n, 0, n);
+        fn(a, q.view, bias.data(), y3.data(), n, n0, n1);
+      }
+      EXPECT_EQ(y1, y2) << kernels::qtype_name(type) << " " << m << "x" << n << "x" << k;
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = n0; j < n1; ++j)
+          ASSERT_EQ(y3[i * n + j], y1[i * n + j]) << kernels::qtype_name(type) << " slice";
+    }
+  }
+}
+
+// Extreme int8 values: every activation and weight at +-127 (the largest dot products vpdpbusd
+// and maddubs form) still agree bitwise.
+TEST(QuantMatmul, Avx512ExtremeValuesMatchScalarTwin) {
+  if (!has_avx512()) GTEST_SKIP() << "SKIPPED: no AVX-512 (F/BW/VL/DQ/VNNI) on this CPU";
+  const int64_t m = 3, n = 9, k = 512;
+  std::vector<float> x(m * k), w(n * k);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = (i % 3 == 0) ? -1.0f : 1.0f;
+  for (size_t i = 0; i < w.size(); ++i) w[i] = (i % 5 == 0) ? -2.0f : 2.0f;
+  for (QType type : {QType::kQ8, QType::kQ4}) {
+    const Owned q = quantize(type, w, n, k);
+    kernels::QActs a;
+    kernels::quantize_acts_scalar(x.data(), k, m, k, &a);
+    std::vector<float> y1(m * n), y2(m * n);
+    if (type == QType::kQ8) {
+      kernels::qmatmul_q8_scalar(a, q.view, nullptr, y1.data(), n, 0, n);
+      kernels::qmatmul_q8_avx512(a, q.view, nullptr, y2.data(), n, 0, n);
+    } else {
+      kernels::qmatmul_q4_scalar(a, q.view, nullptr, y1.data(), n, 0, n);
+      kernels::qmatmul_q4_avx512(a, q.view, nullptr, y2.data(), n, 0, n);
+    }
+    EXPECT_EQ(y1, y2) << kernels::qtype_name(type);
+  }
+}
+
+// The dispatcher at each level the CPU has gives the same values (the twins are bitwise equal).
+TEST(QuantMatmul, EveryIsaLevelGivesTheSameResult) {
+  const int64_t m = 2, n = 75, k = 1024;
+  const auto x = random_vec(m * k, 151), w = random_vec(n * k, 152);
+  for (QType type : kTypes) {
+    const Owned q = quantize(type, w, n, k);
+    std::vector<float> ref;
+    for (auto isa : {kernels::Isa::kScalar, kernels::Isa::kAvx2, kernels::Isa::kAvx512}) {
+      if (!kernels::at_least(kernels::detect_isa(), isa)) {
+        std::printf("SKIPPED: %s not on this CPU\n", kernels::isa_name(isa));
+        continue;
+      }
+      kernels::force_isa(isa);
+      std::vector<float> y(m * n);
+      kernels::qmatmul(x.data(), k, m, q.view, nullptr, y.data(), n, nullptr);
+      kernels::unforce_isa();
+      if (ref.empty()) ref = y;
+      else EXPECT_EQ(y, ref) << kernels::qtype_name(type) << " " << kernels::isa_name(isa);
     }
   }
 }

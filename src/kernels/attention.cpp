@@ -69,7 +69,7 @@ void attend_f16_scalar(const float* q, const uint16_t* k, const uint16_t* v, int
 
 void attend(const float* q, const float* k, const float* v, int64_t keys, int64_t d, float scale,
             const float* bias, float* scratch, float* out) {
-  if (active_isa() == Isa::kAvx2)
+  if (isa_at_least(Isa::kAvx2))
     attend_avx2(q, k, v, keys, d, scale, bias, scratch, out);
   else
     attend_scalar(q, k, v, keys, d, scale, bias, scratch, out);
@@ -77,7 +77,7 @@ void attend(const float* q, const float* k, const float* v, int64_t keys, int64_
 
 void attend_f16(const float* q, const uint16_t* k, const uint16_t* v, int64_t keys, int64_t d,
                 float scale, const float* bias, float* scratch, float* out) {
-  if (active_isa() == Isa::kAvx2)
+  if (isa_at_least(Isa::kAvx2))
     attend_f16_avx2(q, k, v, keys, d, scale, bias, scratch, out);
   else
     attend_f16_scalar(q, k, v, keys, d, scale, bias, scratch, out);

@@ -52,7 +52,7 @@ void gelu_erf_scalar(float* x, int64_t n) {
 }
 
 void gelu_erf(float* x, int64_t n) {
-  if (active_isa() == Isa::kAvx2)
+  if (isa_at_least(Isa::kAvx2))
     gelu_erf_avx2(x, n);
   else
     gelu_erf_scalar(x, n);

@@ -66,7 +66,10 @@ void matmul_nt_f16_scalar(const float* a, int64_t lda, const uint16_t* w, const 
 void matmul_nt_f16_cols(const float* a, int64_t lda, const uint16_t* w, const float* bias,
                         float* c, int64_t ldc, int64_t m, int64_t n, int64_t k, int64_t n_begin,
                         int64_t n_end) {
-  if (active_isa() == Isa::kAvx2)
+  const Isa isa = active_isa();
+  if (isa == Isa::kAvx512)
+    matmul_nt_f16_avx512(a, lda, w, bias, c, ldc, m, n, k, n_begin, n_end);
+  else if (isa == Isa::kAvx2)
     matmul_nt_f16_avx2(a, lda, w, bias, c, ldc, m, n, k, n_begin, n_end);
   else
     matmul_nt_f16_scalar(a, lda, w, bias, c, ldc, m, n, k, n_begin, n_end);
@@ -81,7 +84,7 @@ void matmul_nt_f16(const float* a, int64_t lda, const uint16_t* w, const float* 
 
 void matmul_nt_cols(const float* a, int64_t lda, const float* w, const float* bias, float* c,
                     int64_t ldc, int64_t m, int64_t n, int64_t k, int64_t n_begin, int64_t n_end) {
-  if (active_isa() == Isa::kAvx2)
+  if (isa_at_least(Isa::kAvx2))  // also at the AVX-512 level (matmul.h)
     matmul_nt_avx2(a, lda, w, bias, c, ldc, m, n, k, n_begin, n_end);
   else
     matmul_nt_scalar(a, lda, w, bias, c, ldc, m, n, k, n_begin, n_end);

@@ -2,6 +2,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "kernels/matmul.h"
 
@@ -26,7 +27,7 @@ inline __m256 wload(const uint16_t* p) {
 }
 inline float finish(__m256 acc, const float* ar, const float* wr, int64_t p, int64_t k) {
   float tail = 0.0f;
-  for (; p < k; ++p) tail += ar[p] * wr[p];
+  for (; p < k; ++p) tail = std::fma(ar[p], wr[p], tail);  // explicit: same in every file
   return hsum(acc) + tail;
 }
 // The tail (k % 8 weights) converted first, then the float32 code above: the same expression, so

@@ -343,7 +343,7 @@ void qmatmul_q4_scalar(const QActs& x, const QMatrix& w, const float* bias, floa
 // ---- Dispatcher -----------------------------------------------------------------------------
 
 void convert_f32_to_f16(const float* x, uint16_t* y, int64_t n) {
-  if (active_isa() == Isa::kAvx2) {
+  if (isa_at_least(Isa::kAvx2)) {
     convert_f32_to_f16_avx2(x, y, n);
     return;
   }
@@ -351,7 +351,7 @@ void convert_f32_to_f16(const float* x, uint16_t* y, int64_t n) {
 }
 
 void quantize_acts(const float* x, int64_t ldx, int64_t m, int64_t k, QActs* out) {
-  if (active_isa() == Isa::kAvx2)
+  if (isa_at_least(Isa::kAvx2))
     quantize_acts_avx2(x, ldx, m, k, out);
   else
     quantize_acts_scalar(x, ldx, m, k, out);
@@ -359,18 +359,20 @@ void quantize_acts(const float* x, int64_t ldx, int64_t m, int64_t k, QActs* out
 
 void qmatmul_cols(const float* x, int64_t ldx, int64_t m, const QActs& acts, const QMatrix& w,
                   const float* bias, float* y, int64_t ldy, int64_t n0, int64_t n1) {
-  const bool avx2 = active_isa() == Isa::kAvx2;
+  const Isa isa = active_isa();
   switch (w.type) {
     case QType::kBF16:
-      if (avx2) qmatmul_bf16_avx2(x, ldx, m, w, bias, y, ldy, n0, n1);
+      if (at_least(isa, Isa::kAvx2)) qmatmul_bf16_avx2(x, ldx, m, w, bias, y, ldy, n0, n1);
       else qmatmul_bf16_scalar(x, ldx, m, w, bias, y, ldy, n0, n1);
       break;
     case QType::kQ8:
-      if (avx2) qmatmul_q8_avx2(acts, w, bias, y, ldy, n0, n1);
+      if (isa == Isa::kAvx512) qmatmul_q8_avx512(acts, w, bias, y, ldy, n0, n1);
+      else if (isa == Isa::kAvx2) qmatmul_q8_avx2(acts, w, bias, y, ldy, n0, n1);
       else qmatmul_q8_scalar(acts, w, bias, y, ldy, n0, n1);
       break;
     case QType::kQ4:
-      if (avx2) qmatmul_q4_avx2(acts, w, bias, y, ldy, n0, n1);
+      if (isa == Isa::kAvx512) qmatmul_q4_avx512(acts, w, bias, y, ldy, n0, n1);
+      else if (isa == Isa::kAvx2) qmatmul_q4_avx2(acts, w, bias, y, ldy, n0, n1);
       else qmatmul_q4_scalar(acts, w, bias, y, ldy, n0, n1);
       break;
   }

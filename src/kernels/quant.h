@@ -14,7 +14,7 @@
 //
 // The q8 and q4 products quantize each activation row on the fly to int8 in blocks of 32 (one
 // float32 scale per block, round to nearest even) and form integer dot products per block
-// (AVX2: maddubs/madd), scaled and accumulated in float32. Every output element is computed by
+// (AVX2: maddubs/madd; AVX-512: VNNI vpdpbusd), scaled and accumulated in float32. Every output element is computed by
 // the same sequence of operations whichever tile, thread range or instruction set computes it:
 // the scalar twins reproduce the AVX2 lane structure (8 partial sums, fixed reduction order), so
 // SIMD and scalar results are bitwise equal and results never depend on the thread count.
@@ -108,5 +108,11 @@ void qmatmul_q4_scalar(const QActs& x, const QMatrix& w, const float* bias, floa
                        int64_t n_begin, int64_t n_end);
 void qmatmul_q4_avx2(const QActs& x, const QMatrix& w, const float* bias, float* y, int64_t ldy,
                      int64_t n_begin, int64_t n_end);
+// AVX-512 level (VNNI vpdpbusd on 256-bit registers): bitwise equal to the scalar twins. bf16 uses
+// its AVX2 kernel at this level (a zmm variant measured slower on Zen 4, docs/PERFORMANCE.md).
+void qmatmul_q8_avx512(const QActs& x, const QMatrix& w, const float* bias, float* y, int64_t ldy,
+                       int64_t n_begin, int64_t n_end);
+void qmatmul_q4_avx512(const QActs& x, const QMatrix& w, const float* bias, float* y, int64_t ldy,
+                       int64_t n_begin, int64_t n_end);
 
 }  // namespace musicgen::kernels

@@ -2,6 +2,7 @@
 
 #include <cfloat>
 #include <cmath>
+#include <vector>
 
 #include "core/error.h"
 #include "kernels/attention.h"
@@ -16,7 +17,8 @@ namespace musicgen {
 namespace {
 std::string layer_prefix(int i) { return "decoder.model.decoder.layers." + std::to_string(i) + "."; }
 constexpr float kLayerNormEps = 1e-5f;
-// Attention work (query-key products) below which the pool is not worth waking.
+// Cross-attention work (query-key products over the text) below which the pool is not worth
+// waking (a prompt of a few tokens). Self-attention always runs on the pool.
 constexpr int64_t kMinParallelAttention = 256 * 1024;
 
 template <typename Fn>
@@ -306,11 +308,18 @@ void MusicgenDecoder::forward(DecoderState& st, const int32_t* tokens, int n_tok
     float* vc = st.kv_f16 ? nullptr : st.self_v[l].data();
     uint16_t* kc16 = st.kv_f16 ? st.self_k16[l].data() : nullptr;
     uint16_t* vc16 = st.kv_f16 ? st.self_v16[l].data() : nullptr;
-    for (int b = 0; b < B; ++b)
-      for (int s = 0; s < n; ++s)
-        for (int64_t hh = 0; hh < nh; ++hh) {
-          const int64_t src = (static_cast<int64_t>(b) * n + s) * H + hh * hd;
-          const int64_t dst = ((static_cast<int64_t>(b) * nh + hh) * st.capacity + P + s) * hd;
+    // Cache write and attention in one parallel region over (stream, head) from the first
+    // position on: each pair owns its slice of the cache and its output columns, and is computed
+    // by the same code whichever thread runs it, so results do not depend on the thread count.
+    // (Running short caches on one thread left the other threads idle for the first 127 steps.)
+    auto self_attention = [&](int64_t begin, int64_t end) {
+      thread_local std::vector<float> scores;
+      scores.resize(static_cast<size_t>(P + n));
+      for (int64_t bh = begin; bh < end; ++bh) {
+        const int64_t b = bh / nh, hh = bh % nh;
+        for (int s = 0; s < n; ++s) {
+          const int64_t src = (b * n + s) * H + hh * hd;
+          const int64_t dst = (bh * st.capacity + P + s) * hd;
           if (st.kv_f16) {
             kernels::convert_f32_to_f16(kk.data() + src, kc16 + dst, hd);
             kernels::convert_f32_to_f16(vv.data() + src, vc16 + dst, hd);
@@ -319,12 +328,6 @@ void MusicgenDecoder::forward(DecoderState& st, const int32_t* tokens, int n_tok
             std::copy_n(vv.data() + src, hd, vc + dst);
           }
         }
-    // Small attention (short caches) runs on this thread: cheaper than waking the pool.
-    const bool self_parallel = static_cast<int64_t>(B) * nh * (P + n) * n * hd >= kMinParallelAttention;
-    parallel_or_inline(pool, self_parallel, B * nh, [&](int64_t begin, int64_t end) {
-      std::vector<float> scores(P + n);
-      for (int64_t bh = begin; bh < end; ++bh) {
-        const int64_t b = bh / nh, hh = bh % nh;
         for (int s = 0; s < n; ++s) {
           const float* qs = q.data() + (b * n + s) * H + hh * hd;
           const int keys = P + s + 1;  // causal
@@ -337,7 +340,8 @@ void MusicgenDecoder::forward(DecoderState& st, const int32_t* tokens, int n_tok
                             scale, nullptr, scores.data(), out);
         }
       }
-    });
+    };
+    parallel_or_inline(pool, pool != nullptr && pool->size() > 1, B * nh, self_attention);
     L.out.forward(att.data(), rows, o.data(), pool);
     kernels::add(x.data(), o.data(), rows * H);
 

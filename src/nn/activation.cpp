@@ -80,7 +80,7 @@ __attribute__((target("avx2,fma"))) void elu_avx2(const float* x, float* y, int6
 }
 
 void elu(const float* x, float* y, int64_t n) {
-  if (kernels::active_isa() == kernels::Isa::kAvx2)
+  if (kernels::isa_at_least(kernels::Isa::kAvx2))
     elu_avx2(x, y, n);
   else
     elu_scalar(x, y, n);

@@ -225,7 +225,7 @@ void matmul_packed_avx2(const float* a, int64_t lda, const PackedWeights& w, con
 
 void matmul_packed(const float* a, int64_t lda, const PackedWeights& w, const float* bias, float* c,
                    int64_t ldc, int64_t m, ThreadPool* pool) {
-  const bool avx2 = kernels::active_isa() == kernels::Isa::kAvx2;
+  const bool avx2 = kernels::isa_at_least(kernels::Isa::kAvx2);
   auto run = [&](int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
     if (avx2)
       matmul_packed_avx2(a, lda, w, bias, c, ldc, m0, m1, p0, p1);

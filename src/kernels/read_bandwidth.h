@@ -1,0 +1,25 @@
+// The machine's read bandwidth as the decoder sees it: every thread of a ThreadPool streams its
+// own contiguous slice of one large buffer with vector loads (AVX-512 or AVX2 where the CPU has
+// them), as the matrix kernels do. Shared by bench/membw and `musicgen bench`, so the two report
+// the same number.
+#pragma once
+
+#include <cstddef>
+
+namespace musicgen {
+class ThreadPool;
+}
+
+namespace musicgen::kernels {
+
+struct ReadBandwidth {
+  double median_bytes_per_s = 0;
+  double best_bytes_per_s = 0;
+};
+
+// Allocates `bytes` (rounded down to 4 KiB pages), touches every page, runs one warm-up pass and
+// `reps` timed passes with the pool's threads. Throws std::bad_alloc when the buffer cannot be
+// allocated.
+ReadBandwidth measure_read_bandwidth(size_t bytes, ThreadPool& pool, int reps);
+
+}  // namespace musicgen::kernels
