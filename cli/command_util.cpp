@@ -1,9 +1,5 @@
 #include "command_util.h"
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
-#endif
-
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -13,6 +9,7 @@
 #include <filesystem>
 #include <limits>
 
+#include "kernels/cpu.h"
 #include "musicgen/hub.h"
 
 #ifndef MUSICGEN_VERSION
@@ -125,26 +122,8 @@ void ArgReader::unknown() const {
 }
 
 std::string cpu_isa() {
-  // The kernels' rule (src/kernels/cpu.h): AVX-512 = F, BW, VL, DQ and VNNI; AVX2 with FMA and
-  // F16C; MUSICGEN_ISA=scalar|avx2|avx512 caps the level.
-  int level = 0;
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-    if (__get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0) level = 1;
-  }
-  if (level == 1 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-      __builtin_cpu_supports("avx512vnni"))
-    level = 2;
-#endif
-  if (const char* env = std::getenv("MUSICGEN_ISA"); env != nullptr) {
-    if (std::strcmp(env, "scalar") == 0) level = 0;
-    else if (std::strcmp(env, "avx2") == 0 && level > 1) level = 1;
-  }
-  static const char* const kNames[] = {"scalar", "avx2", "avx512"};
-  return kNames[level];
+  // The level the kernels use (src/kernels/cpu.h: detected, capped by MUSICGEN_ISA).
+  return musicgen::kernels::isa_name(musicgen::kernels::active_isa());
 }
 
 std::string version_text() {
