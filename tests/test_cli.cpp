@@ -737,7 +737,7 @@ TEST_F(CliModelReferences, EveryCommandResolvesTheSameWay) {
     const std::string wav = out_ + "/g" + std::to_string(n) + ".wav";
     const std::string mgq = out_ + "/q" + std::to_string(n++) + ".mgq";
     const CliOutput g = run_cli_captured(
-        {"generate", "-m", ref, "-p", "x", "--max-new-tokens", "10", "--greedy", "-o", wav});
+        {"generate", "-m", ref, "-p", "x", "--max-new-tokens", "10", "--greedy", "-s", "0", "-o", wav});
     ASSERT_EQ(g.exit_code, 0) << g.err;
     EXPECT_TRUE(contains(g.err, "loaded facebook/musicgen-small")) << g.err;
     EXPECT_FALSE(contains(g.err, "snapshots")) << "the snapshot path in the load line";
