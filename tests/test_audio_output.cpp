@@ -688,6 +688,14 @@ TEST(CliAudio, NormalizeOptionReachesItsTargets) {
   EXPECT_LE(max_abs(clip.planar), kMinus1dB);
 }
 
+TEST(CliAudio, HelpNamesTheOutputOptions) {
+  const CliRun r = run_cli({"generate", "--help"});
+  ASSERT_EQ(r.exit_code, 0);
+  for (const char* part : {"--format", "--normalize", "peak", "loudness", "rms", "clip", ".flac", ".ogg",
+                           ".opus", ".mp3", "--sample-format", "--seed"})
+    EXPECT_NE(r.out.find(part), std::string::npos) << part;
+}
+
 TEST(CliAudio, DashWritesAWavStreamAndNothingElseToStdout) {
   const std::string dir = testing::make_temp_dir("cli-audio");
   const CliRun piped = run_cli(gen_args("-", {"--seed", "9"}));  // not quiet: messages go to stderr
