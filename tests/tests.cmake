@@ -46,3 +46,6 @@ musicgen_add_test(test_torch_checkpoint SOURCES test_torch_checkpoint.cpp
   LIBS musicgen nlohmann_json::nlohmann_json)
 # Exact f16 storage of half-representable float32 weights: bitwise the float32 path.
 musicgen_add_test(test_exact_f16 SOURCES test_exact_f16.cpp LIBS musicgen)
+# Continuous batching: requests sharing decoder steps give exactly what they give alone.
+musicgen_add_test(test_batcher SOURCES test_batcher.cpp golden_runs.cpp
+  LIBS musicgen musicgen_models nlohmann_json::nlohmann_json)
