@@ -13,7 +13,10 @@
 #include <random>
 #include <thread>
 
+#include "api/batcher_test_access.h"
+#include "core/thread_pool.h"
 #include "format/hf_config.h"
+#include "generation/generator.h"
 #include "golden_runs.h"
 #include "models/musicgen_decoder.h"
 #include "musicgen/batcher.h"
@@ -509,6 +512,115 @@ TEST(Batcher, ForwardMultiEqualsForward) {
   const int before = multi_st[0].length;
   EXPECT_THROW(dec.forward_multi({ok, over}, &pool), Error);
   EXPECT_EQ(multi_st[0].length, before);
+}
+
+// Streaming frames (CodeGenRequest::on_frames, what GenerationOptions::on_audio is built on): a
+// batched request gets them on its own calling thread, in order, and they concatenate to its
+// codes, which equal generate_codes' alone; a slow consumer does not hold up the batch, and one
+// that returns false cancels only its own request.
+TEST(Batcher, StreamedFramesOnCallingThread) {
+  const std::string dir = fixture_dir("tiny-a");
+  const MusicgenConfig cfg = load_musicgen_config(dir);
+  const TensorStore store = TensorStore::open_checkpoint(dir);
+  const MusicgenDecoder dec(cfg.decoder, cfg.text_encoder.d_model, store);
+  const int K = cfg.decoder.num_codebooks, kc = K / cfg.decoder.audio_channels;
+  ThreadPool pool(2);
+  auto model = Model::load(dir);
+  Batcher batcher(model, {.threads = 2});
+
+  struct Stream {
+    std::vector<std::pair<int, int>> pieces;  // (first, count)
+    std::vector<std::vector<int32_t>> codes;
+    std::thread::id thread;
+    bool other_thread = false;
+  };
+  auto collect = [](Stream* st, int delay_ms, int stop_after) {
+    return [st, delay_ms, stop_after](int first, int count, const std::vector<int32_t>& c) {
+      if (std::this_thread::get_id() != st->thread) st->other_thread = true;
+      st->pieces.push_back({first, count});
+      st->codes.push_back(c);
+      if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+      return static_cast<int>(st->pieces.size()) != stop_after;
+    };
+  };
+  // Pieces [B, K, count] back into [B, K, N], checking they are contiguous and in order.
+  auto stitch = [&](const Stream& st, int batch, int frames) {
+    std::vector<int32_t> all(static_cast<size_t>(batch) * K * frames, -1);
+    int next = 0;
+    for (size_t p = 0; p < st.pieces.size(); ++p) {
+      const auto [first, count] = st.pieces[p];
+      EXPECT_EQ(first, next) << "piece " << p;
+      for (int bk = 0; bk < batch * K; ++bk)
+        for (int t = 0; t < count; ++t)
+          all[static_cast<size_t>(bk) * frames + first + t] = st.codes[p][bk * count + t];
+      next = first + count;
+    }
+    EXPECT_EQ(next, frames);
+    return all;
+  };
+
+  const int steps = 40;
+  Rng rng_a(21), rng_ref(21);
+  CodeGenRequest a;  // sampled, unconditional, batch 2
+  a.batch = 2;
+  a.max_length = steps + 1;
+  a.sampling.do_sample = true;
+  a.sampling.top_k = 20;
+  a.rng = &rng_a;
+  CodeGenRequest b = a;  // greedy, cancelled by its stream after 3 pieces
+  b.sampling.do_sample = false;
+  b.rng = nullptr;
+  CodeGenRequest c = b;  // greedy, another length
+  c.max_length = 25 + 1;
+
+  // Alone, through generate_codes (its own on_frames).
+  CodeGenRequest ref = a;
+  ref.rng = &rng_ref;
+  Stream ref_stream;
+  ref_stream.thread = std::this_thread::get_id();
+  ref.on_frames = collect(&ref_stream, 0, -1);
+  const CodeGenResult want_a = generate_codes(dec, ref, &pool);
+  const int frames = want_a.frames;
+  EXPECT_EQ(frames, steps + 1 - kc);
+  EXPECT_EQ(stitch(ref_stream, 2, frames), want_a.codes);
+  EXPECT_FALSE(ref_stream.other_thread);
+  const CodeGenResult want_c = generate_codes(dec, c, &pool);
+
+  Stream sa, sb, sc;
+  CodeGenResult got_a, got_c;
+  std::optional<ErrorCode> err_b;
+  std::thread ta([&] {
+    sa.thread = std::this_thread::get_id();
+    a.on_frames = collect(&sa, 3, -1);  // slow: 3 ms per piece
+    got_a = BatcherTestAccess::decode(batcher, a);
+  });
+  std::thread tb([&] {
+    sb.thread = std::this_thread::get_id();
+    b.on_frames = collect(&sb, 0, 3);
+    try {
+      BatcherTestAccess::decode(batcher, b);
+    } catch (const Error& e) {
+      err_b = e.code();
+    }
+  });
+  std::thread tc([&] {
+    sc.thread = std::this_thread::get_id();
+    c.on_frames = collect(&sc, 0, -1);
+    got_c = BatcherTestAccess::decode(batcher, c);
+  });
+  ta.join();
+  tb.join();
+  tc.join();
+  EXPECT_EQ(got_a.codes, want_a.codes);
+  EXPECT_EQ(stitch(sa, 2, frames), want_a.codes);
+  EXPECT_FALSE(sa.other_thread) << "on_frames ran off the calling thread";
+  EXPECT_EQ(got_c.codes, want_c.codes);
+  EXPECT_EQ(stitch(sc, 2, want_c.frames), want_c.codes);
+  EXPECT_FALSE(sc.other_thread);
+  ASSERT_TRUE(err_b.has_value());
+  EXPECT_EQ(*err_b, ErrorCode::kCancelled);
+  EXPECT_EQ(sb.pieces.size(), 3u);  // never called again after it returned false
+  EXPECT_EQ(batcher.stats().running, 0);
 }
 
 }  // namespace

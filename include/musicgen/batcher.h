@@ -58,6 +58,7 @@ class Batcher {
   const std::shared_ptr<const Model>& model() const;
 
  private:
+  friend struct BatcherTestAccess;  // src/api/batcher_test_access.h (tests only)
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <thread>
 
+#include "api/batcher_test_access.h"
 #include "api/model_impl.h"
 #include "core/error.h"
 #include "core/timer.h"
@@ -22,12 +23,17 @@ namespace {
 
 // One batched request, owned by its caller's stack frame while it waits.
 struct Request {
+  CodeGenRequest req;  // the caller's, without on_frames (called on the caller's thread)
+  bool streaming = false;
   std::unique_ptr<CodeStepper> stepper;
   DecoderState state;
   std::vector<int32_t> tokens;  // the next step's inputs
   std::vector<float> logits;    // its logits
   std::exception_ptr error;
-  bool finished = false;  // under the batcher's mutex: the caller may return
+  // Under the batcher's mutex:
+  bool finished = false;  // the decoder thread is done with it: the caller may return
+  int final_frames = 0;   // stepper->final_frames() after the last step (streaming)
+  bool cancel = false;    // the caller's on_frames asked to stop: leave at the next boundary
 };
 
 }  // namespace
@@ -59,21 +65,50 @@ struct Batcher::Impl {
   }
 
   // The hook generate_with calls for a batchable request: prepares its state on the calling
-  // thread (side: that thread's pool), queues it and waits for its codes.
+  // thread (side: that thread's pool), queues it and waits for its codes. Streaming
+  // (req.on_frames) is served here, on the calling thread, as frames become final: the decoder
+  // thread never waits for a caller's audio decoding.
   CodeGenResult decode(const CodeGenRequest& req, ThreadPool* side) {
     const MusicgenDecoder& decoder = *model->impl().decoder;
     Request r;
-    r.stepper = std::make_unique<CodeStepper>(decoder.config(), req);
+    r.req = req;
+    r.req.on_frames = nullptr;
+    r.streaming = static_cast<bool>(req.on_frames);
+    r.stepper = std::make_unique<CodeStepper>(decoder.config(), r.req);
     r.state = decoder.new_state(r.stepper->rows(), r.stepper->capacity());
     if (r.stepper->text() != nullptr)
       decoder.set_text(r.state, *r.stepper->text(), *r.stepper->text_mask(), side);
-    {
-      std::unique_lock<std::mutex> lock(mu);
-      waiting.push_back(&r);
-      stats.waiting = static_cast<int>(waiting.size());
-      work_cv.notify_one();
-      done_cv.wait(lock, [&] { return r.finished; });
+    int reported = r.stepper->final_frames();  // the prompt's (none: batched requests have none)
+    std::vector<int32_t> fresh;
+    std::exception_ptr caller_error;
+    std::unique_lock<std::mutex> lock(mu);
+    waiting.push_back(&r);
+    stats.waiting = static_cast<int>(waiting.size());
+    work_cv.notify_one();
+    for (;;) {
+      done_cv.wait(lock, [&] {
+        return r.finished || (r.streaming && !caller_error && r.final_frames > reported);
+      });
+      if (r.streaming && !caller_error && !r.error && r.final_frames > reported) {
+        // Final cells are never written again: copy them, then call back without the lock.
+        const int first = reported, n = r.final_frames - reported;
+        r.stepper->copy_frames(first, n, &fresh);
+        reported += n;
+        lock.unlock();
+        try {
+          if (!req.on_frames(first, n, fresh))
+            fail(ErrorCode::kCancelled, "generation cancelled");
+        } catch (...) {
+          caller_error = std::current_exception();
+        }
+        lock.lock();
+        if (caller_error) r.cancel = true;  // leaves at the next step boundary
+        continue;
+      }
+      if (r.finished) break;
     }
+    lock.unlock();
+    if (caller_error) std::rethrow_exception(caller_error);
     if (r.error) std::rethrow_exception(r.error);
     return r.stepper->result();
   }
@@ -87,6 +122,32 @@ struct Batcher::Impl {
         std::unique_lock<std::mutex> lock(mu);
         work_cv.wait(lock, [&] { return stop || !waiting.empty() || !running.empty(); });
         if (waiting.empty() && running.empty()) return;  // stop, and nothing in flight
+        // Requests their callers cancelled (streaming) leave, waiting ones too.
+        for (auto it = waiting.begin(); it != waiting.end();)
+          if ((*it)->cancel) {
+            (*it)->error = std::make_exception_ptr(Error(ErrorCode::kCancelled, "generation cancelled"));
+            (*it)->finished = true;
+            it = waiting.erase(it);
+            done_cv.notify_all();
+          } else {
+            ++it;
+          }
+        for (auto it = running.begin(); it != running.end();)
+          if ((*it)->cancel) {
+            (*it)->error = std::make_exception_ptr(Error(ErrorCode::kCancelled, "generation cancelled"));
+            (*it)->state = DecoderState{};
+            (*it)->finished = true;
+            it = running.erase(it);
+            done_cv.notify_all();
+          } else {
+            ++it;
+          }
+        if (waiting.empty() && running.empty()) {
+          stats.running = 0;
+          stats.waiting = 0;
+          if (stop) return;
+          continue;
+        }
         // Join at this step boundary, first come first served.
         while (!waiting.empty() && static_cast<int>(running.size()) < options.max_batch) {
           running.push_back(waiting.front());
@@ -131,12 +192,17 @@ struct Batcher::Impl {
         }
       }
       const double busy = sw.seconds();
+      bool streamed = false;
       {
         std::lock_guard<std::mutex> lock(mu);
         if (!stepped.empty()) {
           ++stats.steps;
           stats.request_steps += stepped.size();
           stats.busy_s += busy;
+        }
+        for (Request* r : stepped) {
+          r->final_frames = r->stepper->final_frames();
+          streamed = streamed || r->streaming;
         }
         for (Request* r : leaving) {
           r->state = DecoderState{};  // its caches go now, not when the caller wakes
@@ -145,7 +211,7 @@ struct Batcher::Impl {
         }
         stats.running = static_cast<int>(running.size());
       }
-      if (!leaving.empty()) done_cv.notify_all();
+      if (!leaving.empty() || streamed) done_cv.notify_all();
     }
   }
 };
@@ -181,5 +247,10 @@ Batcher::Stats Batcher::stats() const {
 }
 
 const std::shared_ptr<const Model>& Batcher::model() const { return impl_->model; }
+
+CodeGenResult BatcherTestAccess::decode(Batcher& batcher, const CodeGenRequest& request) {
+  ThreadPool side(1);
+  return batcher.impl_->decode(request, &side);
+}
 
 }  // namespace musicgen

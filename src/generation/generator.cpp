@@ -36,6 +36,7 @@ CodeStepper::CodeStepper(const DecoderConfig& cfg, const CodeGenRequest& req)
   const DelayPattern& pattern = pattern_;
   B_ = B;
   K_ = K;
+  kc_ = K / cfg.audio_channels;
   V_ = V;
   max_length_ = M;
 
@@ -146,10 +147,37 @@ CodeGenResult CodeStepper::result() const {
   return result;
 }
 
+int CodeStepper::final_frames() const {
+  // Frame t is final once column t + 1 + d_k is known for every k (max d_k = Kc - 1); column
+  // s_ is the last one known.
+  return std::min(pattern_.frames(), std::max(req_.prompt_frames, s_ + 1 - kc_));
+}
+
+void CodeStepper::copy_frames(int first, int count, std::vector<int32_t>* out) const {
+  out->assign(static_cast<size_t>(B_) * K_ * count, 0);
+  for (int b = 0; b < B_; ++b)
+    for (int k = 0; k < K_; ++k)
+      for (int t = 0; t < count; ++t)
+        (*out)[(static_cast<size_t>(b) * K_ + k) * count + t] =
+            cell(b, k, first + t + 1 + pattern_.delay(k));
+}
+
 CodeGenResult generate_codes(DecoderRunner& runner, const DecoderConfig& cfg,
                              const CodeGenRequest& req) {
   CodeStepper stepper(cfg, req);
   runner.start(stepper.rows(), stepper.capacity(), stepper.text(), stepper.text_mask());
+  // Streaming: the frames that became final since the last report.
+  int reported = 0;
+  std::vector<int32_t> fresh;
+  auto report = [&] {
+    const int complete = stepper.final_frames();
+    if (!req.on_frames || complete <= reported) return;
+    const int first = reported, n = complete - reported;
+    stepper.copy_frames(first, n, &fresh);
+    reported = complete;
+    if (!req.on_frames(first, n, fresh)) fail(ErrorCode::kCancelled, "generation cancelled");
+  };
+  report();  // the prompt's frames
   std::vector<int32_t> input;
   std::vector<float> logits;
   while (!stepper.done()) {
@@ -158,6 +186,7 @@ CodeGenResult generate_codes(DecoderRunner& runner, const DecoderConfig& cfg,
     const int n = stepper.next_input(&input, &prefix, &prefix_len);
     runner.step(input.data(), n, prefix, prefix_len, &logits);
     stepper.consume(logits.data());
+    report();
   }
   return stepper.result();
 }
@@ -206,8 +235,23 @@ CodeGenResult generate_long(DecoderRunner& runner, const DecoderConfig& cfg,
   }
   std::vector<int32_t> prompt = lr.base.prompt_codes ? *lr.base.prompt_codes : std::vector<int32_t>{};
   int steps_done = 0;
+  int reported = 0;  // output frames passed to lr.base.on_frames
   for (const Window& w : plan) {
     CodeGenRequest req = lr.base;
+    if (lr.base.on_frames)  // window frame t is output frame w.offset + t; report each once
+      req.on_frames = [&, offset = w.offset](int first, int count, const std::vector<int32_t>& codes) {
+        const int skip = std::max(0, reported - (offset + first));
+        if (skip >= count) return true;
+        const int n = count - skip;
+        std::vector<int32_t> part(static_cast<size_t>(B) * K * n);
+        for (int bk = 0; bk < B * K; ++bk)
+          std::copy_n(codes.data() + static_cast<size_t>(bk) * count + skip, n,
+                      part.data() + static_cast<size_t>(bk) * n);
+        const int begin = offset + first + skip;
+        if (begin != reported) fail(ErrorCode::kInvalidArgument, "internal: long-form frames out of order");
+        reported = begin + n;
+        return lr.base.on_frames(begin, n, part);
+      };
     req.prompt_codes = w.prompt_frames > 0 ? &prompt : nullptr;
     req.prompt_frames = w.prompt_frames;
     req.max_length = w.frames + kc;

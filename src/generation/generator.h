@@ -38,6 +38,12 @@ struct CodeGenRequest {
   int step_total = 0;   // total reported to on_step (0: this request's steps)
   // Optional: receives the processed scores [B, K, V] of every produced step.
   std::function<void(int, const std::vector<float>&)> on_scores;
+  // Optional (streaming): called as soon as output frames are final (all K codebooks known
+  // after the delay pattern), in order, with frames [first, first + count) of the result as
+  // un-delayed codes [B, K, count]; the prompt's frames come first, before any step. In
+  // generate_long, frame numbers are those of the stitched output. Return false to cancel
+  // (Error(kCancelled)).
+  std::function<bool(int first, int count, const std::vector<int32_t>& codes)> on_frames;
 };
 
 struct CodeGenResult {
@@ -75,6 +81,12 @@ class CodeStepper {
   void consume(const float* logits);
   CodeGenResult result() const;
 
+  // Output frames final so far (every codebook's cell known): the prompt's before any step,
+  // then one more per step once the delay pattern has filled, all of them when done.
+  int final_frames() const;
+  // Un-delayed codes of frames [first, first + count): [B, K, count].
+  void copy_frames(int first, int count, std::vector<int32_t>* out) const;
+
  private:
   int32_t& cell(int b, int k, int c) {
     return seq_[(static_cast<size_t>(b) * K_ + k) * max_length_ + c];
@@ -85,7 +97,7 @@ class CodeStepper {
 
   const CodeGenRequest& req_;
   DelayPattern pattern_;
-  int B_ = 0, K_ = 0, V_ = 0, max_length_ = 0;
+  int B_ = 0, K_ = 0, V_ = 0, max_length_ = 0, kc_ = 1;
   bool cfg_on_ = false;
   int rows_ = 0, capacity_ = 0;
   std::vector<int32_t> seq_;  // [B, K, M]
