@@ -56,3 +56,6 @@ musicgen_add_test(test_audio_output SOURCES test_audio_output.cpp
   LIBS musicgen PkgConfig::SNDFILE PkgConfig::EBUR128 nlohmann_json::nlohmann_json)
 target_compile_definitions(test_audio_output PRIVATE MUSICGEN_CLI="$<TARGET_FILE:musicgen_cli>")
 add_dependencies(test_audio_output musicgen_cli)
+# Continuous batching: requests sharing decoder steps give exactly what they give alone.
+musicgen_add_test(test_batcher SOURCES test_batcher.cpp golden_runs.cpp
+  LIBS musicgen musicgen_models nlohmann_json::nlohmann_json)

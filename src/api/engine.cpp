@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "core/timer.h"
+#include "api/model_impl.h"
 #include "api/weight_types.h"
 #include "format/hf_config.h"
 #include "format/quantized_file.h"
@@ -30,36 +31,6 @@
 namespace musicgen {
 
 namespace fs = std::filesystem;
-
-struct Model::Impl {
-  MusicgenConfig config;
-  ModelInfo info;
-  TensorStore store;
-  std::unique_ptr<T5Tokenizer> tokenizer;
-  std::unique_ptr<T5Encoder> t5;
-  std::unique_ptr<MusicgenDecoder> decoder;
-  std::unique_ptr<EncodecModel> codec;
-  std::unique_ptr<ChromaExtractor> chroma;  // melody checkpoints
-#ifdef MUSICGEN_HAVE_VULKAN
-  std::unique_ptr<gpu::VulkanDecoder> gpu_decoder;  // when the decoder runs on a GPU
-  std::unique_ptr<gpu::VulkanCodecDecoder> gpu_codec;  // EnCodec decoding there too
-#endif
-  // EnCodec decoding on the model's device: codes [B][n_q][T] -> audio [B, 1, T * hop].
-  Tensor decode_audio(const std::vector<int32_t>& codes, int batch, int n_q, int frames,
-                      ThreadPool* pool) const {
-#ifdef MUSICGEN_HAVE_VULKAN
-    if (gpu_codec) return gpu_codec->decode(codes, batch, n_q, frames);
-#endif
-    return codec->decode(codes, batch, n_q, frames, pool);
-  }
-  // A decoder runner on the model's device, for one generation of a session.
-  std::unique_ptr<DecoderRunner> new_runner(ThreadPool* pool) const {
-#ifdef MUSICGEN_HAVE_VULKAN
-    if (gpu_decoder) return gpu_decoder->new_runner();
-#endif
-    return std::make_unique<CpuDecoderRunner>(*decoder, pool);
-  }
-};
 
 std::vector<DeviceInfo> list_devices() {
 #ifdef MUSICGEN_HAVE_VULKAN
@@ -280,8 +251,20 @@ AudioData slice_audio(const AudioData& audio, double start_s, std::optional<doub
   return from_buffer(slice_seconds(to_buffer(audio), start_s, duration_s));
 }
 
+namespace {
+GenerationResult decode_codes_with(const Model::Impl& m, const std::vector<int32_t>& codes,
+                                   int batch, int frames, ThreadPool* pool);
+}  // namespace
+
 GenerationResult Session::decode_codes(const std::vector<int32_t>& codes, int batch, int frames) {
-  const Model::Impl& m = impl_->model->impl();
+  return decode_codes_with(impl_->model->impl(), codes, batch, frames, &impl_->pool);
+}
+
+namespace {
+
+// Session::decode_codes on a given pool.
+GenerationResult decode_codes_with(const Model::Impl& m, const std::vector<int32_t>& codes,
+                                   int batch, int frames, ThreadPool* pool) {
   const int K = m.config.decoder.num_codebooks, C = m.config.decoder.audio_channels;
   const int kc = K / C;
   if (batch <= 0 || frames <= 0 || codes.size() != static_cast<size_t>(batch) * K * frames)
@@ -304,7 +287,7 @@ GenerationResult Session::decode_codes(const std::vector<int32_t>& codes, int ba
       for (int q = 0; q < kc; ++q)
         std::copy_n(codes.data() + (static_cast<size_t>(b) * K + q * C + ch) * frames, frames,
                     sub.data() + (static_cast<size_t>(b) * kc + q) * frames);
-    const Tensor audio = m.decode_audio(sub, batch, kc, frames, &impl_->pool);  // [B, 1, samples]
+    const Tensor audio = m.decode_audio(sub, batch, kc, frames, pool);  // [B, 1, samples]
     for (int b = 0; b < batch; ++b)
       std::copy_n(audio.ptr() + static_cast<size_t>(b) * r.samples, r.samples,
                   r.audio.data() + (static_cast<size_t>(b) * C + ch) * r.samples);
@@ -312,8 +295,6 @@ GenerationResult Session::decode_codes(const std::vector<int32_t>& codes, int ba
   r.timings.audio_decode_s = sw.seconds();
   return r;
 }
-
-namespace {
 
 // Audio prompts -> codes [B, K, Tp] (HF: processor left-pads to the longest item, the codec
 // encodes each channel, stereo codebooks are interleaved [L0, R0, L1, R1, ...]).
@@ -377,7 +358,22 @@ Tensor null_chroma(int num_chroma) {
 }  // namespace
 
 GenerationResult Session::generate(const GenerationOptions& opt) {
-  const Model::Impl& m = impl_->model->impl();
+  return generate_with(impl_->model->impl(), opt, &impl_->pool, nullptr);
+}
+
+bool batchable(const Model::Impl& m, const GenerationOptions& opt) {
+  const MusicgenConfig& cfg = m.config;
+  if (!m.cpu_decoder() || cfg.melody || !opt.audio_prompts.empty() || !opt.melodies.empty())
+    return false;
+  const int window_frames =
+      static_cast<int>(std::floor(kWindowSeconds * cfg.audio_encoder.frame_rate() + 1e-9));
+  // Session::generate's long-form rule: a duration of more than one window.
+  return !(opt.duration_s && std::isfinite(*opt.duration_s) &&
+           std::floor(*opt.duration_s * cfg.audio_encoder.frame_rate() + 1e-9) > window_frames);
+}
+
+GenerationResult generate_with(const Model::Impl& m, const GenerationOptions& opt,
+                               ThreadPool* pool, const CodeGenHook* hook) {
   const MusicgenConfig& cfg = m.config;
   const int K = cfg.decoder.num_codebooks, C = cfg.decoder.audio_channels, kc = K / C;
   const int frame_rate = cfg.audio_encoder.frame_rate();
@@ -437,7 +433,7 @@ GenerationResult Session::generate(const GenerationOptions& opt) {
                  ", so an audio prompt cannot be continued (transformers fails here too); "
                  "generate from text or unconditionally");
     Stopwatch sw;
-    prompt_codes = encode_prompts(m, opt.audio_prompts, batch, &impl_->pool, &prompt_frames, &padding);
+    prompt_codes = encode_prompts(m, opt.audio_prompts, batch, pool, &prompt_frames, &padding);
     req.prompt_codes = &prompt_codes;
     req.prompt_frames = prompt_frames;
     t.text_encode_s += sw.seconds();
@@ -482,10 +478,10 @@ GenerationResult Session::generate(const GenerationOptions& opt) {
   Stopwatch sw_text;
   if (conditional) {
     const TokenBatch tokens = m.tokenizer->encode_batch(opt.prompts);
-    text_raw = m.t5->forward(tokens.ids, tokens.mask, tokens.batch, tokens.length, &impl_->pool);
+    text_raw = m.t5->forward(tokens.ids, tokens.mask, tokens.batch, tokens.length, pool);
     m.t5->release_resident();  // read again (from the page cache) by the next request only
     mask = tokens.mask;
-    projected = m.decoder->project_text(text_raw, tokens.mask, &impl_->pool);
+    projected = m.decoder->project_text(text_raw, tokens.mask, pool);
     if (!cfg.melody) {
       req.text = &projected;
       req.text_mask = &mask;
@@ -518,9 +514,9 @@ GenerationResult Session::generate(const GenerationOptions& opt) {
     }
     // Text rows: the projected text times its mask; a melody without text gets one zero row.
     Tensor text_rows = conditional ? projected : Tensor({batch, 1, cfg.decoder.hidden_size});
-    prefix_cond = melody_prefix(m, chroma, text_rows, &impl_->pool);
+    prefix_cond = melody_prefix(m, chroma, text_rows, pool);
     std::vector<Tensor> nulls(batch, null_chroma(cfg.num_chroma));
-    prefix_uncond = melody_prefix(m, nulls, Tensor(text_rows.shape), &impl_->pool);
+    prefix_uncond = melody_prefix(m, nulls, Tensor(text_rows.shape), pool);
     req.prefix_cond = &prefix_cond;
     req.prefix_uncond = &prefix_uncond;
   };
@@ -536,8 +532,12 @@ GenerationResult Session::generate(const GenerationOptions& opt) {
   CodeGenResult codes;
   if (!long_form) {
     req.max_length = total_frames + kc;
-    auto runner = m.new_runner(&impl_->pool);
-    codes = generate_codes(*runner, m.config.decoder, req);
+    if (hook != nullptr && batchable(m, opt)) {
+      codes = (*hook)(req);  // the Batcher's shared decoder batch
+    } else {
+      auto runner = m.new_runner(pool);
+      codes = generate_codes(*runner, m.config.decoder, req);
+    }
     t.decode_steps = codegen_steps(req);
   } else {
     LongFormRequest lr;
@@ -556,11 +556,11 @@ GenerationResult Session::generate(const GenerationOptions& opt) {
     lr.after_window = [&](const Window&, const CodeGenRequest& r, const CodeGenResult&) {
       t.decode_steps += codegen_steps(r);
     };
-    auto runner = m.new_runner(&impl_->pool);
+    auto runner = m.new_runner(pool);
     codes = generate_long(*runner, m.config.decoder, lr);
   }
   t.decode_s = sw.seconds();
-  result = decode_codes(codes.codes, batch, codes.frames);
+  result = decode_codes_with(m, codes.codes, batch, codes.frames, pool);
   result.leading_padding = padding;
   t.audio_decode_s = result.timings.audio_decode_s;
   result.timings = t;

@@ -3,7 +3,6 @@
 #include <algorithm>
 
 #include "core/error.h"
-#include "generation/delay_pattern.h"
 
 namespace musicgen {
 
@@ -24,8 +23,9 @@ CodeGenResult generate_codes(const MusicgenDecoder& decoder, const CodeGenReques
   return generate_codes(runner, decoder.config(), req);
 }
 
-CodeGenResult generate_codes(DecoderRunner& runner, const DecoderConfig& cfg,
-                             const CodeGenRequest& req) {
+CodeStepper::CodeStepper(const DecoderConfig& cfg, const CodeGenRequest& req)
+    : req_(req),
+      pattern_(cfg.num_codebooks, cfg.audio_channels, req.max_length, cfg.vocab_size) {
   const int B = req.batch, K = cfg.num_codebooks, V = cfg.vocab_size, M = req.max_length;
   const int special = cfg.vocab_size;
   const int Tp = req.prompt_frames;
@@ -33,41 +33,47 @@ CodeGenResult generate_codes(DecoderRunner& runner, const DecoderConfig& cfg,
     fail(ErrorCode::kInvalidArgument, "max_length " + std::to_string(M) + " is too short");
   if (req.sampling.do_sample && req.rng == nullptr)
     fail(ErrorCode::kInvalidArgument, "sampling needs a random stream");
-  const DelayPattern pattern(K, cfg.audio_channels, M, special);
+  const DelayPattern& pattern = pattern_;
+  B_ = B;
+  K_ = K;
+  kc_ = K / cfg.audio_channels;
+  V_ = V;
+  max_length_ = M;
 
   // Guidance on an unconditional request is a no-op (both streams see zero text): one stream.
   const bool cfg_on = guidance_on(req);
+  cfg_on_ = cfg_on;
   const int rows = cfg_on ? 2 * B : B;  // [cond_0..cond_{B-1}, uncond_0..uncond_{B-1}]
+  rows_ = rows;
 
-  const int capacity = M + (req.prefix_cond ? static_cast<int>(req.prefix_cond->dim(1)) : 0);
-  if (req.text == nullptr) runner.start(rows, capacity, nullptr, nullptr);
+  capacity_ = M + (req.prefix_cond ? static_cast<int>(req.prefix_cond->dim(1)) : 0);
   if (req.text != nullptr) {
     const int64_t S = req.text->dim(1), H = req.text->dim(2);
     if (!cfg_on) {
-      runner.start(rows, capacity, req.text, req.text_mask);
+      text_ = req.text;
+      text_mask_ = req.text_mask;
     } else {
       // The null stream: zero text states and a zero mask (HF appends zeros_like).
-      Tensor both({rows, S, H});
-      std::copy(req.text->data.begin(), req.text->data.end(), both.data.begin());
-      std::vector<int32_t> mask(static_cast<size_t>(rows) * S, 0);
-      std::copy(req.text_mask->begin(), req.text_mask->end(), mask.begin());
-      runner.start(rows, capacity, &both, &mask);
+      both_ = Tensor({rows, S, H});
+      std::copy(req.text->data.begin(), req.text->data.end(), both_.data.begin());
+      both_mask_.assign(static_cast<size_t>(rows) * S, 0);
+      std::copy(req.text_mask->begin(), req.text_mask->end(), both_mask_.begin());
+      text_ = &both_;
+      text_mask_ = &both_mask_;
     }
   }
-  std::vector<float> prefix;  // [rows, P0, H]
-  int prefix_len = 0;
   if (req.prefix_cond != nullptr) {
-    prefix_len = static_cast<int>(req.prefix_cond->dim(1));
-    prefix = req.prefix_cond->data;
-    if (cfg_on) prefix.insert(prefix.end(), req.prefix_uncond->data.begin(), req.prefix_uncond->data.end());
+    prefix_len_ = static_cast<int>(req.prefix_cond->dim(1));
+    prefix_ = req.prefix_cond->data;
+    if (cfg_on) prefix_.insert(prefix_.end(), req.prefix_uncond->data.begin(), req.prefix_uncond->data.end());
   }
 
   // The sequence [B, K, M]: forced cells hold the special token, prompt cells the prompt codes
   // (HF build_delay_pattern_mask), the rest is generated.
-  std::vector<int32_t> seq(static_cast<size_t>(B) * K * M, kUnknown);
+  seq_.assign(static_cast<size_t>(B) * K * M, kUnknown);
   for (int b = 0; b < B; ++b)
     for (int k = 0; k < K; ++k) {
-      int32_t* row = seq.data() + (static_cast<size_t>(b) * K + k) * M;
+      int32_t* row = seq_.data() + (static_cast<size_t>(b) * K + k) * M;
       for (int c = 0; c < M; ++c)
         if (pattern.forced(k, c)) row[c] = special;
       for (int t = 0; t < Tp && t + 1 + pattern.delay(k) < M; ++t) {
@@ -77,57 +83,112 @@ CodeGenResult generate_codes(DecoderRunner& runner, const DecoderConfig& cfg,
         if (!pattern.forced(k, t + 1 + pattern.delay(k))) row[t + 1 + pattern.delay(k)] = code;
       }
     }
-  auto cell = [&](int b, int k, int c) -> int32_t& {
-    return seq[(static_cast<size_t>(b) * K + k) * M + c];
-  };
 
   // The first call feeds columns [0, start): the whole prompt prefix (HF first_start = Tp + 1).
-  const int start = Tp + 1;
-  std::vector<int32_t> input;
-  std::vector<float> logits, scores(static_cast<size_t>(B) * K * V);
-  const int steps = M - start;
-  const int report_total = req.step_total > 0 ? req.step_total : steps;
-  for (int s = start - 1, done = 0; s < M - 1; ++s, ++done) {
-    const int c0 = s == start - 1 ? 0 : s;  // first column fed by this call
-    const int n = s + 1 - c0;
-    input.assign(static_cast<size_t>(rows) * K * n, 0);
-    for (int r = 0; r < rows; ++r)
-      for (int k = 0; k < K; ++k)
-        for (int j = 0; j < n; ++j) {
-          const int32_t v = cell(r % B, k, c0 + j);
-          if (v == kUnknown) fail(ErrorCode::kInvalidArgument, "internal: unknown input cell");
-          input[(static_cast<size_t>(r) * K + k) * n + j] = v;
-        }
-    const bool first = s == start - 1;
-    runner.step(input.data(), n, first && prefix_len > 0 ? prefix.data() : nullptr,
-                first ? prefix_len : 0, &logits);
-    for (int b = 0; b < B; ++b)
-      for (int k = 0; k < K; ++k) {
-        float* sc = scores.data() + (static_cast<size_t>(b) * K + k) * V;
-        const float* cond = logits.data() + (static_cast<size_t>(b) * K + k) * V;
-        if (cfg_on)
-          apply_guidance(cond, logits.data() + (static_cast<size_t>(B + b) * K + k) * V,
-                         req.sampling.guidance_scale, sc, V);
-        else
-          std::copy_n(cond, V, sc);
-        int token;
-        if (req.sampling.do_sample) {
-          apply_warpers(sc, V, req.sampling);
-          token = sample(sc, V, req.rng->uniform());
-        } else {
-          token = argmax(sc, V);
-        }
-        int32_t& next = cell(b, k, s + 1);
-        if (next == kUnknown) next = token;  // forced and prompt cells keep their value
+  start_ = Tp + 1;
+  s_ = start_ - 1;
+  const int steps = M - start_;
+  report_total_ = req.step_total > 0 ? req.step_total : steps;
+  scores_.assign(static_cast<size_t>(B) * K * V, 0.0f);
+}
+
+int CodeStepper::next_input(std::vector<int32_t>* input, const float** prefix,
+                            int* prefix_len) const {
+  const int B = B_, K = K_, rows = rows_, s = s_;
+  const bool first = s == start_ - 1;
+  const int c0 = first ? 0 : s;  // first column fed by this call
+  const int n = s + 1 - c0;
+  input->assign(static_cast<size_t>(rows) * K * n, 0);
+  for (int r = 0; r < rows; ++r)
+    for (int k = 0; k < K; ++k)
+      for (int j = 0; j < n; ++j) {
+        const int32_t v = cell(r % B, k, c0 + j);
+        if (v == kUnknown) fail(ErrorCode::kInvalidArgument, "internal: unknown input cell");
+        (*input)[(static_cast<size_t>(r) * K + k) * n + j] = v;
       }
-    if (req.on_scores) req.on_scores(s, scores);
-    if (req.on_step && !req.on_step(req.step_offset + done + 1, report_total))
-      fail(ErrorCode::kCancelled, "generation cancelled");
-  }
+  *prefix = first && prefix_len_ > 0 ? prefix_.data() : nullptr;
+  *prefix_len = first ? prefix_len_ : 0;
+  return n;
+}
+
+void CodeStepper::consume(const float* logits) {
+  const CodeGenRequest& req = req_;
+  const int B = B_, K = K_, V = V_, s = s_;
+  for (int b = 0; b < B; ++b)
+    for (int k = 0; k < K; ++k) {
+      float* sc = scores_.data() + (static_cast<size_t>(b) * K + k) * V;
+      const float* cond = logits + (static_cast<size_t>(b) * K + k) * V;
+      if (cfg_on_)
+        apply_guidance(cond, logits + (static_cast<size_t>(B + b) * K + k) * V,
+                       req.sampling.guidance_scale, sc, V);
+      else
+        std::copy_n(cond, V, sc);
+      int token;
+      if (req.sampling.do_sample) {
+        apply_warpers(sc, V, req.sampling);
+        token = sample(sc, V, req.rng->uniform());
+      } else {
+        token = argmax(sc, V);
+      }
+      int32_t& next = cell(b, k, s + 1);
+      if (next == kUnknown) next = token;  // forced and prompt cells keep their value
+    }
+  ++s_;
+  ++done_;
+  if (req.on_scores) req.on_scores(s, scores_);
+  if (req.on_step && !req.on_step(req.step_offset + done_, report_total_))
+    fail(ErrorCode::kCancelled, "generation cancelled");
+}
+
+CodeGenResult CodeStepper::result() const {
   CodeGenResult result;
-  result.codes = pattern.undelay(seq, B);
-  result.frames = pattern.frames();
+  result.codes = pattern_.undelay(seq_, B_);
+  result.frames = pattern_.frames();
   return result;
+}
+
+int CodeStepper::final_frames() const {
+  // Frame t is final once column t + 1 + d_k is known for every k (max d_k = Kc - 1); column
+  // s_ is the last one known.
+  return std::min(pattern_.frames(), std::max(req_.prompt_frames, s_ + 1 - kc_));
+}
+
+void CodeStepper::copy_frames(int first, int count, std::vector<int32_t>* out) const {
+  out->assign(static_cast<size_t>(B_) * K_ * count, 0);
+  for (int b = 0; b < B_; ++b)
+    for (int k = 0; k < K_; ++k)
+      for (int t = 0; t < count; ++t)
+        (*out)[(static_cast<size_t>(b) * K_ + k) * count + t] =
+            cell(b, k, first + t + 1 + pattern_.delay(k));
+}
+
+CodeGenResult generate_codes(DecoderRunner& runner, const DecoderConfig& cfg,
+                             const CodeGenRequest& req) {
+  CodeStepper stepper(cfg, req);
+  runner.start(stepper.rows(), stepper.capacity(), stepper.text(), stepper.text_mask());
+  // Streaming: the frames that became final since the last report.
+  int reported = 0;
+  std::vector<int32_t> fresh;
+  auto report = [&] {
+    const int complete = stepper.final_frames();
+    if (!req.on_frames || complete <= reported) return;
+    const int first = reported, n = complete - reported;
+    stepper.copy_frames(first, n, &fresh);
+    reported = complete;
+    if (!req.on_frames(first, n, fresh)) fail(ErrorCode::kCancelled, "generation cancelled");
+  };
+  report();  // the prompt's frames
+  std::vector<int32_t> input;
+  std::vector<float> logits;
+  while (!stepper.done()) {
+    const float* prefix = nullptr;
+    int prefix_len = 0;
+    const int n = stepper.next_input(&input, &prefix, &prefix_len);
+    runner.step(input.data(), n, prefix, prefix_len, &logits);
+    stepper.consume(logits.data());
+    report();
+  }
+  return stepper.result();
 }
 
 std::vector<Window> plan_windows(int total_frames, int prompt_frames, int window_frames,
@@ -174,8 +235,23 @@ CodeGenResult generate_long(DecoderRunner& runner, const DecoderConfig& cfg,
   }
   std::vector<int32_t> prompt = lr.base.prompt_codes ? *lr.base.prompt_codes : std::vector<int32_t>{};
   int steps_done = 0;
+  int reported = 0;  // output frames passed to lr.base.on_frames
   for (const Window& w : plan) {
     CodeGenRequest req = lr.base;
+    if (lr.base.on_frames)  // window frame t is output frame w.offset + t; report each once
+      req.on_frames = [&, offset = w.offset](int first, int count, const std::vector<int32_t>& codes) {
+        const int skip = std::max(0, reported - (offset + first));
+        if (skip >= count) return true;
+        const int n = count - skip;
+        std::vector<int32_t> part(static_cast<size_t>(B) * K * n);
+        for (int bk = 0; bk < B * K; ++bk)
+          std::copy_n(codes.data() + static_cast<size_t>(bk) * count + skip, n,
+                      part.data() + static_cast<size_t>(bk) * n);
+        const int begin = offset + first + skip;
+        if (begin != reported) fail(ErrorCode::kInvalidArgument, "internal: long-form frames out of order");
+        reported = begin + n;
+        return lr.base.on_frames(begin, n, part);
+      };
     req.prompt_codes = w.prompt_frames > 0 ? &prompt : nullptr;
     req.prompt_frames = w.prompt_frames;
     req.max_length = w.frames + kc;

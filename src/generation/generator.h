@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "generation/delay_pattern.h"
 #include "core/thread_pool.h"
 #include "generation/sampling.h"
 #include "models/musicgen_decoder.h"
@@ -37,6 +38,12 @@ struct CodeGenRequest {
   int step_total = 0;   // total reported to on_step (0: this request's steps)
   // Optional: receives the processed scores [B, K, V] of every produced step.
   std::function<void(int, const std::vector<float>&)> on_scores;
+  // Optional (streaming): called as soon as output frames are final (all K codebooks known
+  // after the delay pattern), in order, with frames [first, first + count) of the result as
+  // un-delayed codes [B, K, count]; the prompt's frames come first, before any step. In
+  // generate_long, frame numbers are those of the stitched output. Return false to cancel
+  // (Error(kCancelled)).
+  std::function<bool(int first, int count, const std::vector<int32_t>& codes)> on_frames;
 };
 
 struct CodeGenResult {
@@ -46,6 +53,66 @@ struct CodeGenResult {
 
 // Decoder forward calls a request needs (for progress totals).
 int codegen_steps(const CodeGenRequest& request);
+
+// One request's decoding loop, one decoder call at a time: generate_codes() is this class
+// driven by one runner, and the continuous batcher (api/batcher.cpp) drives many of them with
+// one multi-sequence decoder step (MusicgenDecoder::forward_multi). The request (and what it
+// points to) must outlive the stepper.
+class CodeStepper {
+ public:
+  // Validates the request and lays out the delay-pattern sequence (prompt and forced cells).
+  CodeStepper(const DecoderConfig& cfg, const CodeGenRequest& request);
+
+  // What the decoder state needs: rows (2B with guidance: [cond_0..cond_{B-1}, uncond_0..]),
+  // positions, and the cross-attention text of those rows (null when there is none).
+  int rows() const { return rows_; }
+  int capacity() const { return capacity_; }
+  const Tensor* text() const { return text_; }
+  const std::vector<int32_t>* text_mask() const { return text_mask_; }
+
+  bool done() const { return s_ >= max_length_ - 1; }
+  int steps_done() const { return done_; }
+
+  // The next decoder call's inputs: tokens [rows, K, n] (returns n) and the prefix rows
+  // [rows, prefix_len, H] to place before them (null / 0 after the first call).
+  int next_input(std::vector<int32_t>* tokens, const float** prefix, int* prefix_len) const;
+  // That call's logits of the last position [rows, K, V]: guidance, logits processing and token
+  // choice, then on_scores and on_step (throws Error(kCancelled) when it returns false).
+  void consume(const float* logits);
+  CodeGenResult result() const;
+
+  // Output frames final so far (every codebook's cell known): the prompt's before any step,
+  // then one more per step once the delay pattern has filled, all of them when done.
+  int final_frames() const;
+  // Un-delayed codes of frames [first, first + count): [B, K, count].
+  void copy_frames(int first, int count, std::vector<int32_t>* out) const;
+
+ private:
+  int32_t& cell(int b, int k, int c) {
+    return seq_[(static_cast<size_t>(b) * K_ + k) * max_length_ + c];
+  }
+  int32_t cell(int b, int k, int c) const {
+    return seq_[(static_cast<size_t>(b) * K_ + k) * max_length_ + c];
+  }
+
+  const CodeGenRequest& req_;
+  DelayPattern pattern_;
+  int B_ = 0, K_ = 0, V_ = 0, max_length_ = 0, kc_ = 1;
+  bool cfg_on_ = false;
+  int rows_ = 0, capacity_ = 0;
+  std::vector<int32_t> seq_;  // [B, K, M]
+  Tensor both_;               // text of both streams with guidance
+  std::vector<int32_t> both_mask_;
+  const Tensor* text_ = nullptr;
+  const std::vector<int32_t>* text_mask_ = nullptr;
+  std::vector<float> prefix_;  // [rows, P0, H]
+  int prefix_len_ = 0;
+  int start_ = 0;      // first column produced (Tp + 1)
+  int s_ = 0;          // column the next call feeds last
+  int done_ = 0;       // calls consumed
+  int report_total_ = 0;
+  std::vector<float> scores_;
+};
 
 // Throws Error(kCancelled) if on_step returns false. Runs on the CPU.
 CodeGenResult generate_codes(const MusicgenDecoder& decoder, const CodeGenRequest& request,

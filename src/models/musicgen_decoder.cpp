@@ -263,33 +263,79 @@ void MusicgenDecoder::add_positions(float* x, int n, int batch, int start) const
 void MusicgenDecoder::forward(DecoderState& st, const int32_t* tokens, int n_tokens,
                               bool all_positions, std::vector<float>* logits, ThreadPool* pool,
                               const float* prefix, int prefix_len) const {
-  const int B = st.batch, K = cfg_.num_codebooks, V = cfg_.vocab_size;
+  SeqStep one;
+  one.state = &st;
+  one.tokens = tokens;
+  one.n = n_tokens;
+  one.all_positions = all_positions;
+  one.logits = logits;
+  one.prefix = prefix;
+  one.prefix_len = prefix_len;
+  forward_multi({one}, pool);
+}
+
+void MusicgenDecoder::forward_multi(const std::vector<SeqStep>& seqs, ThreadPool* pool) const {
+  const int K = cfg_.num_codebooks, V = cfg_.vocab_size;
   const int64_t H = cfg_.hidden_size, nh = cfg_.num_attention_heads, hd = cfg_.head_dim();
-  const int P = st.length;
-  const int n = prefix_len + n_tokens;  // positions this call adds
-  if (P + n > st.capacity)
-    fail(ErrorCode::kInvalidArgument, "decoder cache full: " + std::to_string(P + n) +
-                                          " positions requested, capacity " +
-                                          std::to_string(st.capacity));
-  const int64_t rows = static_cast<int64_t>(B) * n;  // row (b, s)
+  const int count = static_cast<int>(seqs.size());
+  if (count == 0) return;
+  // Per sequence: positions already cached (P), positions added (n = prefix + tokens), first row
+  // in the stacked activations (rows of sequence i: [B_i, n_i] from row0[i]).
+  std::vector<int> P(count), N(count);
+  std::vector<int64_t> row0(count + 1, 0);
+  for (int i = 0; i < count; ++i) {
+    const SeqStep& q = seqs[i];
+    const DecoderState& st = *q.state;
+    P[i] = st.length;
+    N[i] = q.prefix_len + q.n;
+    if (P[i] + N[i] > st.capacity)
+      fail(ErrorCode::kInvalidArgument, "decoder cache full: " + std::to_string(P[i] + N[i]) +
+                                            " positions requested, capacity " +
+                                            std::to_string(st.capacity));
+    row0[i + 1] = row0[i] + static_cast<int64_t>(st.batch) * N[i];
+  }
+  const int64_t rows = row0[count];  // all rows of all sequences
 
   // Prefix rows (melody conditioning), then token embeddings summed over codebooks, then
   // positions over the whole sequence.
-  std::vector<float> x(rows * H, 0.0f);  // [B, n, H]
-  for (int b = 0; b < B; ++b) {
-    if (prefix_len > 0)
-      std::copy_n(prefix + static_cast<int64_t>(b) * prefix_len * H, prefix_len * H,
-                  x.data() + static_cast<int64_t>(b) * n * H);
-    for (int k = 0; k < K; ++k)
-      for (int s = 0; s < n_tokens; ++s) {
-        const int32_t id = tokens[(static_cast<int64_t>(b) * K + k) * n_tokens + s];
-        if (id < 0 || id > V)
-          fail(ErrorCode::kInvalidArgument, "decoder token " + std::to_string(id) + " out of range");
-        kernels::add(x.data() + (static_cast<int64_t>(b) * n + prefix_len + s) * H,
-                     embed_[k].data + id * H, H);
-      }
+  std::vector<float> x(rows * H, 0.0f);  // per sequence [B, n, H]
+  for (int i = 0; i < count; ++i) {
+    const SeqStep& q = seqs[i];
+    const int B = q.state->batch, n = N[i], n_tokens = q.n, prefix_len = q.prefix_len;
+    float* xs = x.data() + row0[i] * H;
+    for (int b = 0; b < B; ++b) {
+      if (prefix_len > 0)
+        std::copy_n(q.prefix + static_cast<int64_t>(b) * prefix_len * H, prefix_len * H,
+                    xs + static_cast<int64_t>(b) * n * H);
+      for (int k = 0; k < K; ++k)
+        for (int s = 0; s < n_tokens; ++s) {
+          const int32_t id = q.tokens[(static_cast<int64_t>(b) * K + k) * n_tokens + s];
+          if (id < 0 || id > V)
+            fail(ErrorCode::kInvalidArgument, "decoder token " + std::to_string(id) + " out of range");
+          kernels::add(xs + (static_cast<int64_t>(b) * n + prefix_len + s) * H,
+                       embed_[k].data + id * H, H);
+        }
+    }
+    add_positions(xs, n, B, P[i]);
   }
-  add_positions(x.data(), n, B, P);
+
+  // Attention work items: (sequence, batch row * heads), for the self- and cross-attention.
+  struct Item {
+    int seq;
+    int64_t bh;
+  };
+  std::vector<Item> self_items, cross_items;
+  int64_t cross_work = 0;
+  bool any_text = false;
+  for (int i = 0; i < count; ++i) {
+    const DecoderState& st = *seqs[i].state;
+    for (int64_t bh = 0; bh < st.batch * nh; ++bh) {
+      self_items.push_back({i, bh});
+      if (st.text_length > 0) cross_items.push_back({i, bh});
+    }
+    cross_work += static_cast<int64_t>(st.batch) * nh * st.text_length * N[i] * hd;
+    any_text = any_text || st.text_length > 0;
+  }
 
   std::vector<float> a(rows * H), q(rows * H), kk(rows * H), vv(rows * H), att(rows * H),
       o(rows * H), ff(rows * cfg_.ffn_dim);
@@ -304,74 +350,84 @@ void MusicgenDecoder::forward(DecoderState& st, const int32_t* tokens, int n_tok
       float* outs[] = {q.data(), kk.data(), vv.data()};
       Linear::forward_many(qkv, 3, a.data(), rows, outs, pool);
     }
-    float* kc = st.kv_f16 ? nullptr : st.self_k[l].data();
-    float* vc = st.kv_f16 ? nullptr : st.self_v[l].data();
-    uint16_t* kc16 = st.kv_f16 ? st.self_k16[l].data() : nullptr;
-    uint16_t* vc16 = st.kv_f16 ? st.self_v16[l].data() : nullptr;
-    // Cache write and attention in one parallel region over (stream, head) from the first
-    // position on: each pair owns its slice of the cache and its output columns, and is computed
-    // by the same code whichever thread runs it, so results do not depend on the thread count.
-    // (Running short caches on one thread left the other threads idle for the first 127 steps.)
+    // Cache write and attention in one parallel region over (sequence, stream, head) from the
+    // first position on: each item owns its slice of its cache and its output columns, and is
+    // computed by the same code whichever thread runs it, so results depend neither on the
+    // thread count nor on the other sequences of the step. (Running short caches on one thread
+    // left the other threads idle for the first 127 steps.)
     auto self_attention = [&](int64_t begin, int64_t end) {
       thread_local std::vector<float> scores;
-      scores.resize(static_cast<size_t>(P + n));
-      for (int64_t bh = begin; bh < end; ++bh) {
-        const int64_t b = bh / nh, hh = bh % nh;
+      for (int64_t it = begin; it < end; ++it) {
+        const int i = self_items[it].seq;
+        const int64_t bh = self_items[it].bh, b = bh / nh, hh = bh % nh;
+        DecoderState& st = *seqs[i].state;
+        const int n = N[i];
+        scores.resize(static_cast<size_t>(P[i] + n));
         for (int s = 0; s < n; ++s) {
-          const int64_t src = (b * n + s) * H + hh * hd;
-          const int64_t dst = (bh * st.capacity + P + s) * hd;
+          const int64_t src = (row0[i] + b * n + s) * H + hh * hd;
+          const int64_t dst = (bh * st.capacity + P[i] + s) * hd;
           if (st.kv_f16) {
-            kernels::convert_f32_to_f16(kk.data() + src, kc16 + dst, hd);
-            kernels::convert_f32_to_f16(vv.data() + src, vc16 + dst, hd);
+            kernels::convert_f32_to_f16(kk.data() + src, st.self_k16[l].data() + dst, hd);
+            kernels::convert_f32_to_f16(vv.data() + src, st.self_v16[l].data() + dst, hd);
           } else {
-            std::copy_n(kk.data() + src, hd, kc + dst);
-            std::copy_n(vv.data() + src, hd, vc + dst);
+            std::copy_n(kk.data() + src, hd, st.self_k[l].data() + dst);
+            std::copy_n(vv.data() + src, hd, st.self_v[l].data() + dst);
           }
         }
         for (int s = 0; s < n; ++s) {
-          const float* qs = q.data() + (b * n + s) * H + hh * hd;
-          const int keys = P + s + 1;  // causal
-          float* out = att.data() + (b * n + s) * H + hh * hd;
+          const int64_t r = row0[i] + b * n + s;
+          const float* qs = q.data() + r * H + hh * hd;
+          const int keys = P[i] + s + 1;  // causal
+          float* out = att.data() + r * H + hh * hd;
           if (st.kv_f16)
-            kernels::attend_f16(qs, kc16 + bh * st.capacity * hd, vc16 + bh * st.capacity * hd,
-                                keys, hd, scale, nullptr, scores.data(), out);
+            kernels::attend_f16(qs, st.self_k16[l].data() + bh * st.capacity * hd,
+                                st.self_v16[l].data() + bh * st.capacity * hd, keys, hd, scale,
+                                nullptr, scores.data(), out);
           else
-            kernels::attend(qs, kc + bh * st.capacity * hd, vc + bh * st.capacity * hd, keys, hd,
-                            scale, nullptr, scores.data(), out);
+            kernels::attend(qs, st.self_k[l].data() + bh * st.capacity * hd,
+                            st.self_v[l].data() + bh * st.capacity * hd, keys, hd, scale, nullptr,
+                            scores.data(), out);
         }
       }
     };
-    parallel_or_inline(pool, pool != nullptr && pool->size() > 1, B * nh, self_attention);
+    parallel_or_inline(pool, pool != nullptr && pool->size() > 1,
+                       static_cast<int64_t>(self_items.size()), self_attention);
     L.out.forward(att.data(), rows, o.data(), pool);
     kernels::add(x.data(), o.data(), rows * H);
 
-    // Cross-attention to the text (skipped for rows whose text is fully masked: output 0).
-    if (st.text_length > 0) {
+    // Cross-attention to the text, for the sequences that have one (skipped for rows whose text
+    // is fully masked: output 0).
+    if (any_text) {
       kernels::layer_norm(x.data(), L.cross_attn_norm.weight.data, L.cross_attn_norm.bias.data,
                           a.data(), rows, H, kLayerNormEps);
       L.cross_q.forward(a.data(), rows, q.data(), pool);
-      const int S = st.text_length;
-      const bool cross_parallel = static_cast<int64_t>(B) * nh * S * n * hd >= kMinParallelAttention;
-      parallel_or_inline(pool, cross_parallel, B * nh, [&](int64_t begin, int64_t end) {
-        std::vector<float> scores(S);
-        for (int64_t bh = begin; bh < end; ++bh) {
-          const int64_t b = bh / nh, hh = bh % nh;
+      parallel_or_inline(pool, cross_work >= kMinParallelAttention,
+                         static_cast<int64_t>(cross_items.size()), [&](int64_t begin, int64_t end) {
+        std::vector<float> scores;
+        for (int64_t it = begin; it < end; ++it) {
+          const int i = cross_items[it].seq;
+          const int64_t bh = cross_items[it].bh, b = bh / nh, hh = bh % nh;
+          const DecoderState& st = *seqs[i].state;
+          const int S = st.text_length, n = N[i];
+          scores.resize(S);
           const float* kb = st.cross_k[l].data() + bh * S * hd;
           const float* vb = st.cross_v[l].data() + bh * S * hd;
           for (int s = 0; s < n; ++s) {
-            float* out = att.data() + (b * n + s) * H + hh * hd;
+            const int64_t r = row0[i] + b * n + s;
+            float* out = att.data() + r * H + hh * hd;
             if (!st.cross_active[b]) {
               std::fill_n(out, hd, 0.0f);
               continue;
             }
-            const float* qs = q.data() + (b * n + s) * H + hh * hd;
-            kernels::attend(qs, kb, vb, S, hd, scale, st.cross_bias.data() + b * S, scores.data(),
-                            out);
+            kernels::attend(q.data() + r * H + hh * hd, kb, vb, S, hd, scale,
+                            st.cross_bias.data() + b * S, scores.data(), out);
           }
         }
       });
       L.cross_out.forward(att.data(), rows, o.data(), pool);
-      kernels::add(x.data(), o.data(), rows * H);
+      for (int i = 0; i < count; ++i)
+        if (seqs[i].state->text_length > 0)
+          kernels::add(x.data() + row0[i] * H, o.data() + row0[i] * H, (row0[i + 1] - row0[i]) * H);
     }
 
     // Feed-forward.
@@ -382,23 +438,30 @@ void MusicgenDecoder::forward(DecoderState& st, const int32_t* tokens, int n_tok
     L.fc2.forward(ff.data(), rows, o.data(), pool);
     kernels::add(x.data(), o.data(), rows * H);
   }
-  st.length = P + n;
+  for (int i = 0; i < count; ++i) seqs[i].state->length = P[i] + N[i];
 
   // Final norm and heads, for every token position or only the last one (never the prefix).
-  const int out_pos = all_positions ? n_tokens : 1;
-  std::vector<float> hsel(static_cast<int64_t>(B) * out_pos * H);
-  for (int b = 0; b < B; ++b)
-    for (int s = 0; s < out_pos; ++s) {
-      const int src_s = all_positions ? prefix_len + s : n - 1;
-      kernels::layer_norm(x.data() + (static_cast<int64_t>(b) * n + src_s) * H,
-                          final_norm_.weight.data, final_norm_.bias.data,
-                          hsel.data() + (static_cast<int64_t>(b) * out_pos + s) * H, 1, H,
-                          kLayerNormEps);
-    }
-  logits->assign(static_cast<size_t>(B) * K * out_pos * V, 0.0f);
-  // One read of each head for all rows: [B * out_pos, H] x [V, H]^T.
-  // All K heads in one parallel region: tmp [K][B * out_pos, V].
-  const int64_t head_out = static_cast<int64_t>(B) * out_pos * V;
+  std::vector<int64_t> out0(count + 1, 0);  // first head row of each sequence
+  for (int i = 0; i < count; ++i)
+    out0[i + 1] = out0[i] + static_cast<int64_t>(seqs[i].state->batch) *
+                                (seqs[i].all_positions ? seqs[i].n : 1);
+  const int64_t out_rows = out0[count];
+  std::vector<float> hsel(out_rows * H);
+  for (int i = 0; i < count; ++i) {
+    const SeqStep& sq = seqs[i];
+    const int out_pos = sq.all_positions ? sq.n : 1, n = N[i];
+    for (int b = 0; b < sq.state->batch; ++b)
+      for (int s = 0; s < out_pos; ++s) {
+        const int src_s = sq.all_positions ? sq.prefix_len + s : n - 1;
+        kernels::layer_norm(x.data() + (row0[i] + static_cast<int64_t>(b) * n + src_s) * H,
+                            final_norm_.weight.data, final_norm_.bias.data,
+                            hsel.data() + (out0[i] + static_cast<int64_t>(b) * out_pos + s) * H, 1,
+                            H, kLayerNormEps);
+      }
+  }
+  // One read of each head for all rows: [out_rows, H] x [V, H]^T.
+  // All K heads in one parallel region: tmp [K][out_rows, V].
+  const int64_t head_out = out_rows * V;
   std::vector<float> tmp(K * head_out);
   std::vector<const Linear*> heads;
   std::vector<float*> outs;
@@ -406,13 +469,17 @@ void MusicgenDecoder::forward(DecoderState& st, const int32_t* tokens, int n_tok
     heads.push_back(&lm_heads_[k]);
     outs.push_back(tmp.data() + k * head_out);
   }
-  Linear::forward_many(heads.data(), heads.size(), hsel.data(), static_cast<int64_t>(B) * out_pos,
-                       outs.data(), pool);
-  for (int k = 0; k < K; ++k)
-    for (int b = 0; b < B; ++b)
-      std::copy_n(tmp.data() + k * head_out + static_cast<int64_t>(b) * out_pos * V,
-                  static_cast<int64_t>(out_pos) * V,
-                  logits->data() + (static_cast<int64_t>(b) * K + k) * out_pos * V);
+  Linear::forward_many(heads.data(), heads.size(), hsel.data(), out_rows, outs.data(), pool);
+  for (int i = 0; i < count; ++i) {
+    const SeqStep& sq = seqs[i];
+    const int B = sq.state->batch, out_pos = sq.all_positions ? sq.n : 1;
+    sq.logits->assign(static_cast<size_t>(B) * K * out_pos * V, 0.0f);
+    for (int k = 0; k < K; ++k)
+      for (int b = 0; b < B; ++b)
+        std::copy_n(tmp.data() + k * head_out + (out0[i] + static_cast<int64_t>(b) * out_pos) * V,
+                    static_cast<int64_t>(out_pos) * V,
+                    sq.logits->data() + (static_cast<int64_t>(b) * K + k) * out_pos * V);
+  }
 }
 
 MusicgenDecoder::StepWeights MusicgenDecoder::step_weights() const {

@@ -77,6 +77,23 @@ class MusicgenDecoder {
                std::vector<float>* logits, ThreadPool* pool, const float* prefix = nullptr,
                int prefix_len = 0) const;
 
+  // One sequence's part of a multi-sequence step: forward()'s arguments for one state.
+  struct SeqStep {
+    DecoderState* state = nullptr;
+    const int32_t* tokens = nullptr;  // [B, K, n]
+    int n = 0;
+    bool all_positions = false;
+    std::vector<float>* logits = nullptr;
+    const float* prefix = nullptr;
+    int prefix_len = 0;
+  };
+  // Advances several independent sequences in one pass (continuous batching): each keeps its
+  // own KV cache, position and cross-attention text, and the weight products run once over the
+  // rows of all of them. Every output equals forward() on that sequence alone, bit for bit
+  // (the kernels compute each row with the same arithmetic whatever the other rows; forward()
+  // is this function with one sequence). All inputs are checked before any state changes.
+  void forward_multi(const std::vector<SeqStep>& seqs, ThreadPool* pool) const;
+
   // The decoder step as a backend-neutral description (nn/decoder_spec.h): views of this
   // model's weights, valid while the model lives. Backends other than the CPU run it.
   DecoderSpec spec() const;
