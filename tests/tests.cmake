@@ -46,3 +46,5 @@ musicgen_add_test(test_torch_checkpoint SOURCES test_torch_checkpoint.cpp
   LIBS musicgen nlohmann_json::nlohmann_json)
 # Exact f16 storage of half-representable float32 weights: bitwise the float32 path.
 musicgen_add_test(test_exact_f16 SOURCES test_exact_f16.cpp LIBS musicgen)
+# Streaming audio: EnCodec decoding while codes arrive, GenerationOptions::on_audio.
+musicgen_add_test(test_streaming SOURCES test_streaming.cpp LIBS musicgen musicgen_models)

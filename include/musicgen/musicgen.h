@@ -141,6 +141,14 @@ AudioData slice_audio(const AudioData& audio, double start_s, std::optional<doub
 // Error(kCancelled)). With long-form generation, steps count across all windows.
 using ProgressCallback = std::function<bool(int step, int total_steps)>;
 
+// Streaming: called on the generating thread with each new piece of audio as soon as it is
+// final, in order: planar float [batch, channels, count] holding samples [start, start + count)
+// of every batch item (the same layout and values as GenerationResult::audio, leading padding
+// included). The pieces concatenate to GenerationResult::audio exactly (bit for bit). Return
+// false to cancel (generate then throws Error(kCancelled)).
+using AudioCallback = std::function<bool(const float* audio, int batch, int channels,
+                                         int64_t start, int64_t count)>;
+
 struct GenerationOptions {
   // Text prompts, one batch item each. Empty: unconditional generation.
   std::vector<std::string> prompts;
@@ -171,6 +179,12 @@ struct GenerationOptions {
   std::optional<bool> greedy;           // true: argmax instead of sampling
   uint64_t seed = 0;
   ProgressCallback progress;
+  // Streaming (AudioCallback above): EnCodec decodes while the codes are generated; the first
+  // piece comes about 36 frames (0.7 s of audio) into the output, then one piece per 50 frames
+  // (1 s), the rest when generation ends. Streaming always decodes on the CPU codec, also for a
+  // model loaded on a Vulkan device (whose GPU codec agrees with it to ~1e-6, not bitwise), and
+  // the result's audio is then those CPU-decoded pieces.
+  AudioCallback on_audio;
 };
 
 struct Timings {

@@ -81,6 +81,25 @@ CodeGenResult generate_codes(DecoderRunner& runner, const DecoderConfig& cfg,
     return seq[(static_cast<size_t>(b) * K + k) * M + c];
   };
 
+  // Streaming: frame t is final once column t + 1 + d_k is known for every k (max d_k = Kc - 1).
+  const int N = pattern.frames(), kc = K / cfg.audio_channels;
+  int reported = 0;
+  std::vector<int32_t> fresh;
+  auto report = [&](int complete) {
+    complete = std::min(complete, N);
+    if (!req.on_frames || complete <= reported) return;
+    const int n = complete - reported;
+    fresh.assign(static_cast<size_t>(B) * K * n, 0);
+    for (int b = 0; b < B; ++b)
+      for (int k = 0; k < K; ++k)
+        for (int t = 0; t < n; ++t)
+          fresh[(static_cast<size_t>(b) * K + k) * n + t] = cell(b, k, reported + t + 1 + pattern.delay(k));
+    const int first = reported;
+    reported = complete;
+    if (!req.on_frames(first, n, fresh)) fail(ErrorCode::kCancelled, "generation cancelled");
+  };
+  report(Tp);
+
   // The first call feeds columns [0, start): the whole prompt prefix (HF first_start = Tp + 1).
   const int start = Tp + 1;
   std::vector<int32_t> input;
@@ -123,7 +142,9 @@ CodeGenResult generate_codes(DecoderRunner& runner, const DecoderConfig& cfg,
     if (req.on_scores) req.on_scores(s, scores);
     if (req.on_step && !req.on_step(req.step_offset + done + 1, report_total))
       fail(ErrorCode::kCancelled, "generation cancelled");
+    report(s + 2 - kc);  // column s + 1 is now known
   }
+  report(N);
   CodeGenResult result;
   result.codes = pattern.undelay(seq, B);
   result.frames = pattern.frames();
@@ -174,8 +195,23 @@ CodeGenResult generate_long(DecoderRunner& runner, const DecoderConfig& cfg,
   }
   std::vector<int32_t> prompt = lr.base.prompt_codes ? *lr.base.prompt_codes : std::vector<int32_t>{};
   int steps_done = 0;
+  int reported = 0;  // output frames passed to lr.base.on_frames
   for (const Window& w : plan) {
     CodeGenRequest req = lr.base;
+    if (lr.base.on_frames)  // window frame t is output frame w.offset + t; report each once
+      req.on_frames = [&, offset = w.offset](int first, int count, const std::vector<int32_t>& codes) {
+        const int skip = std::max(0, reported - (offset + first));
+        if (skip >= count) return true;
+        const int n = count - skip;
+        std::vector<int32_t> part(static_cast<size_t>(B) * K * n);
+        for (int bk = 0; bk < B * K; ++bk)
+          std::copy_n(codes.data() + static_cast<size_t>(bk) * count + skip, n,
+                      part.data() + static_cast<size_t>(bk) * n);
+        const int begin = offset + first + skip;
+        if (begin != reported) fail(ErrorCode::kInvalidArgument, "internal: long-form frames out of order");
+        reported = begin + n;
+        return lr.base.on_frames(begin, n, part);
+      };
     req.prompt_codes = w.prompt_frames > 0 ? &prompt : nullptr;
     req.prompt_frames = w.prompt_frames;
     req.max_length = w.frames + kc;

@@ -37,6 +37,12 @@ struct CodeGenRequest {
   int step_total = 0;   // total reported to on_step (0: this request's steps)
   // Optional: receives the processed scores [B, K, V] of every produced step.
   std::function<void(int, const std::vector<float>&)> on_scores;
+  // Optional (streaming): called as soon as output frames are final (all K codebooks known
+  // after the delay pattern), in order, with frames [first, first + count) of the result as
+  // un-delayed codes [B, K, count]; the prompt's frames come first, before any step. In
+  // generate_long, frame numbers are those of the stitched output. Return false to cancel
+  // (Error(kCancelled)).
+  std::function<bool(int first, int count, const std::vector<int32_t>& codes)> on_frames;
 };
 
 struct CodeGenResult {
