@@ -180,8 +180,8 @@ struct GenerationOptions {
   uint64_t seed = 0;
   ProgressCallback progress;
   // Streaming (AudioCallback above): EnCodec decodes while the codes are generated; the first
-  // piece comes about 36 frames (0.7 s of audio) into the output, then one piece per 50 frames
-  // (1 s), the rest when generation ends. Streaming always decodes on the CPU codec, also for a
+  // piece (25 frames, 0.5 s) comes once 36 frames (0.72 s) are generated, then one piece per 50
+  // frames (1 s), the rest when generation ends. Streaming always decodes on the CPU codec, also for a
   // model loaded on a Vulkan device (whose GPU codec agrees with it to ~1e-6, not bitwise), and
   // the result's audio is then those CPU-decoded pieces.
   AudioCallback on_audio;
