@@ -4,12 +4,17 @@
 // streamed pieces must concatenate to it bit for bit.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <vector>
 
 #include "core/thread_pool.h"
 #include "format/hf_config.h"
+#include "format/random_checkpoint.h"
 #include "format/safetensors.h"
 #include "models/encodec.h"
 #include "models/encodec_stream.h"
@@ -121,6 +126,63 @@ TEST(StreamDecoder, EqualsWholeDecodeBitwiseForEveryPushPattern) {
   const Streamed s = stream_decode(codec, codes, 1, 2, 120, {1}, &pool);
   ASSERT_EQ(s.audio.size(), whole.data.size());
   EXPECT_TRUE(same_bits(s.audio.data(), whole.ptr(), whole.data.size()));
+}
+
+// musicgen's 32 kHz codec (hidden 128, a 1024-wide 2-layer LSTM, strides 8 5 4 4, 2048-entry
+// codebooks) with random weights, built in memory: the real widths through every kernel.
+std::unique_ptr<EncodecModel> musicgen_sized_codec() {
+  const RandomShape* shape = find_random_shape("small");
+  const EncodecConfig cfg =
+      parse_musicgen_config(random_config_json(*shape, DType::kF32),
+                            random_generation_config_json(*shape), "random small")
+          .audio_encoder;
+  std::mt19937 rng(11);
+  std::vector<TensorInfo> infos;
+  for (const TensorSpec& spec : EncodecModel::tensor_specs(cfg)) {
+    const std::string& name = spec.names.front();
+    const int64_t n = shape_numel(spec.shape);
+    auto data = std::make_shared<std::vector<float>>(static_cast<size_t>(n));
+    const int64_t fan_in = spec.shape.size() > 1 ? n / spec.shape[0] : 1;
+    const bool is_g = name.find("weight_g") != std::string::npos;
+    const float a = name.find("codebook") != std::string::npos ? 1.0f
+                    : name.find("bias") != std::string::npos ? 0.05f
+                                                              : std::sqrt(3.0f / fan_in);
+    std::uniform_real_distribution<float> u(-a, a);
+    std::uniform_real_distribution<float> g(0.5f, 1.5f);
+    for (float& v : *data) v = is_g ? g(rng) : u(rng);
+    TensorInfo info;
+    info.name = name;
+    info.dtype = DType::kF32;
+    info.shape = spec.shape;
+    info.data = reinterpret_cast<const uint8_t*>(data->data());
+    info.nbytes = sizeof(float) * static_cast<size_t>(n);
+    info.owner = data;
+    infos.push_back(std::move(info));
+  }
+  const TensorStore store = TensorStore::from_tensors(std::move(infos), "random codec");
+  return std::make_unique<EncodecModel>(cfg, store);
+}
+
+TEST(StreamDecoder, MusicgenSizedCodecEqualsWholeDecode) {
+  const std::unique_ptr<EncodecModel> codec = musicgen_sized_codec();
+  ASSERT_EQ(codec->hop_length(), 640);
+  ThreadPool pool(2);
+  const int batch = 1, n_q = 4, frames = 200;  // 4 s: a first piece, three more, the rest
+  const std::vector<int32_t> codes = random_codes(batch, n_q, frames, codec->codebook_size(), 17);
+  auto t0 = std::chrono::steady_clock::now();
+  const Tensor whole = codec->decode(codes, batch, n_q, frames, &pool);
+  const double whole_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (const std::vector<int>& sizes : std::vector<std::vector<int>>{{1}, {7, 3, 13}}) {
+    t0 = std::chrono::steady_clock::now();
+    const Streamed s = stream_decode(*codec, codes, batch, n_q, frames, sizes, &pool);
+    const double stream_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ASSERT_EQ(s.audio.size(), whole.data.size());
+    EXPECT_TRUE(same_bits(s.audio.data(), whole.ptr(), whole.data.size())) << sizes[0];
+    std::printf("[ stream ] musicgen-sized codec, %d frames, pushes of %d...: whole %.2f s, "
+                "streamed %.2f s (2 threads; timings noisy)\n",
+                frames, sizes[0], whole_s, stream_s);
+  }
 }
 
 TEST(StreamDecoder, AudioComesWhileFramesArrive) {

@@ -88,6 +88,12 @@ Tensor EncodecStreamDecoder::advance(bool final) {
     o1 = frames_;
   else if (frames_ > std::max(pad_left_, pad_right_))
     o1 = std::max(conv_done_, frames_ - pad_right_);
+  // The convolutions after the LSTM: audio frame t needs post-LSTM frames up to t + halo. The
+  // first conv and the LSTM wait until a piece is due, so their weights are read once per
+  // piece rather than once per frame (the LSTM's input projection is a 16 MB matrix).
+  const int64_t halo = EncodecModel::kDecodeHaloFrames;
+  const int64_t want = emitted_ == 0 ? first_chunk_ : chunk_;
+  if (!final && std::max(emitted_, o1 - halo) - emitted_ < want) return Tensor({batch_, 0});
   if (o1 > conv_done_) {
     const nn::Conv1d& first = codec_.dec_first_;
     const int64_t rows = o1 - conv_done_;
@@ -119,11 +125,8 @@ Tensor EncodecStreamDecoder::advance(bool final) {
       latent_base_ = base;
     }
   }
-  // The convolutions after the LSTM: audio frame t needs post-LSTM frames up to t + halo.
-  const int64_t halo = EncodecModel::kDecodeHaloFrames;
   const int64_t last = final ? conv_done_ : std::max<int64_t>(emitted_, conv_done_ - halo);
-  const int64_t want = emitted_ == 0 ? first_chunk_ : chunk_;
-  if (last == emitted_ || (!final && last - emitted_ < want)) return Tensor({batch_, 0});
+  if (last == emitted_) return Tensor({batch_, 0});
   return emit(last, final);
 }
 

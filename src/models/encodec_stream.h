@@ -53,8 +53,9 @@ class EncodecStreamDecoder {
   int64_t samples_emitted() const { return emitted_ * hop_; }
 
  private:
-  // Runs the first conv and the LSTM over latent frames that have become usable, then emits the
-  // audio of post-LSTM frames [emitted_, last) (in sub-chunks of at most kDecodeChunkFrames).
+  // When a piece is due (or at the end): runs the first conv and the LSTM over the latent frames
+  // that have become usable, then emits the audio of post-LSTM frames [emitted_, last) (in
+  // sub-chunks of at most kDecodeChunkFrames).
   Tensor advance(bool final);
   Tensor emit(int64_t last, bool final);
 
