@@ -357,27 +357,5 @@ TEST(StreamingGenerate, ReturningFalseCancels) {
   EXPECT_EQ(session.generate(opt).frames, 50);
 }
 
-// A model on a Vulkan device streams through the CPU codec: the pieces are the result's audio and
-// equal the CPU decode of the generated codes bit for bit. Skipped (visibly) without Vulkan.
-TEST(StreamingGenerate, VulkanModelStreamsTheCpuDecode) {
-  std::shared_ptr<const Model> gpu;
-  try {
-    if (list_devices().empty()) GTEST_SKIP() << "no Vulkan adapter on this system";
-    gpu = Model::load(fixture_dir("tiny-a"), {.device = "vulkan"});
-  } catch (const Error& e) {
-    GTEST_SKIP() << "no Vulkan here: " << e.what();
-  }
-  Session session(gpu, {.threads = 1});
-  const StreamRun s = run_streamed(session, greedy({"80s pop track"}, 1.0));
-  ASSERT_EQ(s.pieces.size(), s.result.audio.size());
-  EXPECT_TRUE(same_bits(s.pieces.data(), s.result.audio.data(), s.pieces.size()));
-  EXPECT_GE(s.calls, 2);
-  auto cpu = Model::load(fixture_dir("tiny-a"));
-  Session cpu_session(cpu, {.threads = 1});
-  const GenerationResult decoded = cpu_session.decode_codes(s.result.codes, 1, s.result.frames);
-  ASSERT_EQ(decoded.audio.size(), s.pieces.size());
-  EXPECT_TRUE(same_bits(decoded.audio.data(), s.pieces.data(), s.pieces.size()));
-}
-
 }  // namespace
 }  // namespace musicgen
