@@ -79,8 +79,24 @@ TEST(LongForm, WindowsArePromptedByThePreviousTailAndStitchExactly) {
     window_prompts.push_back(r.prompt_codes ? *r.prompt_codes : std::vector<int32_t>{});
     window_codes.push_back(g.codes);
   };
+  // Streaming hook: every output frame once, in order, as soon as it is final (frame f of the
+  // first window after decoder step f + K), with the codes of the stitched output.
+  std::vector<int32_t> streamed(static_cast<size_t>(K) * 3750, -1);
+  int next_frame = 0, step_at_frame_100 = -1;
+  lr.base.on_frames = [&](int first, int count, const std::vector<int32_t>& codes) {
+    EXPECT_EQ(first, next_frame);
+    EXPECT_EQ(codes.size(), static_cast<size_t>(K) * count);
+    for (int k = 0; k < K; ++k)
+      for (int t = 0; t < count; ++t) streamed[k * 3750 + first + t] = codes[k * count + t];
+    if (first <= 100 && 100 < first + count) step_at_frame_100 = last_step;
+    next_frame = first + count;
+    return true;
+  };
   const CodeGenResult out = generate_long(dec, lr, &pool);
   ASSERT_EQ(out.frames, 3750);
+  EXPECT_EQ(next_frame, 3750);
+  EXPECT_EQ(streamed, out.codes);
+  EXPECT_EQ(step_at_frame_100, 100 + K);
   ASSERT_EQ(windows.size(), 4u);
   EXPECT_EQ(last_step, last_total);
   for (size_t w = 1; w < windows.size(); ++w) {

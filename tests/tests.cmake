@@ -40,6 +40,7 @@ if(MUSICGEN_HAVE_VULKAN)
   target_compile_definitions(test_vulkan PRIVATE MUSICGEN_CLI="$<TARGET_FILE:musicgen_cli>")
   add_dependencies(test_vulkan musicgen_cli)
   musicgen_add_test(test_vulkan_codec NO_LEAK_CHECK SOURCES test_vulkan_codec.cpp LIBS musicgen_gpu musicgen_models)
+  musicgen_add_test(test_vulkan_streaming NO_LEAK_CHECK SOURCES test_vulkan_streaming.cpp LIBS musicgen)
 endif()
 # PyTorch .bin checkpoints: parity on transformers-saved fixtures, hostile and broken archives.
 musicgen_add_test(test_torch_checkpoint SOURCES test_torch_checkpoint.cpp
@@ -59,3 +60,5 @@ add_dependencies(test_audio_output musicgen_cli)
 # Continuous batching: requests sharing decoder steps give exactly what they give alone.
 musicgen_add_test(test_batcher SOURCES test_batcher.cpp golden_runs.cpp
   LIBS musicgen musicgen_models nlohmann_json::nlohmann_json)
+# Streaming audio: EnCodec decoding while codes arrive, GenerationOptions::on_audio.
+musicgen_add_test(test_streaming SOURCES test_streaming.cpp LIBS musicgen musicgen_models)

@@ -151,6 +151,14 @@ AudioData slice_audio(const AudioData& audio, double start_s, std::optional<doub
 // Error(kCancelled)). With long-form generation, steps count across all windows.
 using ProgressCallback = std::function<bool(int step, int total_steps)>;
 
+// Streaming: called on the generating thread with each new piece of audio as soon as it is
+// final, in order: planar float [batch, channels, count] holding samples [start, start + count)
+// of every batch item (the same layout and values as GenerationResult::audio, leading padding
+// included). The pieces concatenate to GenerationResult::audio exactly (bit for bit). Return
+// false to cancel (generate then throws Error(kCancelled)).
+using AudioCallback = std::function<bool(const float* audio, int batch, int channels,
+                                         int64_t start, int64_t count)>;
+
 struct GenerationOptions {
   // Text prompts, one batch item each. Empty: unconditional generation.
   std::vector<std::string> prompts;
@@ -183,6 +191,12 @@ struct GenerationOptions {
   // default); the command line picks a random one unless --seed is given.
   uint64_t seed = 0;
   ProgressCallback progress;
+  // Streaming (AudioCallback above): EnCodec decodes while the codes are generated; the first
+  // piece (25 frames, 0.5 s) comes once 36 frames (0.72 s) are generated, then one piece per 50
+  // frames (1 s), the rest when generation ends. Streaming always decodes on the CPU codec, also for a
+  // model loaded on a Vulkan device (whose GPU codec agrees with it to ~1e-6, not bitwise), and
+  // the result's audio is then those CPU-decoded pieces.
+  AudioCallback on_audio;
 };
 
 struct Timings {

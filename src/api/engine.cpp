@@ -16,6 +16,7 @@
 #include "generation/generator.h"
 #include "models/chroma.h"
 #include "models/encodec.h"
+#include "models/encodec_stream.h"
 #include "models/musicgen_decoder.h"
 #include "models/t5_encoder.h"
 #include "models/weight_policy.h"
@@ -528,6 +529,55 @@ GenerationResult generate_with(const Model::Impl& m, const GenerationOptions& op
   }
   t.text_encode_s += sw_text.seconds();
 
+  // Streaming (opt.on_audio): one EnCodec stream per audio channel, fed as frames become final;
+  // always the CPU codec (bitwise EncodecModel::decode; a GPU codec is within ~1e-6 only).
+  const int64_t hop = cfg.audio_encoder.hop_length();
+  const int64_t total_samples = static_cast<int64_t>(total_frames) * hop;
+  std::vector<std::unique_ptr<EncodecStreamDecoder>> streams;
+  std::vector<float> streamed;  // [B, C, total_samples], filled piece by piece
+  int64_t streamed_samples = 0;
+  double stream_decode_s = 0;
+  // Per channel audio [B, n] -> one planar piece [B, C, n] for on_audio.
+  auto deliver = [&](const std::vector<Tensor>& parts) {
+    const int64_t n = parts[0].dim(1);
+    if (n == 0) return;
+    if (streamed_samples + n > total_samples)
+      fail(ErrorCode::kInvalidArgument, "internal: the audio stream overran the output");
+    std::vector<float> piece(static_cast<size_t>(batch) * C * n);
+    for (int b = 0; b < batch; ++b)
+      for (int ch = 0; ch < C; ++ch) {
+        const float* src = parts[ch].ptr() + b * n;
+        std::copy_n(src, n, piece.data() + (static_cast<size_t>(b) * C + ch) * n);
+        std::copy_n(src, n, streamed.data() + (static_cast<size_t>(b) * C + ch) * total_samples +
+                                streamed_samples);
+      }
+    const int64_t start = streamed_samples;
+    streamed_samples += n;
+    if (!opt.on_audio(piece.data(), batch, C, start, n))
+      fail(ErrorCode::kCancelled, "generation cancelled by the audio callback");
+  };
+  if (opt.on_audio) {
+    for (int ch = 0; ch < C; ++ch)
+      streams.push_back(std::make_unique<EncodecStreamDecoder>(*m.codec, batch, kc, pool));
+    streamed.assign(static_cast<size_t>(batch) * C * total_samples, 0.0f);
+    req.on_frames = [&](int, int count, const std::vector<int32_t>& fc) {
+      Stopwatch sw_stream;
+      std::vector<Tensor> parts;
+      for (int ch = 0; ch < C; ++ch) {
+        // Stereo interleaves codebooks [L0, R0, L1, R1, ...]: channel ch takes k = q * C + ch.
+        std::vector<int32_t> sub(static_cast<size_t>(batch) * kc * count);
+        for (int b = 0; b < batch; ++b)
+          for (int q = 0; q < kc; ++q)
+            std::copy_n(fc.data() + (static_cast<size_t>(b) * K + q * C + ch) * count, count,
+                        sub.data() + (static_cast<size_t>(b) * kc + q) * count);
+        parts.push_back(streams[ch]->push(sub, count));
+      }
+      stream_decode_s += sw_stream.seconds();
+      deliver(parts);
+      return true;  // deliver throws on cancellation
+    };
+  }
+
   Stopwatch sw;
   CodeGenResult codes;
   if (!long_form) {
@@ -559,8 +609,27 @@ GenerationResult generate_with(const Model::Impl& m, const GenerationOptions& op
     auto runner = m.new_runner(pool);
     codes = generate_long(*runner, m.config.decoder, lr);
   }
-  t.decode_s = sw.seconds();
-  result = decode_codes_with(m, codes.codes, batch, codes.frames, pool);
+  t.decode_s = sw.seconds() - stream_decode_s;
+  if (opt.on_audio) {
+    Stopwatch sw_stream;
+    std::vector<Tensor> parts;
+    for (auto& stream : streams) parts.push_back(stream->finish());
+    stream_decode_s += sw_stream.seconds();
+    deliver(parts);
+    if (streamed_samples != total_samples || codes.frames != total_frames)
+      fail(ErrorCode::kInvalidArgument, "internal: the audio stream ended early");
+    result.batch = batch;
+    result.channels = C;
+    result.frames = codes.frames;
+    result.sample_rate = cfg.audio_encoder.sampling_rate;
+    result.samples = total_samples;
+    result.num_codebooks = K;
+    result.codes = std::move(codes.codes);
+    result.audio = std::move(streamed);
+    result.timings.audio_decode_s = stream_decode_s;
+  } else {
+    result = decode_codes_with(m, codes.codes, batch, codes.frames, pool);
+  }
   result.leading_padding = padding;
   t.audio_decode_s = result.timings.audio_decode_s;
   result.timings = t;

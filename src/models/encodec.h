@@ -79,6 +79,8 @@ class EncodecModel {
   std::vector<int32_t> quantizer_encode(const Tensor& latent, ThreadPool* pool) const;
 
  private:
+  friend class EncodecStreamDecoder;  // models/encodec_stream.h: the same layers, frame by frame
+
   struct ResBlock {
     nn::Conv1d conv1;  // block.1: dim → dim/compress, residual_kernel_size, dilation
     nn::Conv1d conv2;  // block.3: dim/compress → dim, kernel 1

@@ -37,27 +37,41 @@ LstmLayerWeights Lstm::layer_weights(int l) const {
   return {w.w_ih.unpacked(), w.w_hh.unpacked(), w.b_ih, w.b_hh};
 }
 
+Lstm::State Lstm::initial_state(int64_t batch) const {
+  State s;
+  s.batch = batch;
+  s.h.assign(layers_.size(), std::vector<float>(static_cast<size_t>(batch * hidden_), 0.0f));
+  s.c = s.h;
+  return s;
+}
+
 Tensor Lstm::forward(const Tensor& x, ThreadPool* pool) const {
+  State state = initial_state(x.shape.size() == 3 ? x.shape[0] : 0);
+  return forward(x, pool, &state);
+}
+
+Tensor Lstm::forward(const Tensor& x, ThreadPool* pool, State* state) const {
   if (x.shape.size() != 3 || x.shape[2] != input_)
     fail(ErrorCode::kInvalidArgument,
          "LSTM: expected input [B, T, " + std::to_string(input_) + "], got " + shape_str(x.shape));
   const int64_t batch = x.shape[0], steps = x.shape[1];
+  if (state->batch != batch || state->h.size() != layers_.size())
+    fail(ErrorCode::kInvalidArgument, "LSTM: the state is for " + std::to_string(state->batch) +
+                                          " items, the input has " + std::to_string(batch));
   const int64_t h = hidden_, g4 = 4 * h;
   Tensor seq_in;  // the current layer's input when it is not x
   Tensor out;
   std::vector<float> xproj(static_cast<size_t>(batch * steps * g4));  // [B, T, 4H]
   std::vector<float> hproj(static_cast<size_t>(batch * g4));          // [B, 4H]
-  std::vector<float> hs(static_cast<size_t>(batch * h));              // [B, H]
-  std::vector<float> cs(static_cast<size_t>(batch * h));              // [B, H]
   for (size_t l = 0; l < layers_.size(); ++l) {
     const Layer& w = layers_[l];
     const Tensor& in = l == 0 ? x : seq_in;
     const int64_t in_size = in.shape[2];
+    std::vector<float>& hs = state->h[l];  // [B, H]
+    std::vector<float>& cs = state->c[l];  // [B, H]
     // x_t · W_ihᵀ + b_ih for every step at once.
     w.w_ih.multiply(in.ptr(), in_size, w.b_ih.data(), xproj.data(), g4, batch * steps, pool);
     out = Tensor({batch, steps, h});  // [B, T, H]
-    std::fill(hs.begin(), hs.end(), 0.0f);
-    std::fill(cs.begin(), cs.end(), 0.0f);
     for (int64_t t = 0; t < steps; ++t) {
       // h_{t−1} · W_hhᵀ + b_hh, all batch items against one read of W_hh.
       w.w_hh.multiply(hs.data(), h, w.b_hh.data(), hproj.data(), g4, batch, pool);

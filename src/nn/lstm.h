@@ -38,6 +38,18 @@ class Lstm {
   // x [B, T, input_size] → the last layer's hidden state at every step, [B, T, hidden_size].
   // pool may be nullptr.
   Tensor forward(const Tensor& x, ThreadPool* pool) const;
+
+  // The recurrent state (h, c) of every layer, for running a sequence in pieces.
+  struct State {
+    int64_t batch = 0;
+    std::vector<std::vector<float>> h, c;  // [layer][B·H]
+  };
+  // A zero state for `batch` items (what forward() starts from).
+  State initial_state(int64_t batch) const;
+  // forward() continued from *state, which is updated to the state after x's last step. Running
+  // a sequence in pieces gives bitwise the same outputs as one forward() over the whole of it
+  // (every input projection element is one FMA chain, nn/packed_matmul.h, whatever the rows).
+  Tensor forward(const Tensor& x, ThreadPool* pool, State* state) const;
   // Layer l's parameters in PyTorch layout (a copy; for backends, nn/codec_spec.h).
   LstmLayerWeights layer_weights(int l) const;
 
