@@ -22,6 +22,7 @@
 #include "output_files.h"
 #include "quantize_command.h"
 #include "random_model_command.h"
+#include "serve_command.h"
 
 namespace fs = std::filesystem;
 using musicgen::Error;
@@ -47,7 +48,8 @@ void print_main_help() {
       "  pull                download a model from the Hugging Face Hub into the shared cache\n"
       "  list                list the models in the cache (revisions, sizes)\n"
       "  info                describe a model: architecture, parameters, memory per weight type\n"
-      "  devices             list the GPUs (Vulkan adapters) --device can name\n\n"
+      "  devices             list the GPUs (Vulkan adapters) --device can name\n"
+      "  serve               serve models over HTTP: an API and a web page (docs/SERVER.md)\n\n"
       "Run 'musicgen <command> --help' for the options of a command.\n"
       "Options:\n"
       "  --help, -h      show this help\n"
@@ -348,6 +350,7 @@ int main(int argc, char** argv) {
     if (cmd == "bench") return musicgen::cli::run_bench(args);
     if (cmd == "make-random-model") return musicgen::cli::run_make_random_model(args);
     if (cmd == "quantize") return musicgen::cli::run_quantize(args);
+    if (cmd == "serve") return musicgen::cli::run_serve(args);
     command_usage("unknown command '" + cmd + "'");
   } catch (const CommandUsageError& e) {
     std::fprintf(stderr, "musicgen: error: %s (see '%s')\n", e.message.c_str(), help.c_str());
