@@ -3,7 +3,7 @@
 function(embed_file path symbol out_var)
   file(READ "${path}" hex HEX)
   string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
-  set(${out_var} "static const char ${symbol}_data[] = {${bytes}0x00};\nconst char* const ${symbol} = ${symbol}_data;\n" PARENT_SCOPE)
+  set(${out_var} "static const unsigned char ${symbol}_data[] = {${bytes}0x00};\nconst char* const ${symbol} = reinterpret_cast<const char*>(${symbol}_data);\n" PARENT_SCOPE)
 endfunction()
 embed_file("${WEB}" kWebIndexHtml web)
 embed_file("${OPENAPI}" kOpenApiJson api)

@@ -46,3 +46,6 @@ musicgen_add_test(test_torch_checkpoint SOURCES test_torch_checkpoint.cpp
   LIBS musicgen nlohmann_json::nlohmann_json)
 # Exact f16 storage of half-representable float32 weights: bitwise the float32 path.
 musicgen_add_test(test_exact_f16 SOURCES test_exact_f16.cpp LIBS musicgen)
+# `musicgen serve` (server/): every endpoint in process on a free loopback port.
+musicgen_add_test(test_server SOURCES test_server.cpp
+  LIBS musicgen_server musicgen PkgConfig::CPP_HTTPLIB nlohmann_json::nlohmann_json)
