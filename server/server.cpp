@@ -539,12 +539,43 @@ struct Server::Impl {
   }
 
   json parse_body(const httplib::Request& req) {
+    if (req.is_multipart_form_data()) return parse_multipart(req);
     if (req.body.empty()) bad("", "the request needs a JSON body");
     try {
       return json::parse(req.body);
     } catch (const json::parse_error& e) {
       bad("", std::string("the body is not valid JSON: ") + e.what());
     }
+  }
+
+  // multipart/form-data: an optional part "request" holding the JSON body, form fields named as
+  // the JSON fields, and the audio file as the raw bytes of the part "audio".
+  json parse_multipart(const httplib::Request& req) {
+    json j = json::object();
+    if (req.has_file("request")) {
+      j = json::parse(req.get_file_value("request").content, nullptr, false);
+      if (!j.is_object()) bad("request", "the part 'request' must hold a JSON object");
+    }
+    static const std::set<std::string> strings = {"prompt", "text", "model", "model_id",
+        "audio_mode", "response_format", "sample_format", "normalize"};
+    for (const auto& [name, part] : req.files) {
+      if (name == "request") continue;
+      if (j.contains(name)) bad(name, "'" + name + "' is given twice");
+      if (name == "audio") {
+        if (part.content.size() > o.max_upload_bytes)
+          bad("audio", "'audio' is " + std::to_string(part.content.size()) +
+                           " bytes; the limit is " + std::to_string(o.max_upload_bytes), 413);
+        j["audio"] = base64_encode(part.content);
+        continue;
+      }
+      if (strings.count(name)) {
+        j[name] = part.content;
+        continue;
+      }
+      json v = json::parse(part.content, nullptr, false);  // numbers, true/false, lists
+      j[name] = v.is_discarded() ? json(part.content) : v;
+    }
+    return j;
   }
 
   // ---- handlers ----
@@ -743,8 +774,9 @@ struct Server::Impl {
       std::lock_guard<std::mutex> lock(jobs_mu);
       purge_jobs();
       jobs[job->id] = job;
-      job->thread = std::thread([this, job, parsed, ticket]() {
+      job->thread = std::thread([this, job, parsed, ticket]() mutable {
         double first = 0;
+        std::string status, error, out, ct;
         try {
           GenerationResult r = generate(*parsed, [&](int step, int total) {
             const double now = now_s();
@@ -755,25 +787,29 @@ struct Server::Impl {
             job->eta_s = step > 1 ? (now - first) / (step - 1) * (total - step) : -1;
             return !job->cancel.load();
           });
-          std::string out, ct;
           fill_result(*parsed, r, &out, &ct);
-          std::lock_guard<std::mutex> lock(job->mu);
-          job->body = std::move(out);
-          job->content_type = ct;
-          job->status = "succeeded";
+          status = "succeeded";
+        } catch (const Error& e) {
+          status = e.code() == ErrorCode::kCancelled ? "canceled" : "failed";
+          if (e.code() != ErrorCode::kCancelled) error = e.what();
+        } catch (const std::exception& e) {
+          status = "failed";
+          error = e.what();
+        }
+        // The slot is free before anyone can see the job finished.
+        ticket.reset();
+        parsed.reset();
+        std::lock_guard<std::mutex> lock(job->mu);
+        job->status = status;
+        job->error = error;
+        job->body = std::move(out);
+        job->content_type = ct;
+        if (status == "succeeded") {
           job->progress = 1;
           job->eta_s = 0;
-        } catch (const Error& e) {
-          std::lock_guard<std::mutex> lock(job->mu);
-          job->status = e.code() == ErrorCode::kCancelled ? "canceled" : "failed";
-          if (e.code() != ErrorCode::kCancelled) job->error = e.what();
+        } else {
           job->eta_s = -1;
-        } catch (const std::exception& e) {
-          std::lock_guard<std::mutex> lock(job->mu);
-          job->status = "failed";
-          job->error = e.what();
         }
-        std::lock_guard<std::mutex> lock(job->mu);
         job->finished = now_s();
       });
     }
@@ -1006,7 +1042,6 @@ void Server::Impl::routes() {
     {
       std::lock_guard<std::mutex> lock(job->mu);
       finished = job->finished > 0;
-      if (!finished && job->status == "queued") job->status = "canceled";
     }
     if (finished) {  // a finished job is deleted
       std::lock_guard<std::mutex> lock(jobs_mu);

@@ -236,6 +236,38 @@ TEST_F(ServerTest, UploadedAudioContinuation) {
   EXPECT_TRUE(res->body == reference_wavs(opt)[0]);
 }
 
+TEST_F(ServerTest, MultipartUploadEqualsBase64Upload) {
+  auto c = running_->client();
+  const std::string wav = read_file(fixture_dir("audio") + "/44k_stereo.wav");
+  const json body = {{"prompt", "more"}, {"duration", 0.7}, {"do_sample", false},
+                     {"audio", b64(wav)}, {"prompt_duration", 0.2}};
+  auto a = post(c, "/v1/audio/music", body);
+  ASSERT_EQ(a->status, 200) << a->body;
+  httplib::MultipartFormDataItems items = {
+      {"prompt", "more", "", ""},
+      {"duration", "0.7", "", ""},
+      {"do_sample", "false", "", ""},
+      {"prompt_duration", "0.2", "", ""},
+      {"audio", wav, "clip.wav", "audio/wav"},
+  };
+  auto m = c.Post("/v1/audio/music", items);
+  ASSERT_TRUE(m);
+  ASSERT_EQ(m->status, 200) << m->body;
+  EXPECT_TRUE(a->body == m->body);
+  // A JSON part plus the file.
+  httplib::MultipartFormDataItems items2 = {
+      {"request", json{{"prompt", "more"}, {"duration", 0.7}, {"do_sample", false}, {"prompt_duration", 0.2}}.dump(), "", "application/json"},
+      {"audio", wav, "clip.wav", "audio/wav"},
+  };
+  auto m2 = c.Post("/v1/audio/music", items2);
+  ASSERT_EQ(m2->status, 200) << m2->body;
+  EXPECT_TRUE(a->body == m2->body);
+  httplib::MultipartFormDataItems bad = {{"audio", "not audio", "x.wav", "audio/wav"}};
+  auto b = c.Post("/v1/audio/music", bad);
+  EXPECT_EQ(b->status, 400);
+  EXPECT_EQ(json::parse(b->body)["error"]["field"], "audio");
+}
+
 TEST_F(ServerTest, BadInputIs400NamingTheField) {
   auto c = running_->client();
   const std::string wav = b64(read_file(fixture_dir("audio") + "/16k_mono.wav"));
@@ -473,18 +505,32 @@ TEST(ServerLimits, ApiKey) {
 
 TEST(ServerLimits, ClientDisconnectStopsTheWork) {
   Running r(musicgen::server::ServerOptions{});
-  auto slow = r.client(1);  // gives up after 1 s
-  auto res = post(slow, "/v1/audio/music", {{"prompt", "long"}, {"duration", 60}});
-  EXPECT_FALSE(res);  // timed out
   auto c = r.client();
-  bool canceled = false;
-  for (int i = 0; i < 100 && !canceled; ++i) {
-    const std::string m = c.Get("/metrics")->body;
-    canceled = m.find("musicgen_generations_total{outcome=\"canceled\"} 1") != std::string::npos &&
-               m.find("musicgen_batch_size 0") != std::string::npos;
-    if (!canceled) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  for (const bool stream : {false, true}) {
+    httplib::Client slow("127.0.0.1", r.port);
+    slow.set_read_timeout(60, 0);
+    std::thread t([&] {
+      slow.Post("/v1/audio/music", json{{"prompt", "long"}, {"duration", 60}, {"stream", stream}}.dump(),
+                "application/json");
+    });
+    auto metric = [&](const std::string& line) {
+      return c.Get("/metrics")->body.find(line) != std::string::npos;
+    };
+    for (int i = 0; i < 300 && !metric("musicgen_batch_size 1"); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    ASSERT_TRUE(metric("musicgen_batch_size 1")) << "the request never started";
+    slow.stop();  // the client goes away mid-generation
+    t.join();
+    const std::string want = std::string("musicgen_generations_total{outcome=\"canceled\"} ") +
+                             (stream ? "2" : "1");
+    bool canceled = false;
+    for (int i = 0; i < 100 && !canceled; ++i) {
+      canceled = metric(want) && metric("musicgen_batch_size 0");
+      if (!canceled) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    EXPECT_TRUE(canceled) << (stream ? "stream: " : "") << "the generation kept running after the client left:\n"
+                          << c.Get("/metrics")->body;
   }
-  EXPECT_TRUE(canceled) << "the generation kept running after the client left";
 }
 
 TEST(ServerLimits, DrainFinishesRunningRequestsAndRefusesNewOnes) {
