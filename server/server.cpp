@@ -504,7 +504,9 @@ struct Server::Impl {
     }
   }
 
-  static ApiError api_error_of(const Error& e) {
+  ApiError api_error_of(const Error& e) const {
+    if (e.code() == ErrorCode::kCancelled && cancel_all.load())
+      return {503, "the server shut down before the request finished; retry", ""};
     switch (e.code()) {
       case ErrorCode::kInvalidArgument: return {400, e.what(), ""};
       case ErrorCode::kUnsupported: return {400, e.what(), ""};
@@ -932,7 +934,7 @@ struct Server::Impl {
 
   // Wraps a handler: ApiError and Error become JSON errors.
   httplib::Server::Handler wrap(std::function<void(const httplib::Request&, httplib::Response&)> f) {
-    return [f](const httplib::Request& req, httplib::Response& res) {
+    return [this, f](const httplib::Request& req, httplib::Response& res) {
       try {
         f(req, res);
       } catch (const ApiError& e) {
