@@ -479,7 +479,20 @@ struct Server::Impl {
     }
     if (!body.contains("text")) bad("text", "'text' is required");
     if (!m["prompt"].is_string()) bad("text", "'text' must be a string");
-    return parse_music(m);
+    try {
+      return parse_music(m);
+    } catch (ApiError& e) {  // name the field as the request did
+      auto rename = [&](const std::string& from, const std::string& to) {
+        if (e.field != from) return;
+        e.field = to;
+        const size_t at = e.message.find("'" + from + "'");
+        if (at != std::string::npos) e.message.replace(at, from.size() + 2, "'" + to + "'");
+      };
+      rename("prompt", "text");
+      rename("duration", "duration_seconds");
+      if (body.contains("model_id")) rename("model", "model_id");
+      throw;
+    }
   }
 
   // Runs a request, with a progress hook that may stop it (false).
@@ -979,10 +992,14 @@ void Server::Impl::routes() {
       ++requests_by_status[res.status];
     }
     if (o.log) {
-      std::fprintf(o.log, "%s %s %d %.0f ms\n", req.method.c_str(), req.path.c_str(), res.status,
-                   (now_s() - t_request_start) * 1000.0);
+      if (t_request_start > 0)
+        std::fprintf(o.log, "%s %s %d %.0f ms\n", req.method.c_str(), req.path.c_str(), res.status,
+                     (now_s() - t_request_start) * 1000.0);
+      else  // refused before routing (a malformed or oversized request)
+        std::fprintf(o.log, "%s %s %d - ms\n", req.method.c_str(), req.path.c_str(), res.status);
       std::fflush(o.log);
     }
+    t_request_start = 0;
   });
   http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty() || res.content_length_ > 0) return;

@@ -350,7 +350,10 @@ TEST_F(ServerTest, SoundGenerationAlias) {
   EXPECT_EQ(bad2->status, 400);
   EXPECT_EQ(json::parse(bad2->body)["error"]["field"], "voice");
   auto bad3 = post(c, "/v1/sound-generation", {{"text", "x"}, {"duration_seconds", "long"}});
-  EXPECT_EQ(json::parse(bad3->body)["error"]["field"], "duration");
+  EXPECT_EQ(json::parse(bad3->body)["error"]["field"], "duration_seconds");
+  auto bad4 = post(c, "/v1/sound-generation", {{"text", "x"}, {"model_id", "eleven_v2"}});
+  EXPECT_EQ(bad4->status, 404);
+  EXPECT_EQ(json::parse(bad4->body)["error"]["field"], "model_id");
 }
 
 json wait_job(const httplib::Client& c0, const std::string& id, double timeout_s = 60) {
