@@ -120,9 +120,21 @@ def main():
             "for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n;")
         if drawn < 100:
             raise SystemExit("FAILED: no waveform drawn")
+        # Streamed: played while it arrives, then the same length in the player.
+        driver.execute_script("document.getElementById('player').removeAttribute('src');")
+        driver.find_element(By.ID, "stream").click()
+        driver.find_element(By.ID, "go").click()
+        got2 = wait.until(lambda d: d.execute_script(
+            "const a = document.getElementById('player');"
+            "return a.src && isFinite(a.duration) && a.duration > 0 && "
+            "document.getElementById('status').textContent.startsWith('Done') ? a.duration : null;"))
+        if abs(got2 - DURATION) > 1.0 / 50:
+            raise SystemExit(f"FAILED: streamed: the audio element holds {got2} s, expected {DURATION} s")
+        driver.find_element(By.ID, "stream").click()
         if shot:
             driver.save_screenshot(shot)
-        print(f"PASSED: {got:.2f} s in the player, {len(wav)} byte WAV download, waveform drawn")
+        print(f"PASSED: {got:.2f} s in the player, {len(wav)} byte WAV download, waveform drawn; "
+              f"streamed: {got2:.2f} s")
     finally:
         if driver is not None:
             driver.quit()
