@@ -26,7 +26,7 @@ void print_serve_help() {
       "  --port N             port (default 8080; 0: a free port, printed at start)\n"
       "  --weights TYPE       f32 (default), bf16, q8 or q4\n"
       "  --device DEV         cpu (default), vulkan, vulkan:N or auto\n"
-      "  --threads N          decoder threads per request (default: all cores)\n"
+      "  --threads N          decoder threads per request (default: the cores / --max-batch)\n"
       "  --max-batch N        requests generating at the same time (default 1)\n"
       "  --max-queue N        requests waiting beyond those; more are answered 429 (default 16)\n"
       "  --api-key KEY        require 'Authorization: Bearer KEY' or 'X-API-Key: KEY'\n"

@@ -1,6 +1,8 @@
 #include "backend.h"
 
+#include <algorithm>
 #include <chrono>
+#include <thread>
 
 namespace musicgen::server {
 namespace {
@@ -11,6 +13,9 @@ double now_s() {
 
 Backend::Backend(std::shared_ptr<const Model> model, int threads, int max_batch)
     : model_(std::move(model)) {
+  // 0: the cores shared among the workers (results do not depend on the thread count).
+  if (threads <= 0)
+    threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, max_batch));
   for (int i = 0; i < std::max(1, max_batch); ++i) {
     sessions_.push_back(std::make_unique<Session>(model_, SessionOptions{.threads = threads}));
     free_.push_back(sessions_.back().get());

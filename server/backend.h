@@ -24,7 +24,8 @@ struct BackendStats {
 
 class Backend {
  public:
-  // One backend per loaded model. threads: decoder threads of each worker (0: all cores);
+  // One backend per loaded model. threads: decoder threads of each worker (0: the cores divided
+  // among the workers);
   // max_batch: requests decoded at the same time at most.
   Backend(std::shared_ptr<const Model> model, int threads, int max_batch);
   ~Backend();

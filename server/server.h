@@ -26,7 +26,7 @@ struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 8080;  // 0: a free port (start() returns it)
   LoadOptions load;
-  int threads = 0;    // decoder threads per worker (0: all cores)
+  int threads = 0;    // decoder threads per worker (0: the cores divided among max_batch)
   int max_batch = 1;  // requests generating at the same time
   int max_queue = 16; // requests waiting beyond those; more get 429
   std::string api_key;  // non-empty: every API request needs it (Bearer or X-API-Key)
