@@ -350,7 +350,10 @@ int main(int argc, char** argv) {
     if (cmd == "bench") return musicgen::cli::run_bench(args);
     if (cmd == "make-random-model") return musicgen::cli::run_make_random_model(args);
     if (cmd == "quantize") return musicgen::cli::run_quantize(args);
-    if (cmd == "serve") return musicgen::cli::run_serve(args);
+    if (cmd == "serve") {
+      help = "musicgen serve --help";
+      return musicgen::cli::run_serve(args);
+    }
     command_usage("unknown command '" + cmd + "'");
   } catch (const CommandUsageError& e) {
     std::fprintf(stderr, "musicgen: error: %s (see '%s')\n", e.message.c_str(), help.c_str());
