@@ -11,6 +11,32 @@ double now_s() {
 }
 }  // namespace
 
+#if MUSICGEN_SERVER_HAVE_BATCHER
+
+// Continuous batching: every request joins the one shared decoder batch of this model.
+Backend::Backend(std::shared_ptr<const Model> model, int threads, int max_batch)
+    : model_(std::move(model)),
+      batcher_(std::make_unique<Batcher>(model_, BatcherOptions{.threads = threads,
+                                                                .max_batch = std::max(1, max_batch)})) {}
+
+Backend::~Backend() = default;
+
+GenerationResult Backend::run(const GenerationOptions& options) {
+  return batcher_->generate(options);
+}
+
+BackendStats Backend::stats() const {
+  const Batcher::Stats s = batcher_->stats();
+  BackendStats b;
+  b.running = s.running;
+  b.steps = s.request_steps;
+  b.busy_s = s.busy_s;
+  return b;
+}
+
+#else
+
+// A pool of sessions: up to max_batch requests generate in parallel, each on its own Session.
 Backend::Backend(std::shared_ptr<const Model> model, int threads, int max_batch)
     : model_(std::move(model)) {
   // 0: the cores shared among the workers (results do not depend on the thread count).
@@ -67,5 +93,7 @@ BackendStats Backend::stats() const {
   s.busy_s = busy_s_ + (running_ > 0 ? now_s() - busy_since_ : 0.0);
   return s;
 }
+
+#endif
 
 }  // namespace musicgen::server

@@ -1,8 +1,9 @@
 // The server's one door to the engine: run(model, options) -> GenerationResult.
 //
-// Today a pool of musicgen::Session objects per model (`max_batch` of them, one request each at a
-// time). The continuous-batching musicgen::Batcher (include/musicgen/batcher.h) replaces the pool
-// here and nowhere else: the HTTP code only calls run() and stats().
+// With include/musicgen/batcher.h present (the continuous batcher), one musicgen::Batcher per
+// model: every request joins the shared decoder batch at a step boundary. Without it, a pool of
+// `max_batch` musicgen::Session objects, one request each at a time. The choice is made here and
+// nowhere else (MUSICGEN_SERVER_HAVE_BATCHER): the HTTP code only calls run() and stats().
 #pragma once
 
 #include <condition_variable>
@@ -14,13 +15,25 @@
 
 #include "musicgen/musicgen.h"
 
+#if __has_include("musicgen/batcher.h")
+#include "musicgen/batcher.h"
+#define MUSICGEN_SERVER_HAVE_BATCHER 1
+#else
+#define MUSICGEN_SERVER_HAVE_BATCHER 0
+#endif
+
 namespace musicgen::server {
 
 struct BackendStats {
   int running = 0;             // requests decoding now (the batch size)
-  uint64_t steps = 0;          // decoder steps run so far (summed over requests)
+  uint64_t steps = 0;          // decoder steps run so far, summed over requests (a batched step
+                               // of n requests counts n)
   double busy_s = 0;           // seconds with at least one request decoding
 };
+
+// --max-batch when not given: 8 requests share the batcher's decoder batch; the session pool runs
+// one request at a time (parallel sessions only split the cores).
+constexpr int kDefaultMaxBatch = MUSICGEN_SERVER_HAVE_BATCHER ? 8 : 1;
 
 class Backend {
  public:
@@ -37,6 +50,10 @@ class Backend {
 
  private:
   std::shared_ptr<const Model> model_;
+#if MUSICGEN_SERVER_HAVE_BATCHER
+  std::unique_ptr<Batcher> batcher_;
+#endif
+  // The session pool (without the batcher).
   mutable std::mutex mu_;
   std::condition_variable free_cv_;
   std::vector<std::unique_ptr<Session>> sessions_;

@@ -1074,6 +1074,7 @@ void Server::Impl::routes() {
 Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
   auto& o = impl_->o;
   if (o.models.empty()) fail(ErrorCode::kInvalidArgument, "give at least one --model");
+  if (o.max_batch == 0) o.max_batch = kDefaultMaxBatch;
   if (o.max_batch < 1) fail(ErrorCode::kInvalidArgument, "--max-batch must be >= 1");
   if (o.max_queue < 0) fail(ErrorCode::kInvalidArgument, "--max-queue must be >= 0");
   for (const auto& ref : o.models) {

@@ -27,7 +27,7 @@ struct ServerOptions {
   int port = 8080;  // 0: a free port (start() returns it)
   LoadOptions load;
   int threads = 0;    // decoder threads per worker (0: the cores divided among max_batch)
-  int max_batch = 1;  // requests generating at the same time
+  int max_batch = 0;  // requests generating at the same time (0: 8 with the batcher, else 1)
   int max_queue = 16; // requests waiting beyond those; more get 429
   std::string api_key;  // non-empty: every API request needs it (Bearer or X-API-Key)
   size_t max_body_bytes = 32u << 20;    // request body (413 above)
