@@ -55,3 +55,9 @@ add_test(NAME test_server_web
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/server/test_web.py
           $<TARGET_FILE:musicgen_cli> ${MUSICGEN_FIXTURES_DIR}/tiny-a ${CMAKE_BINARY_DIR}/server.png)
 set_tests_properties(test_server_web PROPERTIES TIMEOUT 180 SKIP_RETURN_CODE 77)
+find_package(Python3 COMPONENTS Interpreter)
+if(Python3_FOUND)
+  add_test(NAME test_server_openapi COMMAND ${Python3_EXECUTABLE}
+    ${CMAKE_CURRENT_SOURCE_DIR}/server/validate_openapi.py ${PROJECT_SOURCE_DIR}/server/openapi.json)
+  set_tests_properties(test_server_openapi PROPERTIES TIMEOUT 60 SKIP_RETURN_CODE 77)
+endif()
