@@ -81,8 +81,28 @@ def metric(host, port, name, key=None):
 def load(args):
     body = {"prompt": args.prompt, "duration": args.duration}
     stats = {"ok": 0, "429": 0, "errors": 0, "malformed": 0}
+    kinds = {}
     latencies = []
     lock = threading.Lock()
+    # Warm-up at full load first (first-use allocations: sessions, connection threads), so that
+    # "RSS before" is the steady state and growth during the run means a leak.
+    if args.warmup > 0:
+        warm_stop = time.monotonic() + args.warmup
+
+        def warm():
+            while time.monotonic() < warm_stop:
+                try:
+                    status = request(args.host, args.port, body, args.timeout, args.api_key)[0]
+                except Exception:
+                    status = 0
+                if status == 429:
+                    time.sleep(args.backoff)
+
+        ws = [threading.Thread(target=warm, daemon=True) for _ in range(args.clients)]
+        for t in ws:
+            t.start()
+        for t in ws:
+            t.join(args.warmup + args.timeout + 10)
     stop_at = time.monotonic() + args.seconds
     rss_before = rss_kib(args.pid)
 
@@ -90,9 +110,10 @@ def load(args):
         while time.monotonic() < stop_at:
             try:
                 status, headers, data, dt = request(args.host, args.port, body, args.timeout, args.api_key)
-            except Exception:
+            except Exception as e:
                 with lock:
                     stats["errors"] += 1
+                    kinds[type(e).__name__] = kinds.get(type(e).__name__, 0) + 1
                 continue
             with lock:
                 if status == 200:
@@ -110,6 +131,7 @@ def load(args):
                     stats["429" if ok else "malformed"] += 1
                 else:
                     stats["errors"] += 1
+                    kinds[f"HTTP {status}"] = kinds.get(f"HTTP {status}", 0) + 1
             if status == 429:
                 time.sleep(args.backoff)
 
@@ -124,8 +146,11 @@ def load(args):
     def pct(p):
         return latencies[min(len(latencies) - 1, int(p * len(latencies)))] if latencies else float("nan")
 
-    print(f"clients {args.clients}, {args.seconds} s, {args.duration} s of audio per request")
+    print(f"clients {args.clients}, {args.seconds} s after {args.warmup} s of warm-up, "
+          f"{args.duration} s of audio per request")
     print(f"ok {stats['ok']}  429 {stats['429']}  errors {stats['errors']}  malformed {stats['malformed']}")
+    if kinds:
+        print("errors by kind: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
     print(f"latency of ok: p50 {pct(0.50) * 1000:.0f} ms  p99 {pct(0.99) * 1000:.0f} ms")
     if rss_before is not None:
         print(f"server RSS before {rss_before / 1024:.1f} MiB, after {rss_after / 1024:.1f} MiB")
@@ -176,6 +201,7 @@ def main():
     p.add_argument("--clients", type=int, default=100)
     p.add_argument("--seconds", type=float, default=60)
     p.add_argument("--duration", type=float, default=1.0, help="seconds of audio per request")
+    p.add_argument("--warmup", type=float, default=5, help="seconds of load before RSS-before")
     p.add_argument("--prompt", default="lo-fi hip hop beat")
     p.add_argument("--timeout", type=float, default=120, help="per request")
     p.add_argument("--backoff", type=float, default=0.05, help="pause after a 429")

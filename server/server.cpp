@@ -167,6 +167,31 @@ class ClientWatch {
   int fd_ = -1;
 };
 
+// cpp-httplib 0.11 listens with a backlog of 5: a burst of clients connecting at once is reset.
+// Its socket is private, so it is found by its port and listen() is called again with the
+// system's maximum (Linux updates the backlog of a listening socket).
+void raise_listen_backlog(int port) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/proc/self/fd", ec)) {
+    int fd = -1;
+    try {
+      fd = std::stoi(entry.path().filename().string());
+    } catch (...) {
+      continue;
+    }
+    int accepting = 0;
+    socklen_t len = sizeof(accepting);
+    if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) != 0 || !accepting) continue;
+    sockaddr_storage local{};
+    socklen_t ll = sizeof(local);
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &ll) != 0) continue;
+    const int p = local.ss_family == AF_INET    ? ntohs(reinterpret_cast<sockaddr_in&>(local).sin_port)
+                  : local.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6&>(local).sin6_port)
+                                                : -1;
+    if (p == port) ::listen(fd, SOMAXCONN);
+  }
+}
+
 struct LoadedModel {
   std::string name, path, revision;
   std::unique_ptr<Backend> backend;
@@ -1128,6 +1153,7 @@ int Server::start() {
     fail(ErrorCode::kIo, "cannot listen on " + im.o.host + ":" + std::to_string(port) +
                              " (in use, or a privileged port); choose another --port");
   }
+  raise_listen_backlog(port);
   im.started = true;
   im.listener = std::thread([&im] { im.http.listen_after_bind(); });
   return port;
