@@ -5,6 +5,7 @@
 #include <httplib.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -476,6 +477,29 @@ TEST(ServerLimits, FullQueueIs429WithRetryAfter) {
   EXPECT_EQ(wait_job(c, id, 20)["status"], "canceled");
   // The slot is free again.
   EXPECT_EQ(post(c, "/v1/audio/music", {{"duration", 0.2}})->status, 200);
+}
+
+TEST(ServerLimits, ABurstOfClientsIsAnsweredNotReset) {
+  musicgen::server::ServerOptions o;
+  o.max_batch = 1;
+  o.max_queue = 2;
+  Running r(o);
+  std::atomic<int> ok{0}, busy{0}, lost{0}, other{0};
+  std::vector<std::thread> ts;
+  for (int i = 0; i < 100; ++i)
+    ts.emplace_back([&] {
+      auto c = r.client(60);
+      auto res = post(c, "/v1/audio/music", {{"prompt", "x"}, {"duration", 0.1}});
+      if (!res) ++lost;
+      else if (res->status == 200) ++ok;
+      else if (res->status == 429 && !res->get_header_value("Retry-After").empty()) ++busy;
+      else ++other;
+    });
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(lost.load(), 0) << "connections were reset or timed out";
+  EXPECT_EQ(other.load(), 0);
+  EXPECT_GE(ok.load(), 1);
+  EXPECT_EQ(ok.load() + busy.load(), 100);
 }
 
 TEST(ServerLimits, BodyTooLargeIs413) {
