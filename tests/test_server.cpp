@@ -448,7 +448,12 @@ TEST_F(ServerTest, ModelsHealthOpenApiPageMetrics) {
   EXPECT_EQ(page->body.find("https://"), std::string::npos) << "the page must not load from a CDN";
   ASSERT_EQ(post(c, "/v1/audio/music", {{"duration", 0.2}})->status, 200);
   ASSERT_EQ(post(c, "/v1/audio/music", {{"duration", -2}})->status, 400);
+  // Requests are counted when their log line is written, just after the answer: poll briefly.
   auto mt = c.Get("/metrics");
+  for (int i = 0; i < 100 && mt->body.find("musicgen_requests_total{code=\"400\"}") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    mt = c.Get("/metrics");
+  }
   ASSERT_EQ(mt->status, 200);
   for (const char* s : {"musicgen_requests_total{code=\"200\"}", "musicgen_requests_total{code=\"400\"}",
                         "musicgen_queue_depth ", "musicgen_batch_size ", "musicgen_decoder_steps_total ",
