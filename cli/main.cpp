@@ -24,6 +24,7 @@
 #include "progress.h"
 #include "quantize_command.h"
 #include "random_model_command.h"
+#include "serve_command.h"
 
 namespace fs = std::filesystem;
 using musicgen::Error;
@@ -50,7 +51,8 @@ void print_main_help() {
       "  pull                download a model from the Hugging Face Hub into the shared cache\n"
       "  list                list the models in the cache (revisions, sizes)\n"
       "  info                describe a model: architecture, parameters, memory per weight type\n"
-      "  devices             list the GPUs (Vulkan adapters) --device can name\n\n"
+      "  devices             list the GPUs (Vulkan adapters) --device can name\n"
+      "  serve               serve models over HTTP: an API and a web page (docs/SERVER.md)\n\n"
       "Run 'musicgen <command> --help' for the options of a command. Every command takes\n"
       "--opt=value as well as --opt value, the short flags -m -p -o -d -s -t -w for --model,\n"
       "--prompt, --output, --duration, --seed, --threads and --weights where it has them, and\n"
@@ -397,6 +399,10 @@ int main(int argc, char** argv) {
     if (cmd == "bench") return musicgen::cli::run_bench(args);
     if (cmd == "make-random-model") return musicgen::cli::run_make_random_model(args);
     if (cmd == "quantize") return musicgen::cli::run_quantize(args);
+    if (cmd == "serve") {
+      help = "musicgen serve --help";
+      return musicgen::cli::run_serve(args);
+    }
     command_usage("unknown command '" + cmd + "'");
   } catch (const VersionRequested&) {
     std::printf("%s", musicgen::cli::version_text().c_str());

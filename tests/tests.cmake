@@ -62,3 +62,18 @@ musicgen_add_test(test_batcher SOURCES test_batcher.cpp golden_runs.cpp
   LIBS musicgen musicgen_models nlohmann_json::nlohmann_json)
 # Streaming audio: EnCodec decoding while codes arrive, GenerationOptions::on_audio.
 musicgen_add_test(test_streaming SOURCES test_streaming.cpp LIBS musicgen musicgen_models)
+# `musicgen serve` (server/): every endpoint in process on a free loopback port.
+musicgen_add_test(test_server SOURCES test_server.cpp
+  LIBS musicgen_server musicgen PkgConfig::CPP_HTTPLIB nlohmann_json::nlohmann_json)
+# The web page in headless Chromium (Debian chromium + chromium-driver + python3-selenium); exit 77
+# prints SKIPPED when they are missing, a failure instead with MUSICGEN_REQUIRE_CHROMIUM=1.
+add_test(NAME test_server_web
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/server/test_web.py
+          $<TARGET_FILE:musicgen_cli> ${MUSICGEN_FIXTURES_DIR}/tiny-a ${CMAKE_BINARY_DIR}/server.png)
+set_tests_properties(test_server_web PROPERTIES TIMEOUT 180 SKIP_RETURN_CODE 77)
+find_package(Python3 COMPONENTS Interpreter)
+if(Python3_FOUND)
+  add_test(NAME test_server_openapi COMMAND ${Python3_EXECUTABLE}
+    ${CMAKE_CURRENT_SOURCE_DIR}/server/validate_openapi.py ${PROJECT_SOURCE_DIR}/server/openapi.json)
+  set_tests_properties(test_server_openapi PROPERTIES TIMEOUT 60 SKIP_RETURN_CODE 77)
+endif()

@@ -150,6 +150,13 @@ AudioData slice_audio(const AudioData& audio, double start_s, std::optional<doub
 // Progress after each decoder step; return false to cancel (generate then throws
 // Error(kCancelled)). With long-form generation, steps count across all windows.
 using ProgressCallback = std::function<bool(int step, int total_steps)>;
+// Streaming: called on the generating thread with each new piece of audio as soon as it is
+// final, in order: planar float [batch, channels, count] holding samples [start, start + count)
+// of every batch item (the same layout and values as GenerationResult::audio, leading padding
+// included). The pieces concatenate to GenerationResult::audio exactly (bit for bit). Return
+// false to cancel (generate then throws Error(kCancelled)).
+using AudioCallback = std::function<bool(const float* audio, int batch, int channels,
+                                         int64_t start, int64_t count)>;
 
 // Streaming: called on the generating thread with each new piece of audio as soon as it is
 // final, in order: planar float [batch, channels, count] holding samples [start, start + count)
