@@ -1,7 +1,5 @@
 #include "audio_response.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -17,6 +15,11 @@
 namespace musicgen::server {
 namespace {
 
+uint32_t get_u32(const std::string& s, size_t at) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(static_cast<unsigned char>(s[at + i])) << (8 * i);
+  return v;
+}
 void put_u32(std::string& s, uint32_t v) {
   for (int i = 0; i < 4; ++i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
 }
@@ -25,28 +28,40 @@ void put_u16(std::string& s, uint16_t v) {
   s.push_back(static_cast<char>(v >> 8));
 }
 
-// libsndfile's float -> PCM16 conversion (normalised floats, no clipping mode): lrintf(v * 0x7FFF).
-int16_t to_pcm16(float v) {
-  v = std::clamp(v, -1.0f, 1.0f);
-  return static_cast<int16_t>(std::lrintf(v * 32767.0f));
-}
-
-void append_sample(std::string& out, float v, SampleFormat f) {
-  if (f == SampleFormat::kPcm16) {
-    put_u16(out, static_cast<uint16_t>(to_pcm16(v)));
-  } else {
-    uint32_t bits;
-    std::memcpy(&bits, &v, 4);
-    put_u32(out, bits);
+AudioFileFormat file_format(ResponseFormat f) {
+  switch (f) {
+    case ResponseFormat::kFlac: return AudioFileFormat::kFlac;
+    case ResponseFormat::kOgg: return AudioFileFormat::kOgg;
+    case ResponseFormat::kOpus: return AudioFileFormat::kOpus;
+    case ResponseFormat::kMp3: return AudioFileFormat::kMp3;
+    case ResponseFormat::kWav:
+    case ResponseFormat::kPcm: break;
   }
+  return AudioFileFormat::kWav;
 }
 
-// A fresh file name in the server's private folder for the WAV writer (which writes files only).
-std::string temp_wav_path(const std::string& dir) {
-  static std::atomic<uint64_t> counter{0};
-  return (std::filesystem::path(dir) / ("musicgen-serve-" + std::to_string(::getpid()) + "-" +
-                 std::to_string(counter.fetch_add(1)) + ".wav"))
-      .string();
+// The samples of a WAV file: its "data" chunk.
+std::string wav_data(const std::string& wav) {
+  if (wav.size() < 12 || wav.compare(0, 4, "RIFF") != 0 || wav.compare(8, 4, "WAVE") != 0)
+    fail(ErrorCode::kIo, "internal: the WAV encoder wrote no RIFF/WAVE header");
+  size_t at = 12;
+  while (at + 8 <= wav.size()) {
+    const uint32_t size = get_u32(wav, at + 4);
+    if (wav.compare(at, 4, "data") == 0) {
+      if (at + 8 + size > wav.size()) break;
+      return wav.substr(at + 8, size);
+    }
+    at += 8 + size + (size & 1);
+  }
+  fail(ErrorCode::kIo, "internal: the WAV encoder wrote no data chunk");
+}
+
+AudioWriteOptions write_options(const AudioEncoding& e) {
+  AudioWriteOptions o;
+  o.format = file_format(e.format);
+  o.sample_format = e.sample_format;
+  o.normalize = e.normalize;
+  return o;
 }
 
 }  // namespace
@@ -56,16 +71,22 @@ bool parse_response_format(const std::string& name, ResponseFormat* out) {
   else if (name == "pcm") *out = ResponseFormat::kPcm;
   else if (name == "flac") *out = ResponseFormat::kFlac;
   else if (name == "ogg") *out = ResponseFormat::kOgg;
+  else if (name == "opus") *out = ResponseFormat::kOpus;
   else if (name == "mp3") *out = ResponseFormat::kMp3;
   else return false;
   return true;
 }
 
-void check_encodable(const AudioEncoding& e) {
-  if (e.format == ResponseFormat::kFlac || e.format == ResponseFormat::kOgg ||
-      e.format == ResponseFormat::kMp3)
-    fail(ErrorCode::kUnsupported,
-         "response_format flac, ogg and mp3 are not supported in this build yet; use wav or pcm");
+void check_encodable(const AudioEncoding& e, bool stream) {
+  const bool uncompressed = e.format == ResponseFormat::kWav || e.format == ResponseFormat::kPcm;
+  if (!uncompressed && e.sample_format == SampleFormat::kFloat32)
+    fail(ErrorCode::kInvalidArgument, "sample_format f32 is for wav and pcm only");
+  if (stream && !uncompressed)
+    fail(ErrorCode::kInvalidArgument, "a stream is sent as wav or pcm; ask for one of those");
+  if (stream && e.normalize != Normalization::kClip && e.normalize != Normalization::kNone)
+    fail(ErrorCode::kInvalidArgument,
+         std::string("a stream can only be normalised with clip or none (") +
+             normalization_name(e.normalize) + " needs the whole take first)");
 }
 
 std::string content_type(const AudioEncoding& e) {
@@ -73,60 +94,16 @@ std::string content_type(const AudioEncoding& e) {
     case ResponseFormat::kWav: return "audio/wav";
     case ResponseFormat::kFlac: return "audio/flac";
     case ResponseFormat::kOgg: return "audio/ogg";
+    case ResponseFormat::kOpus: return "audio/ogg; codecs=opus";
     case ResponseFormat::kMp3: return "audio/mpeg";
     case ResponseFormat::kPcm: break;
   }
   return e.sample_format == SampleFormat::kPcm16 ? "audio/L16" : "application/octet-stream";
 }
 
-std::string encode_item(const GenerationResult& r, int index, const AudioEncoding& e,
-                        const std::string& temp_dir) {
-  check_encodable(e);
-  if (index < 0 || index >= r.batch) fail(ErrorCode::kInvalidArgument, "batch index out of range");
-  const int64_t skip =
-      index < static_cast<int>(r.leading_padding.size()) ? r.leading_padding[index] : 0;
-  const int64_t n = r.samples - skip;
-  const float* item = r.audio.data() + static_cast<size_t>(index) * r.channels * r.samples;
-  if (e.format == ResponseFormat::kPcm) {
-    // The WAV file's data chunk: the same peak normalisation (or clipping) as the file.
-    float peak = 0.0f;
-    for (size_t i = 0; i < static_cast<size_t>(r.channels) * r.samples; ++i)
-      peak = std::max(peak, std::fabs(item[i]));
-    const float scale = e.sample_format == SampleFormat::kPcm16 &&
-                                e.normalize == Normalize::kPeak && peak > 1.0f
-                            ? 1.0f / peak
-                            : 1.0f;
-    std::string out;
-    out.reserve(static_cast<size_t>(n) * r.channels * 4);
-    for (int64_t t = skip; t < r.samples; ++t)
-      for (int c = 0; c < r.channels; ++c) {
-        float v = item[static_cast<size_t>(c) * r.samples + t];
-        append_sample(out, scale == 1.0f ? v : v / peak, e.sample_format);
-      }
-    return out;
-  }
-  // WAV: the library's writer, as the CLI uses it (identical bytes for identical settings).
-  const GenerationResult* src = &r;
-  GenerationResult clipped;
-  if (e.normalize == Normalize::kClip && e.sample_format == SampleFormat::kPcm16) {
-    clipped = r;
-    for (float& v : clipped.audio) v = std::clamp(v, -1.0f, 1.0f);
-    src = &clipped;
-  }
-  const std::string path = temp_wav_path(temp_dir);
-  try {
-    write_audio_file(path, *src, index, e.sample_format);
-  } catch (...) {
-    std::remove(path.c_str());
-    throw;
-  }
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  in.close();
-  std::remove(path.c_str());
-  if (!in && !in.eof()) fail(ErrorCode::kIo, "reading back the encoded audio failed");
-  return bytes.str();
+std::string encode_item(const GenerationResult& r, int index, const AudioEncoding& e) {
+  const std::string bytes = encode_audio(r, index, write_options(e));
+  return e.format == ResponseFormat::kPcm ? wav_data(bytes) : bytes;
 }
 
 std::string stream_header(const AudioEncoding& e, int channels, int sample_rate) {
@@ -151,15 +128,22 @@ std::string stream_header(const AudioEncoding& e, int channels, int sample_rate)
 
 std::string stream_samples(const float* audio, int batch, int channels, int64_t count, int index,
                            int64_t skip, const AudioEncoding& e) {
-  (void)batch;
-  std::string out;
-  if (skip >= count) return out;
-  out.reserve(static_cast<size_t>(count - skip) * channels * 4);
+  if (skip >= count || index < 0 || index >= batch) return {};
+  // The piece as a one-item take through the same encoder: clip and none act sample by sample,
+  // so the pieces' samples are the whole take's.
+  GenerationResult piece;
+  piece.batch = 1;
+  piece.channels = channels;
+  piece.sample_rate = 32000;  // only the container's header field; its samples are the same
+  piece.samples = count - skip;
+  piece.audio.resize(static_cast<size_t>(channels) * piece.samples);
   const float* item = audio + static_cast<size_t>(index) * channels * count;
-  for (int64_t t = skip; t < count; ++t)
-    for (int c = 0; c < channels; ++c)
-      append_sample(out, item[static_cast<size_t>(c) * count + t], e.sample_format);
-  return out;
+  for (int c = 0; c < channels; ++c)
+    std::copy_n(item + static_cast<size_t>(c) * count + skip, piece.samples,
+                piece.audio.data() + static_cast<size_t>(c) * piece.samples);
+  AudioEncoding wav = e;
+  wav.format = ResponseFormat::kWav;
+  return wav_data(encode_audio(piece, 0, write_options(wav)));
 }
 
 }  // namespace musicgen::server

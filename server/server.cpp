@@ -463,12 +463,7 @@ struct Server::Impl {
     if (body.contains("response_format")) {
       const std::string f = get_string(body["response_format"], "response_format");
       if (!parse_response_format(f, &p.enc.format))
-        bad("response_format", "'response_format' must be wav, pcm, flac, ogg or mp3");
-      try {
-        check_encodable(p.enc);
-      } catch (const Error& e) {
-        bad("response_format", e.what());
-      }
+        bad("response_format", "'response_format' must be wav, pcm, flac, ogg, opus or mp3");
     }
     if (body.contains("sample_format")) {
       const std::string f = get_string(body["sample_format"], "sample_format");
@@ -476,14 +471,26 @@ struct Server::Impl {
       else if (f == "f32") p.enc.sample_format = SampleFormat::kFloat32;
       else bad("sample_format", "'sample_format' must be pcm16 or f32");
     }
-    if (body.contains("normalize")) {
-      const std::string f = get_string(body["normalize"], "normalize");
-      if (f == "peak") p.enc.normalize = Normalize::kPeak;
-      else if (f == "clip") p.enc.normalize = Normalize::kClip;
-      else bad("normalize", "'normalize' must be peak or clip");
-    }
     if (body.contains("stream")) p.stream = get_bool(body["stream"], "stream");
     if (p.stream && p.batch > 1) bad("stream", "'stream' takes a single prompt, not a list");
+    p.enc.normalize = p.stream ? Normalization::kClip : Normalization::kPeak;
+    if (body.contains("normalize")) {
+      const std::string f = get_string(body["normalize"], "normalize");
+      try {
+        p.enc.normalize = parse_normalization(f);
+      } catch (const Error&) {
+        bad("normalize", "'normalize' must be peak, loudness, rms, clip or none");
+      }
+    }
+    try {
+      check_encodable(p.enc, p.stream);
+    } catch (const Error& e) {
+      const bool fmt = std::string(e.what()).find("normalis") == std::string::npos;
+      bad(fmt ? (p.enc.sample_format == SampleFormat::kFloat32 && !p.stream ? "sample_format"
+                                                                             : "response_format")
+              : "normalize",
+          e.what());
+    }
     return p;
   }
 
@@ -562,7 +569,7 @@ struct Server::Impl {
   // The response body of a finished generation: the file, or JSON with one file per prompt.
   void fill_result(const Parsed& p, const GenerationResult& r, std::string* body, std::string* ct) {
     if (!p.list_prompt) {
-      *body = encode_item(r, 0, p.enc, temp_dir);
+      *body = encode_item(r, 0, p.enc);
       *ct = content_type(p.enc);
       return;
     }
@@ -570,7 +577,7 @@ struct Server::Impl {
     for (int b = 0; b < r.batch; ++b)
       items.push_back({{"index", b}, {"prompt", p.opt.prompts[b]},
                        {"content_type", content_type(p.enc)},
-                       {"data", base64_encode(encode_item(r, b, p.enc, temp_dir))}});
+                       {"data", base64_encode(encode_item(r, b, p.enc))}});
     *body = json{{"model", p.model->name}, {"revision", p.model->revision},
                  {"seed", p.opt.seed}, {"sample_rate", r.sample_rate},
                  {"channels", r.channels}, {"audio", items}}

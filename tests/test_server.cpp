@@ -75,13 +75,14 @@ std::vector<std::string> reference_wavs(musicgen::GenerationOptions opt,
   auto model = musicgen::Model::load(fixture_dir("tiny-a"));
   musicgen::Session session(model, {.threads = 1});
   musicgen::GenerationResult r = session.generate(opt);
-  if (clip)
-    for (float& v : r.audio) v = std::clamp(v, -1.0f, 1.0f);
   const std::string dir = musicgen::testing::make_temp_dir("server-ref");
   std::vector<std::string> out;
   for (int b = 0; b < r.batch; ++b) {
     const std::string p = dir + "/" + std::to_string(b) + ".wav";
-    musicgen::write_audio_file(p, r, b, f);
+    musicgen::AudioWriteOptions w;
+    w.sample_format = f;
+    w.normalize = clip ? musicgen::Normalization::kClip : musicgen::Normalization::kPeak;
+    musicgen::write_audio_file(p, r, b, w);
     out.push_back(read_file(p));
   }
   fs::remove_all(dir);
@@ -222,6 +223,38 @@ TEST_F(ServerTest, StreamEqualsWholeClippedOutput) {
   EXPECT_TRUE(wp->body == p->body);
 }
 
+// Compressed formats come from the library's encoder (the CLI's): the same bytes as
+// encode_audio for the same take, with each format's magic.
+TEST_F(ServerTest, CompressedFormatsAreTheLibrarysEncoding) {
+  auto c = running_->client();
+  musicgen::GenerationOptions opt;
+  opt.prompts = {"drums"};
+  opt.duration_s = 0.4;
+  opt.greedy = true;
+  opt.seed = 3;
+  auto model = musicgen::Model::load(fixture_dir("tiny-a"));
+  musicgen::Session session(model, {.threads = 1});
+  const musicgen::GenerationResult r = session.generate(opt);
+  const std::vector<std::tuple<std::string, musicgen::AudioFileFormat, std::string, std::string>>
+      formats = {{"flac", musicgen::AudioFileFormat::kFlac, "fLaC", "audio/flac"},
+                 {"ogg", musicgen::AudioFileFormat::kOgg, "OggS", "audio/ogg"},
+                 {"opus", musicgen::AudioFileFormat::kOpus, "OggS", "audio/ogg; codecs=opus"},
+                 {"mp3", musicgen::AudioFileFormat::kMp3, "", "audio/mpeg"}};
+  for (const auto& [name, format, magic, type] : formats) {
+    SCOPED_TRACE(name);
+    const json body = {{"prompt", "drums"}, {"duration", 0.4}, {"do_sample", false},
+                       {"seed", 3}, {"response_format", name}, {"normalize", "loudness"}};
+    auto res = post(c, "/v1/audio/music", body);
+    ASSERT_EQ(res->status, 200) << res->body;
+    EXPECT_EQ(res->get_header_value("Content-Type"), type);
+    if (!magic.empty()) EXPECT_EQ(res->body.substr(0, 4), magic);
+    musicgen::AudioWriteOptions w;
+    w.format = format;
+    w.normalize = musicgen::Normalization::kLoudness;
+    EXPECT_TRUE(res->body == musicgen::encode_audio(r, 0, w)) << "differs from encode_audio";
+  }
+}
+
 TEST_F(ServerTest, UploadedAudioContinuation) {
   auto c = running_->client();
   const std::string wav = read_file(fixture_dir("audio") + "/16k_mono.wav");
@@ -303,8 +336,9 @@ TEST_F(ServerTest, BadInputIs400NamingTheField) {
       {{{"prompt_duration", 1}}, 400, "prompt_duration"},
       {{{"audio_mode", "remix"}, {"audio", wav}}, 400, "audio_mode"},
       {{{"response_format", "aiff"}}, 400, "response_format"},
-      {{{"response_format", "mp3"}}, 400, "response_format"},
-      {{{"response_format", "flac"}}, 400, "response_format"},
+      {{{"response_format", "flac"}, {"sample_format", "f32"}}, 400, "sample_format"},
+      {{{"response_format", "mp3"}, {"stream", true}}, 400, "response_format"},
+      {{{"normalize", "peak"}, {"stream", true}}, 400, "normalize"},
       {{{"sample_format", "s24"}}, 400, "sample_format"},
       {{{"normalize", "loud"}}, 400, "normalize"},
       {{{"stream", 1}}, 400, "stream"},
