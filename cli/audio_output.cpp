@@ -41,17 +41,11 @@ TakeInfo take_info(const std::string& reference, const std::string& resolved, We
   TakeInfo t;
   t.seed = seed;
   t.software = software;
-  const ModelReference ref = parse_model_reference(reference);
-  if (ref.source == ModelSource::kHub) {
-    t.model = ref.repo_id;
-    t.revision = fs::path(resolved).lexically_normal().filename().string();  // snapshots/{commit}
-    if (t.revision.empty()) t.revision = fs::path(resolved).lexically_normal().parent_path().filename().string();
-  } else {
-    fs::path p = fs::path(resolved).lexically_normal();
-    if (p.filename().empty()) p = p.parent_path();
-    t.model = p.filename().string();
-    if (t.model.empty() || t.model == ".") t.model = fs::absolute(p).lexically_normal().filename().string();
-  }
+  // The model by the name the load line gives it (a hub snapshot folder is its repo id), and a
+  // hub snapshot's commit as the revision.
+  t.model = model_display_name(reference, resolved);
+  const fs::path p = fs::path(resolved).lexically_normal();
+  if (p.parent_path().filename() == "snapshots") t.revision = p.filename().string();
   // A quantized file loads with the type it stores; a directory with the one asked for.
   t.weights = fs::is_regular_file(resolved) ? checkpoint_stats(resolved, requested).weights
                                             : weight_type_name(requested);

@@ -5,6 +5,9 @@
 
 #include <cstdio>
 #include <cstring>
+#include <cstdlib>
+#include <fstream>
+#include <string>
 
 #include "command_util.h"
 #include "musicgen/musicgen.h"
@@ -27,11 +30,16 @@ void print_serve_help() {
       "  --weights TYPE       f32 (default), bf16, q8 or q4\n"
       "  --device DEV         cpu (default), vulkan, vulkan:N or auto\n"
       "  --threads N          decoder threads (default: all cores, shared by the requests)\n"
-      "  --max-batch N        requests generating at the same time (default: 8 with continuous\n"
-      "                       batching, 1 without)\n"
+      "  --max-batch N        requests decoded together in one continuous batch (default 8)\n"
       "  --max-queue N        requests waiting beyond those; more are answered 429 (default 16)\n"
       "  --api-key KEY        require 'Authorization: Bearer KEY' or 'X-API-Key: KEY'\n"
       "                       (default: the environment variable MUSICGEN_API_KEY, else none)\n"
+      "  --api-key-file FILE  the same, read from the first line of FILE\n"
+      "  --queue URL          share jobs with other replicas through Redis:\n"
+      "                       redis://[user:password@]host[:port][/db] (docs/DEPLOY.md)\n"
+      "  --replica NAME       this replica's name in the queue (default: host name and pid)\n"
+      "  --lease-seconds S    a queued job whose replica stops renewing it for S seconds is\n"
+      "                       re-claimed by another replica (default 30)\n"
       "  --max-duration S     longest audio one request may ask for (default 300)\n"
       "  --grace-seconds S    on SIGTERM/SIGINT: time running requests get to finish (default 30)\n"
       "  --quiet              no request log\n"
@@ -61,6 +69,18 @@ int run_serve(const std::vector<std::string>& args) {
     else if (r.is("--max-batch")) o.max_batch = static_cast<int>(r.integer_in(1, 256));
     else if (r.is("--max-queue")) o.max_queue = static_cast<int>(r.integer_in(0, 100000));
     else if (r.is("--api-key")) o.api_key = r.value();
+    else if (r.is("--api-key-file")) {
+      const std::string path = r.value();
+      std::ifstream in(path);
+      if (!in) command_usage("cannot read --api-key-file '" + path + "'");
+      std::getline(in, o.api_key);
+      while (!o.api_key.empty() && (o.api_key.back() == '\r' || o.api_key.back() == ' '))
+        o.api_key.pop_back();
+      if (o.api_key.empty()) command_usage("--api-key-file '" + path + "' holds no key on its first line");
+    }
+    else if (r.is("--queue")) o.queue_url = r.value();
+    else if (r.is("--replica")) o.replica = r.value();
+    else if (r.is("--lease-seconds")) o.lease_s = r.number();
     else if (r.is("--max-duration")) o.max_duration_s = r.number();
     else if (r.is("--grace-seconds")) grace = r.number();
     else if (r.is("--quiet", "-q")) quiet = true;

@@ -19,7 +19,7 @@ GenerationResult Backend::run(const GenerationOptions& options) {
 BackendStats Backend::stats() const {
   const Batcher::Stats s = batcher_->stats();
   BackendStats b;
-  b.running = s.running;
+  b.running = s.running + s.solo;
   b.steps = s.request_steps;
   b.busy_s = s.busy_s;
   return b;

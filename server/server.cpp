@@ -26,6 +26,8 @@
 #include "embedded.h"
 #include "musicgen/error.h"
 #include "musicgen/hub.h"
+#include "queue/queue_worker.h"
+#include "queue/redis_queue.h"
 
 namespace musicgen::server {
 namespace {
@@ -285,6 +287,10 @@ struct Server::Impl {
   std::map<std::string, std::shared_ptr<Job>> jobs;
 
   std::atomic<uint64_t> upload_counter{0};
+
+  // The shared queue (--queue): client operations, and the worker that runs this replica's jobs.
+  std::unique_ptr<queue::RedisQueue> rq;
+  std::unique_ptr<queue::QueueWorker> worker;
 
   explicit Impl(ServerOptions options) : o(std::move(options)) {}
 
@@ -552,6 +558,11 @@ struct Server::Impl {
   ApiError api_error_of(const Error& e) const {
     if (e.code() == ErrorCode::kCancelled && cancel_all.load())
       return {503, "the server shut down before the request finished; retry", ""};
+    if (e.code() == ErrorCode::kIo && rq && std::string(e.what()).rfind("Redis", 0) == 0) {
+      ApiError a{503, e.what(), ""};
+      a.retry_after_s = 2;
+      return a;
+    }
     switch (e.code()) {
       case ErrorCode::kInvalidArgument: return {400, e.what(), ""};
       case ErrorCode::kUnsupported: return {400, e.what(), ""};
@@ -632,6 +643,7 @@ struct Server::Impl {
     Parsed p = sound_generation ? parse_sound_generation(body) : parse_music(body);
     auto ticket = admit();
     if (p.stream) return handle_stream(req, res, std::move(p), std::move(ticket));
+    if (rq) return handle_music_queued(req, res, body, p, sound_generation);
     ClientWatch watch(req);
     GenerationResult r;
     try {
@@ -761,6 +773,108 @@ struct Server::Impl {
         });
   }
 
+  // ---- the shared queue (--queue) ----
+  // The request as the queue stores it: the canonical body with its seed fixed, so a re-run
+  // after a lost replica gives the same take.
+  std::string queue_request(const json& body, const Parsed& p, bool sound_generation) {
+    json q = body;
+    if (sound_generation) {  // stored under parse_music's names
+      q = json::object();
+      if (body.contains("text")) q["prompt"] = body["text"];
+      if (body.contains("duration_seconds") && !body["duration_seconds"].is_null())
+        q["duration"] = body["duration_seconds"];
+      for (const char* k : {"do_sample", "temperature", "guidance_scale", "top_k", "top_p",
+                            "response_format", "sample_format", "normalize"})
+        if (body.contains(k)) q[k] = body[k];
+    }
+    q["seed"] = p.opt.seed;
+    q["model"] = p.model->name;
+    q.erase("stream");
+    return q.dump();
+  }
+
+  static std::optional<uint64_t> request_seed(const std::string& request) {
+    const json r = json::parse(request, nullptr, false);
+    if (r.is_object() && r.contains("seed") && r["seed"].is_number_unsigned())
+      return r["seed"].get<uint64_t>();
+    return std::nullopt;
+  }
+
+  json queue_job_json(const queue::JobRecord& r) {
+    json j = {{"id", r.id}, {"status", r.status}, {"progress", r.progress}, {"model", r.model},
+              {"attempts", r.attempts}};
+    j["eta_s"] = r.eta_s >= 0 && r.status != "succeeded" ? json(r.eta_s) : json(nullptr);
+    if (r.status == "succeeded") j["eta_s"] = 0;
+    j["replica"] = r.owner.empty() ? json(nullptr) : json(r.owner);
+    if (auto seed = request_seed(r.request)) j["seed"] = *seed;
+    if (!r.error.empty() && r.status == "failed") j["error"] = {{"message", r.error}, {"field", nullptr}};
+    return j;
+  }
+
+  queue::JobRecord queue_find(const std::string& id) {
+    auto r = rq->get(id);
+    if (!r) throw ApiError{404, "no job '" + id + "' (finished jobs are kept for a while only)", "id"};
+    return *r;
+  }
+
+  std::string idempotency_key(const httplib::Request& req) {
+    const std::string k = req.get_header_value("Idempotency-Key");
+    if (k.size() > 200) bad("Idempotency-Key", "the Idempotency-Key header is longer than 200 characters");
+    for (char c : k)
+      if (c < 0x21 || c > 0x7e) bad("Idempotency-Key", "the Idempotency-Key header must be printable ASCII without spaces");
+    return k;
+  }
+
+  // A synchronous request through the queue: submitted like a job, answered when it ends (on
+  // whichever replica runs it); a client that goes away cancels it.
+  void handle_music_queued(const httplib::Request& req, httplib::Response& res, const json& body,
+                           const Parsed& p, bool sound_generation) {
+    ClientWatch watch(req);
+    const std::string id = rq->submit(p.model->name, queue_request(body, p, sound_generation),
+                                      idempotency_key(req));
+    for (;;) {
+      const queue::JobRecord r = queue_find(id);
+      if (r.status == "succeeded") {
+        auto out = rq->result(id);
+        if (!out) throw ApiError{500, "job '" + id + "' succeeded but its audio expired", ""};
+        set_audio_headers(res, p);
+        res.set_header("X-Job-Id", id);
+        res.set_content(*out, r.content_type.c_str());
+        return;
+      }
+      if (r.status == "failed") throw ApiError{500, r.error, ""};
+      if (r.status == "canceled") throw ApiError{499, "the request was canceled", ""};
+      if (watch.closed() || cancel_all.load()) {
+        rq->cancel(id);
+        throw ApiError{cancel_all.load() ? 503 : 499, "the request was canceled", ""};
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+
+  // Runs one job claimed from the queue (on a worker thread of this replica).
+  queue::WorkResult run_queued(const queue::ClaimedJob& job, const queue::ReportFn& report) {
+    const json body = json::parse(job.request, nullptr, false);
+    if (!body.is_object()) fail(ErrorCode::kInvalidArgument, "the queued request is not a JSON object");
+    Parsed p;
+    try {
+      p = parse_music(body);
+    } catch (const ApiError& e) {
+      fail(ErrorCode::kInvalidArgument, e.message);
+    }
+    p.stream = false;
+    double first = 0;
+    GenerationResult r = generate(p, [&](int step, int total) {
+      const double now = now_s();
+      if (step == 1) first = now;
+      const double eta = step > 1 ? (now - first) / (step - 1) * (total - step) : -1;
+      return report(total > 0 ? static_cast<double>(step) / total : 0, eta);
+    });
+    queue::WorkResult w;
+    fill_result(p, r, &w.body, &w.content_type);
+    return w;
+  }
+
   void purge_jobs() {  // with jobs_mu held
     const double now = now_s();
     std::vector<std::shared_ptr<Job>> finished;
@@ -805,6 +919,19 @@ struct Server::Impl {
     const json body = parse_body(req);
     auto parsed = std::make_shared<Parsed>(parse_music(body));
     if (parsed->stream) bad("stream", "jobs do not stream; use POST /v1/audio/music with stream");
+    if (rq) {
+      bool existed = false;
+      const std::string id = rq->submit(parsed->model->name, queue_request(body, *parsed, false),
+                                        idempotency_key(req), &existed);
+      const queue::JobRecord r = queue_find(id);
+      res.status = existed ? 200 : 202;
+      res.set_header("Location", "/v1/audio/music/jobs/" + id);
+      res.set_header("X-Model", parsed->model->name);
+      res.set_header("X-Model-Revision", parsed->model->revision);
+      if (auto seed = request_seed(r.request)) res.set_header("X-Seed", std::to_string(*seed));
+      res.set_content(queue_job_json(r).dump() + "\n", "application/json");
+      return;
+    }
     auto ticket = admit();
     auto job = std::make_shared<Job>();
     {
@@ -938,6 +1065,17 @@ struct Server::Impl {
         ++by_status[j->status];
       }
     }
+    if (worker) {
+      const queue::WorkerStats w = worker->stats();
+      line("# HELP musicgen_queue_jobs_total Jobs this replica took from the shared queue, by outcome (succeeded: results it stored).");
+      line("# TYPE musicgen_queue_jobs_total counter");
+      line("musicgen_queue_jobs_total{outcome=\"claimed\"} " + std::to_string(w.claimed));
+      line("musicgen_queue_jobs_total{outcome=\"reclaimed\"} " + std::to_string(w.reclaimed));
+      line("musicgen_queue_jobs_total{outcome=\"succeeded\"} " + std::to_string(w.succeeded));
+      line("musicgen_queue_jobs_total{outcome=\"failed\"} " + std::to_string(w.failed));
+      line("musicgen_queue_jobs_total{outcome=\"canceled\"} " + std::to_string(w.canceled));
+      line("musicgen_queue_jobs_total{outcome=\"lost\"} " + std::to_string(w.lost));
+    }
     line("# HELP musicgen_jobs Jobs held, by status.");
     line("# TYPE musicgen_jobs gauge");
     for (const char* s : {"queued", "running", "succeeded", "failed", "canceled"})
@@ -1049,11 +1187,13 @@ void Server::Impl::routes() {
       std::lock_guard<std::mutex> lock(admit_mu);
       admitted_now = admitted;
     }
-    res.status = draining ? 503 : 200;
-    res.set_content(json{{"status", draining ? "draining" : "ok"},
-                         {"models", models.size()},
-                         {"admitted", admitted_now}}.dump() + "\n",
-                    "application/json");
+    const bool queue_ok = !rq || rq->healthy();
+    res.status = draining || !queue_ok ? 503 : 200;
+    json h = {{"status", draining ? "draining" : queue_ok ? "ok" : "queue unavailable"},
+              {"models", models.size()},
+              {"admitted", admitted_now}};
+    if (rq) h["queue"] = {{"healthy", queue_ok}, {"replica", rq->options().consumer}};
+    res.set_content(h.dump() + "\n", "application/json");
   }));
   http.Get("/openapi.json", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(kOpenApiJson, "application/json");
@@ -1074,10 +1214,24 @@ void Server::Impl::routes() {
     handle_job_create(req, res);
   }));
   http.Get(R"(/v1/audio/music/jobs/([A-Za-z0-9_]+))", wrap([this](const httplib::Request& req, httplib::Response& res) {
+    if (rq) {
+      res.set_content(queue_job_json(queue_find(req.matches[1])).dump() + "\n", "application/json");
+      return;
+    }
     auto job = find_job(req.matches[1]);
     res.set_content(job_json(*job).dump() + "\n", "application/json");
   }));
   http.Get(R"(/v1/audio/music/jobs/([A-Za-z0-9_]+)/audio)", wrap([this](const httplib::Request& req, httplib::Response& res) {
+    if (rq) {
+      const queue::JobRecord r = queue_find(req.matches[1]);
+      auto out = r.status == "succeeded" ? rq->result(r.id) : std::nullopt;
+      if (!out)
+        throw ApiError{409, "job '" + r.id + "' is " + r.status + "; its audio exists once it has succeeded", ""};
+      if (auto seed = request_seed(r.request)) res.set_header("X-Seed", std::to_string(*seed));
+      res.set_header("X-Model", r.model);
+      res.set_content(*out, r.content_type.c_str());
+      return;
+    }
     auto job = find_job(req.matches[1]);
     std::lock_guard<std::mutex> lock(job->mu);
     if (job->status != "succeeded")
@@ -1087,6 +1241,12 @@ void Server::Impl::routes() {
     res.set_content(job->body, job->content_type.c_str());
   }));
   http.Delete(R"(/v1/audio/music/jobs/([A-Za-z0-9_]+))", wrap([this](const httplib::Request& req, httplib::Response& res) {
+    if (rq) {
+      if (!rq->cancel(req.matches[1]))
+        throw ApiError{404, "no job '" + std::string(req.matches[1]) + "'", "id"};
+      res.set_content(queue_job_json(queue_find(req.matches[1])).dump() + "\n", "application/json");
+      return;
+    }
     auto job = find_job(req.matches[1]);
     job->cancel = true;
     bool finished;
@@ -1137,6 +1297,35 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(o
     fail(ErrorCode::kIo, "cannot create a private temporary folder under " +
                              fs::temp_directory_path().string());
   impl_->temp_dir = tmpl;
+  if (!o.queue_url.empty()) {
+    if (!(o.lease_s >= 0.1 && o.lease_s <= 3600))
+      fail(ErrorCode::kInvalidArgument, "--lease-seconds must be between 0.1 and 3600");
+    queue::QueueOptions qo;
+    qo.consumer = o.replica;
+    if (qo.consumer.empty()) {
+      char host[256] = {};
+      ::gethostname(host, sizeof(host) - 1);
+      qo.consumer = std::string(host) + "-" + std::to_string(::getpid());
+    }
+    qo.lease_ms = static_cast<int>(o.lease_s * 1000);
+    const queue::RedisUrl url = queue::parse_redis_url(o.queue_url);
+    impl_->rq = std::make_unique<queue::RedisQueue>(url, qo);
+    if (!impl_->rq->healthy())
+      fail(ErrorCode::kIo, "Redis at " + url.host + ":" + std::to_string(url.port) +
+                               " does not answer; start it or fix --queue");
+    std::vector<std::string> names;
+    for (auto& m : impl_->models) names.push_back(m->name);
+    Impl* im = impl_.get();
+    impl_->worker = std::make_unique<queue::QueueWorker>(
+        url, qo, names, o.max_batch,
+        [im](const queue::ClaimedJob& j, const queue::ReportFn& report) { return im->run_queued(j, report); });
+    impl_->worker->on_finished([im](const queue::ClaimedJob& j, const std::string& outcome) {
+      if (!im->o.log) return;
+      std::fprintf(im->o.log, "queue job %s %s (model %s, attempt %d)\n", j.id.c_str(),
+                   outcome.c_str(), j.model.c_str(), j.attempts);
+      std::fflush(im->o.log);
+    });
+  }
   impl_->routes();
 }
 
@@ -1163,6 +1352,7 @@ int Server::start() {
   raise_listen_backlog(port);
   im.started = true;
   im.listener = std::thread([&im] { im.http.listen_after_bind(); });
+  if (im.worker) im.worker->start();
   return port;
 }
 
@@ -1172,13 +1362,22 @@ void Server::drain(double grace_s) {
   im.drained = true;
   im.draining = true;
   if (im.started) im.http.stop();  // no new connections
+  if (im.worker) im.worker->request_stop();  // no new queued jobs
   const double deadline = now_s() + std::max(0.0, grace_s);
   {
     std::unique_lock<std::mutex> lock(im.admit_mu);
     while (im.admitted > 0 && now_s() < deadline)
       im.admit_cv.wait_for(lock, std::chrono::milliseconds(50));
   }
-  im.cancel_all = true;  // what still runs is canceled
+  if (im.worker) {  // queued jobs running here get the rest of the grace period
+    const auto running = [&] {
+      const queue::WorkerStats w = im.worker->stats();
+      return w.claimed > w.succeeded + w.failed + w.canceled + w.lost;
+    };
+    while (running() && now_s() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  im.cancel_all = true;  // what still runs is canceled (a queued job: another replica re-runs it)
+  if (im.worker) im.worker->stop();
   {
     std::lock_guard<std::mutex> lock(im.jobs_mu);
     for (auto& [id, j] : im.jobs) j->cancel = true;

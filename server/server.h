@@ -38,6 +38,12 @@ struct ServerOptions {
   double job_ttl_s = 3600;              // and for at most this long
   int http_threads = 64;                // connections served at once
   FILE* log = stderr;                   // one line per request; nullptr: quiet
+  // A job queue shared by replicas (docs/DEPLOY.md): redis://[user:password@]host[:port][/db].
+  // Jobs and synchronous requests go into Redis; this replica runs the queued jobs of the
+  // models it holds. Empty: the in-process queue.
+  std::string queue_url;
+  std::string replica;   // this replica's name in the queue (default: host name and process id)
+  double lease_s = 30;   // a job whose replica stopped renewing it for this long is re-claimed
 };
 
 class Server {

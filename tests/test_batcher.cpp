@@ -299,7 +299,10 @@ TEST(Batcher, NonEligibleRequestsRunAsSession) {
     expect_bitwise(jobs[i].result, alone(model, jobs[i].opt), "Batcher vs Session");
   }
   EXPECT_EQ(jobs[1].result.codes, golden_codes(golden, "cont_text"));
-  EXPECT_EQ(batcher.stats().request_steps, 16u + 10u);  // the audio-prompt request shares none
+  // The audio-prompt request shares no step: its steps are counted on their own.
+  EXPECT_EQ(batcher.stats().request_steps,
+            16u + 10u + static_cast<uint64_t>(jobs[1].result.timings.decode_steps));
+  EXPECT_EQ(batcher.stats().solo, 0);
 
   // A melody checkpoint: every request runs as a Session.
   const TensorStore mgolden = load_golden("tiny-melody");
@@ -320,6 +323,7 @@ TEST(Batcher, NonEligibleRequestsRunAsSession) {
   EXPECT_EQ(mr.codes, golden_codes(mgolden, "melody_text"));
   expect_bitwise(mr, alone(melody, mo), "melody: Batcher vs Session");
   EXPECT_EQ(mbatcher.stats().steps, 0u);
+  EXPECT_EQ(mbatcher.stats().request_steps, static_cast<uint64_t>(mr.timings.decode_steps));
 }
 
 // (f) Stereo: the interleaved codebooks and two-channel audio of tiny-stereo.

@@ -47,11 +47,9 @@ musicgen_add_test(test_torch_checkpoint SOURCES test_torch_checkpoint.cpp
   LIBS musicgen nlohmann_json::nlohmann_json)
 # Exact f16 storage of half-representable float32 weights: bitwise the float32 path.
 musicgen_add_test(test_exact_f16 SOURCES test_exact_f16.cpp LIBS musicgen)
-if(MUSICGEN_HAVE_REDIS)
-  # Starts its own redis-server on a free loopback port (skipped visibly when it is not
-  # installed; MUSICGEN_REQUIRE_REDIS=1, set by .ci/run, makes that a failure).
-  musicgen_add_test(test_redis_queue SOURCES test_redis_queue.cpp LIBS musicgen_queue)
-endif()
+# Starts its own redis-server on a free loopback port (skipped visibly when it is not
+# installed; MUSICGEN_REQUIRE_REDIS=1, set by .ci/run, makes that a failure).
+musicgen_add_test(test_redis_queue SOURCES test_redis_queue.cpp LIBS musicgen_queue)
 # Audio output: formats, normalisation (libebur128 measures the files), tags, seeds, stdout.
 musicgen_add_test(test_audio_output SOURCES test_audio_output.cpp
   LIBS musicgen PkgConfig::SNDFILE PkgConfig::EBUR128 nlohmann_json::nlohmann_json)
@@ -71,6 +69,12 @@ add_test(NAME test_server_web
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/server/test_web.py
           $<TARGET_FILE:musicgen_cli> ${MUSICGEN_FIXTURES_DIR}/tiny-a ${CMAKE_BINARY_DIR}/server.png)
 set_tests_properties(test_server_web PROPERTIES TIMEOUT 180 SKIP_RETURN_CODE 77)
+# Replicas behind one Redis queue: 3 `serve --queue` processes, 30 jobs, one replica killed with
+# SIGKILL mid-job and Redis restarted; every job succeeded once with one replica's audio.
+add_test(NAME test_server_replicas
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/server/test_replicas.py
+          $<TARGET_FILE:musicgen_cli> ${MUSICGEN_FIXTURES_DIR}/tiny-a)
+set_tests_properties(test_server_replicas PROPERTIES TIMEOUT 400 SKIP_RETURN_CODE 77)
 find_package(Python3 COMPONENTS Interpreter)
 if(Python3_FOUND)
   add_test(NAME test_server_openapi COMMAND ${Python3_EXECUTABLE}

@@ -50,8 +50,10 @@ class Batcher {
   struct Stats {
     int running = 0;             // requests in the decoder batch now
     int waiting = 0;             // requests waiting to join
+    int solo = 0;                // requests that cannot share steps, running on their own now
     uint64_t steps = 0;          // batched decoder steps run so far
-    uint64_t request_steps = 0;  // sum over steps of the requests in each step
+    uint64_t request_steps = 0;  // sum over steps of the requests in each step, plus the steps
+                                 // of the requests run on their own
     double busy_s = 0;           // seconds spent in decoder steps
   };
   Stats stats() const;

@@ -231,9 +231,32 @@ Batcher::~Batcher() = default;
 GenerationResult Batcher::generate(const GenerationOptions& options) {
   const Model::Impl& m = impl_->model->impl();
   if (!batchable(m, options)) {
-    // Audio prompt, melody, long form, GPU decoder: an ordinary Session on this thread.
+    // Audio prompt, melody, long form, GPU decoder: an ordinary Session on this thread, counted
+    // in stats (solo, request_steps).
+    Impl* im = impl_.get();
+    struct Solo {
+      Impl* im;
+      explicit Solo(Impl* i) : im(i) {
+        std::lock_guard<std::mutex> lock(im->mu);
+        ++im->stats.solo;
+      }
+      ~Solo() {
+        std::lock_guard<std::mutex> lock(im->mu);
+        --im->stats.solo;
+      }
+    } solo(im);
+    GenerationOptions opt = options;
+    int last = 0;
+    opt.progress = [&](int step, int total) {
+      {
+        std::lock_guard<std::mutex> lock(im->mu);
+        im->stats.request_steps += static_cast<uint64_t>(std::max(0, step - last));
+      }
+      last = step;
+      return options.progress ? options.progress(step, total) : true;
+    };
     Session session(impl_->model, {impl_->options.threads});
-    return session.generate(options);
+    return session.generate(opt);
   }
   // Text encoding and EnCodec decoding on this thread alone: the decoder thread owns the pool.
   ThreadPool side(1);

@@ -139,11 +139,14 @@ void QueueWorker::run_one(const ClaimedJob& job) {
     log_info("queue: could not record job " + job.id + " (" + e.what() + ")");
     outcome = "lost";
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  if (outcome == "succeeded") ++stats_.succeeded;
-  else if (outcome == "failed") ++stats_.failed;
-  else if (outcome == "canceled") ++stats_.canceled;
-  else ++stats_.lost;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (outcome == "succeeded") ++stats_.succeeded;
+    else if (outcome == "failed") ++stats_.failed;
+    else if (outcome == "canceled") ++stats_.canceled;
+    else ++stats_.lost;
+  }
+  if (on_finished_) on_finished_(job, outcome);
 }
 
 }  // namespace musicgen::queue

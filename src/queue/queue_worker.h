@@ -39,7 +39,14 @@ class QueueWorker {
   void start();
   // Stops claiming; running jobs finish (drain) and store their results, then the threads end.
   void stop();
+  // Stops claiming without waiting (stop() then joins).
+  void request_stop() { stopping_ = true; }
   WorkerStats stats() const;
+  // Called after each job this worker ran, with its outcome: "succeeded" (this worker stored the
+  // result), "failed", "canceled" or "lost" (taken over, or another replica stored it first).
+  void on_finished(std::function<void(const ClaimedJob&, const std::string&)> f) {
+    on_finished_ = std::move(f);
+  }
   bool healthy() { return queue_.healthy(); }
   RedisQueue& queue() { return queue_; }
 
@@ -51,6 +58,7 @@ class QueueWorker {
   std::vector<std::string> models_;
   int concurrency_;
   RunFn run_;
+  std::function<void(const ClaimedJob&, const std::string&)> on_finished_;
   std::atomic<bool> stopping_{false};
   std::vector<std::thread> threads_;
   mutable std::mutex mu_;
