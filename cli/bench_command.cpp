@@ -289,7 +289,12 @@ int run_bench(const std::vector<std::string>& args) {
   const double generate_s = med([](const Run& r) { return r.generate_s; });
   const double first_rate = med([](const Run& r) { return r.first_100_steps_per_s; });
   const double last_rate = med([](const Run& r) { return r.last_100_steps_per_s; });
-  const double weight_bytes_per_step = static_cast<double>(stats.decoder_step_weight_bytes);
+  // An f32 load that keeps exact-f16 matrices as half reads 2 bytes a weight for those: the
+  // model's own count then; otherwise the checkpoint's figure for the type.
+  const double weight_bytes_per_step =
+      info.decoder_exact_f16 > 0 && info.decoder_step_bytes > 0
+          ? static_cast<double>(info.decoder_step_bytes)
+          : static_cast<double>(stats.decoder_step_weight_bytes);
   const double achieved_bw = weight_bytes_per_step * steps_per_s;
   // Self-attention reads every cached key and value of every layer and stream at each step: with
   // keys = position + 1, on average (steps + 1) / 2 positions. 16-bit cache unless the weights

@@ -11,6 +11,9 @@ cd "$(dirname "$0")/.."
 jobs=$(nproc)
 scripts/build.sh build
 (cd build && ctest --output-on-failure -j "$jobs")
+# The installed library: headers, libmusicgen.a/.so, find_package(musicgen), musicgen.pc, and a
+# program outside the tree (examples/consumer) built against them and run.
+scripts/consumer_check.sh build
 if [ "${1:-}" != "--quick" ]; then
   scripts/build.sh build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMUSICGEN_SANITIZE=ON
   # Whole generations on lavapipe are the release pass's: under ASan the driver's LLVM compiles
