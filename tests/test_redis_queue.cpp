@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -63,6 +65,14 @@ class RedisProcess {
   bool start() {
     pid_ = fork();
     if (pid_ == 0) {
+      // Dies with the test process, and never holds the test's output (ctest waits for it).
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      const int null_fd = open("/dev/null", O_RDWR);
+      if (null_fd >= 0) {
+        dup2(null_fd, 0);
+        dup2(null_fd, 1);
+        dup2(null_fd, 2);
+      }
       const std::string port = std::to_string(port_), dir = dir_.string();
       execl(redis_binary(), "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1",
             "--dir", dir.c_str(), "--appendonly", "yes", "--appendfsync", "always", "--save", "",
@@ -183,7 +193,8 @@ TEST_F(RedisQueueTest, SubmitClaimProgressComplete) {
   EXPECT_DOUBLE_EQ(rec->progress, 0.5);
   EXPECT_DOUBLE_EQ(rec->eta_s, 2.0);
 
-  std::string body("RIFF\0\x01\x02 binary", 17);
+  static constexpr char kBinary[] = "RIFF\0\x01\x02 binary";  // NUL and control bytes inside
+  const std::string body(kBinary, sizeof(kBinary) - 1);
   EXPECT_TRUE(worker.complete(*job, body, "audio/wav"));
   rec = client.get(id);
   EXPECT_EQ(rec->status, "succeeded");
@@ -416,6 +427,7 @@ TEST_F(RedisQueueTest, KilledWorkerProcessLosesNoJob) {
   ASSERT_EQ(pipe(fds), 0);
   const pid_t child = fork();
   if (child == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     close(fds[0]);
     QueueWorker doomed(redis_->url(), opts("doomed", 400), {"small"}, 1,
                        [&](const ClaimedJob& j, const ReportFn&) -> WorkResult {
