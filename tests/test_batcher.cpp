@@ -571,9 +571,10 @@ TEST(Batcher, StreamedFramesOnCallingThread) {
   a.sampling.do_sample = true;
   a.sampling.top_k = 20;
   a.rng = &rng_a;
-  CodeGenRequest b = a;  // greedy, cancelled by its stream after 3 pieces
+  CodeGenRequest b = a;  // greedy and long, cancelled by its stream at its first piece
   b.sampling.do_sample = false;
   b.rng = nullptr;
+  b.max_length = 400 + 1;  // far longer than a and c: still decoding when its first piece comes
   CodeGenRequest c = b;  // greedy, another length
   c.max_length = 25 + 1;
 
@@ -600,7 +601,7 @@ TEST(Batcher, StreamedFramesOnCallingThread) {
   });
   std::thread tb([&] {
     sb.thread = std::this_thread::get_id();
-    b.on_frames = collect(&sb, 0, 3);
+    b.on_frames = collect(&sb, 0, 1);
     try {
       BatcherTestAccess::decode(batcher, b);
     } catch (const Error& e) {
@@ -623,7 +624,7 @@ TEST(Batcher, StreamedFramesOnCallingThread) {
   EXPECT_FALSE(sc.other_thread);
   ASSERT_TRUE(err_b.has_value());
   EXPECT_EQ(*err_b, ErrorCode::kCancelled);
-  EXPECT_EQ(sb.pieces.size(), 3u);  // never called again after it returned false
+  EXPECT_EQ(sb.pieces.size(), 1u);  // never called again after it returned false
   EXPECT_EQ(batcher.stats().running, 0);
 }
 

@@ -27,7 +27,7 @@ import time
 
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
 PROMPTS = ["rock", "calm piano", "synth arpeggio"]
-DURATION = 4.0  # 200 decoder steps per job on the tiny fixture
+DURATION = 20.0  # 1000 decoder steps per job on the tiny fixture: long enough to catch one running
 
 
 def free_port():
@@ -220,7 +220,7 @@ def main():
         victim, victim_job = replicas[1], None
         deadline = time.time() + 60
         while victim_job is None and time.time() < deadline:
-            for jid in ids:
+            for jid in reversed(ids):  # the later jobs are the ones still queued or running
                 s, _, out = call(replicas[0].port, "GET", f"/v1/audio/music/jobs/{jid}")
                 j = json.loads(out)
                 if j["status"] == "running" and j.get("replica") == "r1":
