@@ -19,18 +19,6 @@ std::vector<std::string> texts_of(const nlohmann::json& info) {
   return {};
 }
 
-// Item b of a golden [B, C, L] waveform, without its left padding.
-AudioData golden_audio(const ConstTensor& t, int b, int64_t pad) {
-  AudioData a;
-  a.sample_rate = 32000;
-  a.channels = static_cast<int>(t.dim(1));
-  const int64_t L = t.dim(2);
-  a.frames = L - pad;
-  for (int c = 0; c < a.channels; ++c)
-    a.samples.insert(a.samples.end(), t.data + (b * a.channels + c) * L + pad,
-                     t.data + (b * a.channels + c) * L + L);
-  return a;
-}
 
 void expect_codes(const GenerationResult& r, const TensorStore& golden, const std::string& run) {
   const auto codes = golden.get_i64(run + ".codes");
@@ -43,6 +31,19 @@ void expect_codes(const GenerationResult& r, const TensorStore& golden, const st
 }
 
 }  // namespace
+
+// Item b of a golden [B, C, L] waveform, without its left padding.
+AudioData golden_audio(const ConstTensor& t, int b, int64_t pad) {
+  AudioData a;
+  a.sample_rate = 32000;
+  a.channels = static_cast<int>(t.dim(1));
+  const int64_t L = t.dim(2);
+  a.frames = L - pad;
+  for (int c = 0; c < a.channels; ++c)
+    a.samples.insert(a.samples.end(), t.data + (b * a.channels + c) * L + pad,
+                     t.data + (b * a.channels + c) * L + L);
+  return a;
+}
 
 nlohmann::json golden_json(const std::string& fixture) {
   std::ifstream in(fixture_dir(fixture) + "/golden.json");

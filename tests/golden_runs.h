@@ -7,6 +7,9 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "core/tensor.h"
+#include "musicgen/musicgen.h"
+
 namespace musicgen::testing {
 
 // tests/fixtures/<name>/golden.json
@@ -28,5 +31,8 @@ struct TextRun {
   float guidance;
 };
 void check_text_run(const std::string& fixture, const TextRun& run, const std::string& device);
+
+// Item b of a golden [B, C, L] waveform, without its left padding.
+AudioData golden_audio(const ConstTensor& t, int b, int64_t pad);
 
 }  // namespace musicgen::testing

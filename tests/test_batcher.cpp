@@ -263,16 +263,7 @@ TEST(Batcher, CancelOneRequest) {
 
 // Golden audio input of a run (left padding removed), as golden_runs.cpp reads it.
 AudioData golden_audio_item(const TensorStore& golden, const std::string& run, int b, int64_t pad) {
-  const ConstTensor t = golden.get_f32(run + ".input_values");
-  AudioData a;
-  a.sample_rate = 32000;
-  a.channels = static_cast<int>(t.dim(1));
-  const int64_t L = t.dim(2);
-  a.frames = L - pad;
-  for (int c = 0; c < a.channels; ++c)
-    a.samples.insert(a.samples.end(), t.data + (b * a.channels + c) * L + pad,
-                     t.data + (b * a.channels + c) * L + L);
-  return a;
+  return musicgen::testing::golden_audio(golden.get_f32(run + ".input_values"), b, pad);
 }
 
 // (d) Requests that cannot share the batch (an audio prompt; a melody checkpoint) run as a
