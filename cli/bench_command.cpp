@@ -307,11 +307,11 @@ int run_bench(const std::vector<std::string>& args) {
   const double floor_bw = (weight_bytes_per_step + kv_bytes_per_step) * steps_per_s;
   const std::string isa = kernels::isa_name(kernels::active_isa());
   double machine_bw = 0.0;
+  kernels::ReadBandwidth probe;
   if (bandwidth_mib > 0) {
     ThreadPool probe_pool(n_threads);
-    machine_bw = kernels::measure_read_bandwidth(static_cast<size_t>(bandwidth_mib) << 20,
-                                                 probe_pool, 15)
-                     .median_bytes_per_s;
+    probe = kernels::measure_read_bandwidth(static_cast<size_t>(bandwidth_mib) << 20, probe_pool, 15);
+    machine_bw = probe.median_bytes_per_s;
   }
 
   if (as_json) {
@@ -353,9 +353,12 @@ int run_bench(const std::vector<std::string>& args) {
     j["kv_bytes_per_step_avg"] = kv_bytes_per_step;
     j["floor_bandwidth_gb_s"] = floor_bw / 1e9;
     j["floor_fraction"] = machine_bw > 0 ? floor_bw / machine_bw : 0.0;
-    j["bandwidth_probe"] = "bench/membw method: " + isa + " loads, " +
-                           std::to_string(n_threads) + " threads, " +
-                           std::to_string(bandwidth_mib) + " MiB, median of 15 passes";
+    j["bandwidth_probe"] = "bench/membw method: " + isa + " loads, plain and with prefetcht1 " +
+                           "4 KiB ahead (the faster), " + std::to_string(n_threads) +
+                           " threads, " + std::to_string(bandwidth_mib) +
+                           " MiB, median of 15 passes";
+    j["machine_read_bandwidth_plain_gb_s"] = probe.plain_median_bytes_per_s / 1e9;
+    j["machine_read_bandwidth_prefetch_gb_s"] = probe.prefetch_median_bytes_per_s / 1e9;
     if (first_rate > 0) {
       j["first_100_steps_per_s"] = first_rate;
       j["last_100_steps_per_s"] = last_rate;

@@ -260,6 +260,17 @@ int cmd_info(const std::vector<std::string>& args) {
                                                                      : "safetensors";
   std::printf("weights:       %s (%s)\n", format.c_str(), weight_files.c_str());
   std::printf("files:         %s\n", musicgen::format_download_size(s.file_bytes).c_str());
+  if (s.step_matrices > 0) {
+    if (s.step_matrices_f16_exact > 0)
+      std::printf("f16-exact:     %d of %d decoder step matrices hold only values exact in IEEE half; "
+                  "an f32 load keeps them as f16 (same results, half the bytes per step; "
+                  "--no-exact-f16 turns it off)\n",
+                  s.step_matrices_f16_exact, s.step_matrices);
+    else
+      std::printf("f16-exact:     0 of %d decoder step matrices are exact in IEEE half (an f32 "
+                  "load reads them as float32; q8 or q4 read fewer bytes)\n",
+                  s.step_matrices);
+  }
   std::printf(
       "weight memory by weight type (estimates: weights only, activations and caches extra):\n");
   for (const auto& m : s.memory)

@@ -72,9 +72,10 @@ void run_staggered(Batcher& batcher, std::vector<Job>& jobs) {
         release(i + 1);
         // Hold this step until the next request has been queued: it joins at the next boundary.
         // (Only a batched request's callback runs on the decoder thread and holds it.)
-        if (jobs[i].batched && jobs[i + 1].batched)
+        if (jobs[i].batched && jobs[i + 1].batched) {
           EXPECT_TRUE(wait_for([&] { return batcher.stats().waiting >= 1; }))
               << "request " << i + 1 << " never queued";
+        }
       }
       return !(jobs[i].cancel && step == jobs[i].cancel_at);
     };
@@ -172,8 +173,9 @@ TEST_P(BatcherGreedy, StaggeredRequestsMatchGoldensAndSession) {
   for (size_t i = 0; i < jobs.size(); ++i) {
     SCOPED_TRACE("request " + std::to_string(i));
     ASSERT_FALSE(jobs[i].error.has_value());
-    if (!runs[i].empty())
+    if (!runs[i].empty()) {
       EXPECT_EQ(jobs[i].result.codes, golden_codes(golden, runs[i])) << runs[i] << " vs HF";
+    }
     expect_bitwise(jobs[i].result, alone(model, jobs[i].opt), "batched vs Session");
   }
   // (e) Steps were shared: more request-steps than batched steps.

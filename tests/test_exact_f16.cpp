@@ -2,6 +2,7 @@
 // representable in IEEE half are kept as half (an F16 checkpoint in place, an F32 one converted)
 // and converted in the kernel. The results must be bitwise those of the plain float32 path, the
 // decoder must stream half the bytes, and a matrix that is not exact must stay float32.
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -9,6 +10,7 @@
 
 #include "format/safetensors.h"
 #include "format/safetensors_writer.h"
+#include "musicgen/hub.h"
 #include "musicgen/musicgen.h"
 #include "test_util.h"
 
@@ -78,6 +80,42 @@ TEST(ExactF16, F32CheckpointWithHalfValuesIsDetected) {
   const GenerationResult r = greedy_run(f32, true);
   expect_bitwise_equal(r, greedy_run(plain, true));
   expect_bitwise_equal(r, greedy_run(f16, true));
+  fs::remove_all(dir);
+}
+
+TEST(ExactF16, InfoReportsWhatTheLoaderKeepsAsHalf) {
+  // The F16 fixture written back as F32 with one value of one step matrix moved off the half
+  // grid: `info` (inspect_model) and the loader must both count that matrix out, and only it.
+  const std::string dir = testing::make_temp_dir("exact-f16-info");
+  for (const char* f : {"config.json", "generation_config.json", "spiece.model"})
+    fs::copy_file(fixture_dir("tiny-stereo-f16") + "/" + f, dir + "/" + f);
+  const TensorStore src = TensorStore::open_checkpoint(fixture_dir("tiny-stereo-f16"));
+  const std::string odd = "decoder.model.decoder.layers.0.fc1.weight";
+  ASSERT_NE(src.find(odd), nullptr);
+  std::vector<TensorDecl> decls;
+  for (const std::string& name : src.names())
+    decls.push_back({name, DType::kF32, src.find(name)->shape});
+  {
+    SafetensorsWriter w(dir + "/model.safetensors", decls);
+    for (const TensorDecl& d : decls) {
+      const ConstTensor t = src.get_f32(d.name);
+      std::vector<float> v(t.data, t.data + t.numel());
+      if (d.name == odd) v[v.size() / 2] = std::nextafter(v[v.size() / 2], 1.0f);
+      w.write(v.data(), v.size() * 4);
+    }
+    w.finish();
+  }
+  const CheckpointSummary s = inspect_model(dir);
+  auto m = Model::load(dir);
+  EXPECT_GT(s.step_matrices, 1);
+  EXPECT_EQ(s.step_matrices, m->info().decoder_matrices);
+  EXPECT_EQ(s.step_matrices_f16_exact, s.step_matrices - 1);
+  EXPECT_EQ(m->info().decoder_exact_f16, s.step_matrices_f16_exact);
+  const CheckpointSummary f16 = inspect_model(fixture_dir("tiny-stereo-f16"));
+  EXPECT_EQ(f16.step_matrices_f16_exact, f16.step_matrices);
+  const CheckpointSummary random = inspect_model(fixture_dir("tiny-a"));
+  EXPECT_GT(random.step_matrices, 0);
+  EXPECT_EQ(random.step_matrices_f16_exact, 0);
   fs::remove_all(dir);
 }
 

@@ -172,11 +172,19 @@ struct CheckpointSummary {
   std::vector<std::string> weight_files;  // file names, an index first if sharded
   uint64_t file_bytes = 0;             // bytes of the checkpoint's files
   std::vector<MemoryEstimate> memory;  // f32, bf16, q8, q4 for all parameters (estimates)
+  // The matrices one decoder step reads (every layer's self-attention q/k/v/out, cross-attention
+  // q/out, fc1, fc2, and the LM heads), and how many of them hold only values exactly
+  // representable in IEEE half (stored F16, or F32 values that survive the round trip): an f32
+  // load keeps those as f16 (LoadOptions::exact_f16), the same results for half the bytes.
+  // 0 and 0 for a quantized file.
+  int step_matrices = 0;
+  int step_matrices_f16_exact = 0;
 };
 
 // Summarises a checkpoint from its config.json and the weight files' headers (safetensors
-// headers, or the pickle of PyTorch .bin files; no tensor data is read), or a `musicgen quantize`
-// file from its header.
+// headers, or the pickle of PyTorch .bin files), or a `musicgen quantize` file from its header.
+// The only tensor data read is the decoder step matrices' values, for step_matrices_f16_exact
+// (a scan at memory speed that stops at a matrix's first value not exact in half).
 // The reference is resolved as resolve_model does, so a hub model not yet cached is downloaded.
 CheckpointSummary inspect_model(const std::string& reference, const ResolveOptions& options = {});
 

@@ -1,6 +1,7 @@
 // list_cached_models (a scan of the cache folder) and inspect_model (config.json and the weight
 // files' headers of a checkpoint: architecture, parameters per part and dtype, weight memory estimates).
 #include <algorithm>
+#include <atomic>
 #include <unistd.h>
 
 #include <climits>
@@ -13,6 +14,8 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <regex>
+#include <thread>
 
 #include "core/error.h"
 #include "core/mapped_file.h"
@@ -21,6 +24,7 @@
 #include "format/torch_checkpoint.h"
 #include "hub/cache.h"
 #include "hub/hub_config.h"
+#include "kernels/quant.h"
 #include "musicgen/hub.h"
 
 namespace musicgen {
@@ -376,6 +380,40 @@ CheckpointSummary inspect_model(const std::string& reference, const ResolveOptio
     for (const auto& f : files) {
       std::error_code e2;
       s.file_bytes += fs::file_size(f, e2);  // follows snapshot links to the blobs
+    }
+  }
+  if (!quantized) {
+    // Which decoder step matrices an f32 load would keep as f16 (the loader's own test: every
+    // value comes back bit-equal from half). Two threads scan each F32 matrix.
+    static const std::regex kStep(
+        R"(decoder\.model\.decoder\.layers\.\d+\.(self_attn\.(q|k|v|out)_proj|encoder_attn\.(q|out)_proj|fc1|fc2)\.weight|decoder\.lm_heads\.\d+\.weight)");
+    const TensorStore store = TensorStore::open_checkpoint(dir);
+    for (const std::string& name : store.names()) {
+      if (!std::regex_match(name, kStep)) continue;
+      const TensorInfo* t = store.find(name);
+      if (t->shape.size() != 2) continue;
+      ++s.step_matrices;
+      if (t->dtype == DType::kF16) {
+        ++s.step_matrices_f16_exact;
+        continue;
+      }
+      if (t->dtype != DType::kF32) continue;
+      const int64_t n = shape_numel(t->shape);
+      std::atomic<bool> exact{true};
+      auto scan = [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1 && exact.load(std::memory_order_relaxed); ++i) {
+          float v, back;
+          std::memcpy(&v, t->data + 4 * i, 4);
+          back = f16_to_f32(kernels::f32_to_f16(v));
+          if (std::memcmp(&back, &v, 4) != 0) exact.store(false, std::memory_order_relaxed);
+        }
+      };
+      std::thread other(scan, n / 2, n);
+      scan(0, n / 2);
+      other.join();
+      if (exact.load()) ++s.step_matrices_f16_exact;
+      // Not needed again: drop the pages from the resident set.
+      if (t->file) MappedFile::release(t->data, t->nbytes);
     }
   }
   // q8: 32 int8 values + one f16 scale per block (34 B / 32); q4: 32 4-bit values + scale (18 B /

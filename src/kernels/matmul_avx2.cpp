@@ -42,7 +42,8 @@ inline float finish(__m256 acc, const float* ar, const uint16_t* wr, int64_t p, 
 }  // namespace
 
 namespace {
-// Weight rows prefetched ahead of the 4-row tile being read: two tiles, as in quant_avx2.cpp.
+// Weight rows prefetched into L2 ahead of the 4-row tile being read: two tiles, as in
+// quant_avx2.cpp.
 constexpr int64_t kPrefetchRows = 8;
 
 // Rows [i_begin, i_end) of A against weight rows [n_begin, n_end).
@@ -66,10 +67,10 @@ void block(const float* a, int64_t lda, const W* w, float* c, int64_t ldc, int64
              c12 = _mm256_setzero_ps(), c13 = _mm256_setzero_ps();
       for (int64_t p = 0; p < k8; p += 8) {
         if ((p & 15) == 0) {  // a cache line of each row kPrefetchRows further on
-          _mm_prefetch(reinterpret_cast<const char*>(w0 + kPrefetchRows * k + p), _MM_HINT_T0);
-          _mm_prefetch(reinterpret_cast<const char*>(w1 + kPrefetchRows * k + p), _MM_HINT_T0);
-          _mm_prefetch(reinterpret_cast<const char*>(w2 + kPrefetchRows * k + p), _MM_HINT_T0);
-          _mm_prefetch(reinterpret_cast<const char*>(w3 + kPrefetchRows * k + p), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(w0 + kPrefetchRows * k + p), _MM_HINT_T1);
+          _mm_prefetch(reinterpret_cast<const char*>(w1 + kPrefetchRows * k + p), _MM_HINT_T1);
+          _mm_prefetch(reinterpret_cast<const char*>(w2 + kPrefetchRows * k + p), _MM_HINT_T1);
+          _mm_prefetch(reinterpret_cast<const char*>(w3 + kPrefetchRows * k + p), _MM_HINT_T1);
         }
         const __m256 x0 = _mm256_loadu_ps(a0 + p);
         const __m256 x1 = _mm256_loadu_ps(a1 + p);

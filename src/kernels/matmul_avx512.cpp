@@ -60,7 +60,7 @@ inline float finish(__m256 acc, const float* ar, const uint16_t* wr, int64_t p, 
   return finish(acc, ar + p, tmp, 0, n);
 }
 
-constexpr int64_t kPrefetchRows = 16;  // two tiles of 8 weight rows ahead
+constexpr int64_t kPrefetchRows = 16;  // two tiles of 8 weight rows ahead, into L2 (quant_avx2.cpp)
 
 // NP pairs of weight rows (2 * NP rows from w0, stride k) x R activation rows.
 template <int NP, int R, typename W>
@@ -72,7 +72,7 @@ void tile(const float* a, int64_t lda, const W* w0, int64_t k, float* c, int64_t
   for (int64_t p = 0; p < k8; p += 8) {
     if ((p & 15) == 0)
       for (int q = 0; q < 2 * NP; ++q)
-        _mm_prefetch(reinterpret_cast<const char*>(w0 + (q + kPrefetchRows) * k + p), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w0 + (q + kPrefetchRows) * k + p), _MM_HINT_T1);
     __m512 x[R];
     for (int r = 0; r < R; ++r) x[r] = _mm512_broadcast_f32x8(_mm256_loadu_ps(a + r * lda + p));
     for (int q = 0; q < NP; ++q) {

@@ -32,9 +32,12 @@ inline float hsum(__m256 v) {
 // (docs/PERFORMANCE.md). Prefetches never fault, so running past the matrix is harmless.
 // Measured with bench/kernel_bench (2 threads, musicgen-small layer shapes, q8): no prefetch
 // 6.7-7.1 GB/s, one tile ahead 8.8-12.6, two tiles ahead 11.7-13.1, a fixed 8 KiB ahead
-// 10.4-12.0 (docs/PERFORMANCE.md).
+// 10.4-12.0 (docs/PERFORMANCE.md). Into L2 (prefetcht1), not L1: on the 2-core Zen 4 one thread's
+// q8 product went from 12.1 to 21.8 GB/s, two threads' from 22.4 to 30.6-35 (kernel_bench,
+// 2026-12-04): an L1 prefetch competes with the tile's own loads for the few L1 miss buffers,
+// while L2 keeps many more lines in flight.
 constexpr int64_t kPrefetchTiles = 2;
-inline void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
+inline void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1); }
 
 // ---- bf16 -----------------------------------------------------------------------------------
 

@@ -32,8 +32,8 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(s01, s23));
 }
 
-inline void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
-constexpr int64_t kPrefetchTiles = 2;  // as quant_avx2.cpp: two tiles of weight rows ahead
+inline void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1); }
+constexpr int64_t kPrefetchTiles = 2;  // as quant_avx2.cpp: two tiles of weight rows ahead, into L2
 
 // Results of a tile: out[c * kMaxRows + r] for weight row c, activation row r.
 constexpr int kMaxRows = 4;

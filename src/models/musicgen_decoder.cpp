@@ -491,9 +491,9 @@ MusicgenDecoder::StepWeights MusicgenDecoder::step_weights() const {
     w.exact_f16 += l.weight_f16 != nullptr;
     w.bytes += l.weight_bytes();
   };
+  // cross_k and cross_v run once per generation (set_text), not per step.
   for (const Layer& L : layers_)
-    for (const Linear* l : {&L.q, &L.k, &L.v, &L.out, &L.cross_q, &L.cross_k, &L.cross_v,
-                            &L.cross_out, &L.fc1, &L.fc2})
+    for (const Linear* l : {&L.q, &L.k, &L.v, &L.out, &L.cross_q, &L.cross_out, &L.fc1, &L.fc2})
       add(*l);
   for (const Linear& l : lm_heads_) add(l);
   return w;

@@ -99,7 +99,8 @@ class MusicgenDecoder {
   DecoderSpec spec() const;
   // Writes the sinusoidal position rows [start, start + count) x hidden (HF's float32 values).
   void position_rows(int start, int count, float* out) const;
-  // The matrices one decoder step streams (every layer's Linear layers and the LM heads): how
+  // The matrices one decoder step streams (every layer's Linear layers but the cross-attention
+  // key and value, which run once per text, and the LM heads): how
   // many, how many of them are stored as exact f16 (LinearLoadOptions::exact_f16), and their bytes.
   struct StepWeights {
     int matrices = 0, exact_f16 = 0;
