@@ -125,6 +125,9 @@ struct Run {
   double generate_s = 0, text_encode_s = 0, decode_s = 0, audio_decode_s = 0, audio_s = 0;
   int steps = 0;
   double first_100_steps_per_s = 0, last_100_steps_per_s = 0;  // 0: fewer than 201 steps
+  // The thread pool during the steps (Timings::decode_pool_*).
+  double pool_calls_per_step = 0, pool_wait_fraction = 0, pool_start_fraction = 0;
+  double pool_region_fraction = 0;  // wall time inside parallel regions / decode time
 };
 
 constexpr int kEdgeSteps = 100;
@@ -266,6 +269,15 @@ int run_bench(const std::vector<std::string>& args) {
     run.steps = res.timings.decode_steps;
     run.audio_decode_s = res.timings.audio_decode_s;
     run.audio_s = static_cast<double>(res.samples) / res.sample_rate;
+    {
+      const Timings& t = res.timings;
+      const double all = t.decode_pool_busy_s + t.decode_pool_start_s + t.decode_pool_barrier_s;
+      run.pool_calls_per_step =
+          static_cast<double>(t.decode_pool_calls) / std::max(1, t.decode_steps);
+      run.pool_wait_fraction = all > 0 ? (t.decode_pool_start_s + t.decode_pool_barrier_s) / all : 0;
+      run.pool_start_fraction = all > 0 ? t.decode_pool_start_s / all : 0;
+      run.pool_region_fraction = t.decode_s > 0 ? all / n_threads / t.decode_s : 0;
+    }
     runs.push_back(run);
     if (!as_json)
       std::fprintf(stderr, "repeat %d/%d: %.2f decoder steps/s, generate %.2f s\n", r + 1, repeats,
@@ -334,6 +346,14 @@ int run_bench(const std::vector<std::string>& args) {
     j["decoder_steps_per_s"] = steps_per_s;
     j["decoder_exact_f16_matrices"] = info.decoder_exact_f16;
     j["decoder_matrices"] = info.decoder_matrices;
+    // The thread pool in the steps: parallel regions per step, and the share of the threads'
+    // time in them spent waking up or waiting for the slowest thread (ThreadPool::Stats).
+    j["pool_regions_per_step"] = med([](const Run& r) { return r.pool_calls_per_step; });
+    j["pool_wait_fraction"] = med([](const Run& r) { return r.pool_wait_fraction; });
+    j["pool_start_fraction"] = med([](const Run& r) { return r.pool_start_fraction; });
+    // Wall time inside parallel regions / decoder time: the rest runs on one thread (norms,
+    // sampling, the calls' own setup).
+    j["pool_region_fraction"] = med([](const Run& r) { return r.pool_region_fraction; });
     j["audio_decode_rtf"] = audio_rtf;
     j["end_to_end_rtf"] = e2e_rtf;
     j["peak_rss_bytes"] = rss;

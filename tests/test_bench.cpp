@@ -109,6 +109,16 @@ TEST(Bench, JsonReportOnTinyFixture) {
   EXPECT_NEAR(j.at("floor_bandwidth_gb_s").get<double>(), floor_bw, 1e-9 * floor_bw);
   EXPECT_NEAR(j.at("floor_fraction").get<double>(),
               floor_bw / j.at("machine_read_bandwidth_gb_s").get<double>(), 1e-9);
+  // The probe's two methods, the faster being the figure.
+  EXPECT_DOUBLE_EQ(j.at("machine_read_bandwidth_gb_s").get<double>(),
+                   std::max(j.at("machine_read_bandwidth_plain_gb_s").get<double>(),
+                            j.at("machine_read_bandwidth_prefetch_gb_s").get<double>()));
+  // The thread pool's figures are fractions (the tiny model runs most products inline).
+  for (const char* k : {"pool_wait_fraction", "pool_start_fraction", "pool_region_fraction"}) {
+    EXPECT_GE(j.at(k).get<double>(), 0.0) << k;
+    EXPECT_LE(j.at(k).get<double>(), 1.0) << k;
+  }
+  EXPECT_GE(j.at("pool_regions_per_step").get<double>(), 0.0);
   // Fewer than 201 steps: no first/last 100-step rates.
   EXPECT_TRUE(j.at("first_100_steps_per_s").is_null());
   EXPECT_TRUE(j.at("last_100_steps_per_s").is_null());

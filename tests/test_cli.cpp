@@ -730,7 +730,7 @@ class CliModelReferences : public ::testing::Test {
 TEST_F(CliModelReferences, EveryCommandResolvesTheSameWay) {
   std::string first_wav;
   int n = 0;
-  for (const std::string ref : {std::string("facebook/musicgen-small"), std::string("small"),
+  for (const std::string& ref : {std::string("facebook/musicgen-small"), std::string("small"),
                                 std::string("musicgen-small"),
                                 std::string("facebook/musicgen-small@main"), snapshot_}) {
     SCOPED_TRACE(ref);

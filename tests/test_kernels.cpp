@@ -1,5 +1,8 @@
 // Kernels against their scalar twins, thread-count independence, small numeric helpers.
 #include <cmath>
+#include <cstring>
+#include <atomic>
+#include <chrono>
 #include <random>
 
 #include "core/tensor.h"
@@ -8,6 +11,7 @@
 #include "generation/sampling.h"
 #include "kernels/cpu.h"
 #include "kernels/matmul.h"
+#include "kernels/ops.h"
 #include "kernels/quant.h"
 #include "test_util.h"
 
@@ -142,6 +146,51 @@ TEST(ThreadPool, CoversEveryIndexOnce) {
     for (int64_t i = b; i < e; ++i) ++hits[i];
   });
   for (int h : hits) EXPECT_EQ(h, 1);
+}
+
+TEST(LayerNorm, RowsTogetherEqualRowsAlone) {
+  // layer_norm overlaps up to four rows' sums; each row must come out bitwise as alone.
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.5f, 3.0f);
+  for (int rows : {1, 2, 3, 4, 5, 6, 9})
+    for (int n : {1, 7, 64, 1024}) {
+      std::vector<float> x(rows * n), g(n), b(n), together(rows * n), alone(rows * n);
+      for (auto& v : x) v = nd(rng);
+      for (auto& v : g) v = nd(rng);
+      for (auto& v : b) v = nd(rng);
+      kernels::layer_norm(x.data(), g.data(), b.data(), together.data(), rows, n, 1e-5f);
+      for (int r = 0; r < rows; ++r)
+        kernels::layer_norm(x.data() + r * n, g.data(), b.data(), alone.data() + r * n, 1, n, 1e-5f);
+      EXPECT_EQ(std::memcmp(together.data(), alone.data(), together.size() * 4), 0)
+          << rows << " rows of " << n;
+      // And it is a layer norm: row 0's mean of (y - beta) / gamma is about 0.
+      if (n >= 64) {
+        double m = 0;
+        for (int i = 0; i < n; ++i) m += (alone[i] - b[i]) / g[i];
+        EXPECT_NEAR(m / n, 0.0, 1e-3);
+      }
+    }
+}
+
+TEST(ThreadPool, StatsCountRegionsAndTheirTime) {
+  ThreadPool pool(2);
+  pool.reset_stats();
+  std::atomic<int> sink{0};
+  for (int i = 0; i < 10; ++i)
+    pool.parallel_for(2, [&](int64_t b, int64_t e) {
+      for (int64_t j = b; j < e; ++j) {
+        const auto end = std::chrono::steady_clock::now() + std::chrono::microseconds(200);
+        while (std::chrono::steady_clock::now() < end) sink.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+  const ThreadPool::Stats s = pool.stats();
+  EXPECT_EQ(s.calls, 10u);
+  // Two threads x 10 calls x at least 200 us each.
+  EXPECT_GE(s.busy_s, 2 * 10 * 200e-6);
+  EXPECT_GE(s.barrier_s, 0.0);
+  EXPECT_GE(s.start_s, 0.0);
+  pool.parallel_for(1, [](int64_t, int64_t) {});  // one range: runs inline, not a region
+  EXPECT_EQ(pool.stats().calls, 10u);
 }
 
 TEST(HalfFloat, ConvertsSpecialValues) {

@@ -247,7 +247,9 @@ TEST_F(ServerTest, CompressedFormatsAreTheLibrarysEncoding) {
     auto res = post(c, "/v1/audio/music", body);
     ASSERT_EQ(res->status, 200) << res->body;
     EXPECT_EQ(res->get_header_value("Content-Type"), type);
-    if (!magic.empty()) EXPECT_EQ(res->body.substr(0, 4), magic);
+    if (!magic.empty()) {
+      EXPECT_EQ(res->body.substr(0, 4), magic);
+    }
     musicgen::AudioWriteOptions w;
     w.format = format;
     w.normalize = musicgen::Normalization::kLoudness;

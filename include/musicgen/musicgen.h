@@ -211,6 +211,12 @@ struct Timings {
   double decode_s = 0;       // decoder steps
   int decode_steps = 0;
   double audio_decode_s = 0; // EnCodec
+  // The CPU thread pool during the decoder steps, summed over its threads (ThreadPool::Stats):
+  // parallel regions entered, time running work, time from a region's start until a worker
+  // started, and time waiting at a region's end for the slowest thread. 0 on a GPU or when the
+  // steps ran in a shared Batcher.
+  uint64_t decode_pool_calls = 0;
+  double decode_pool_busy_s = 0, decode_pool_start_s = 0, decode_pool_barrier_s = 0;
 };
 
 struct GenerationResult {

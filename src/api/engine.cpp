@@ -579,6 +579,7 @@ GenerationResult generate_with(const Model::Impl& m, const GenerationOptions& op
   }
 
   Stopwatch sw;
+  const ThreadPool::Stats pool_before = pool->stats();
   CodeGenResult codes;
   if (!long_form) {
     req.max_length = total_frames + kc;
@@ -610,6 +611,13 @@ GenerationResult generate_with(const Model::Impl& m, const GenerationOptions& op
     codes = generate_long(*runner, m.config.decoder, lr);
   }
   t.decode_s = sw.seconds() - stream_decode_s;
+  {
+    const ThreadPool::Stats after = pool->stats();
+    t.decode_pool_calls = after.calls - pool_before.calls;
+    t.decode_pool_busy_s = after.busy_s - pool_before.busy_s;
+    t.decode_pool_start_s = after.start_s - pool_before.start_s;
+    t.decode_pool_barrier_s = after.barrier_s - pool_before.barrier_s;
+  }
   if (opt.on_audio) {
     Stopwatch sw_stream;
     std::vector<Tensor> parts;

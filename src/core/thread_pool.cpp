@@ -15,6 +15,12 @@ namespace musicgen {
 namespace {
 
 // Spins until done() or kSpinMicros have passed; returns done().
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 template <typename Done>
 bool spin_until(Done done) {
   if (done()) return true;
@@ -33,6 +39,7 @@ bool spin_until(Done done) {
 ThreadPool::ThreadPool(int n_threads) {
   if (n_threads <= 0) n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   n_threads_ = n_threads;
+  times_.resize(static_cast<size_t>(n_threads_));
   for (int i = 1; i < n_threads_; ++i) threads_.emplace_back([this, i] { worker(i); });
 }
 
@@ -62,7 +69,10 @@ void ThreadPool::worker(int index) {
     const int64_t n = job_n_, chunk = job_chunk_;
     const int64_t begin = std::min<int64_t>(n, index * chunk);
     const int64_t end = std::min<int64_t>(n, begin + chunk);
+    Times& t = times_[static_cast<size_t>(index)];
+    t.start = now_ns();
     if (begin < end) (*job)(begin, end);
+    t.end = now_ns();
     if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
       // The caller may be asleep: take the lock so the notification cannot slip between its
       // check of pending_ and its wait.
@@ -87,17 +97,31 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
   job_n_ = n;
   job_chunk_ = chunk;
   pending_.store(n_threads_ - 1, std::memory_order_relaxed);
+  const int64_t call_start = now_ns();
   {
     // Under the lock, so a worker checking the predicate before sleeping cannot miss it.
     std::lock_guard<std::mutex> lock(mutex_);
     generation_.fetch_add(1, std::memory_order_release);
   }
   start_cv_.notify_all();
+  const int64_t caller_start = now_ns();
   fn(0, std::min<int64_t>(n, chunk));
+  const int64_t caller_end = now_ns();
   auto done = [&] { return pending_.load(std::memory_order_acquire) == 0; };
   if (!spin_until(done)) {
     std::unique_lock<std::mutex> lock(mutex_);
     done_cv_.wait(lock, done);
+  }
+  // Every worker wrote its times before its pending_ decrement (acquire above).
+  times_[0] = {caller_start, caller_end};
+  int64_t last = 0;
+  for (const Times& t : times_) last = std::max(last, t.end);
+  ++stats_.calls;
+  for (size_t i = 0; i < times_.size(); ++i) {
+    const Times& t = times_[i];
+    stats_.busy_s += 1e-9 * static_cast<double>(t.end - t.start);
+    stats_.barrier_s += 1e-9 * static_cast<double>(last - t.end);
+    if (i > 0) stats_.start_s += 1e-9 * static_cast<double>(std::max<int64_t>(0, t.start - call_start));
   }
 }
 

@@ -38,6 +38,18 @@ class ThreadPool {
   // How long a waiting thread spins before it sleeps.
   static constexpr int kSpinMicros = 300;
 
+  // Where the threads' time went in parallel_for calls that used more than one thread (summed
+  // over all threads): running fn, waking (from the call until a worker starts its range), and
+  // waiting at the end for the slowest thread of the call. busy / (busy + start + barrier) is how
+  // well the split keeps the threads working; time outside calls (the caller's serial work) is
+  // not counted.
+  struct Stats {
+    uint64_t calls = 0;
+    double busy_s = 0, start_s = 0, barrier_s = 0;
+  };
+  Stats stats() const { return stats_; }  // read by the caller thread between calls
+  void reset_stats() { stats_ = {}; }
+
  private:
   void worker(int index);
 
@@ -54,6 +66,13 @@ class ThreadPool {
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};
   std::atomic<bool> stop_{false};
+  // Per worker index: when it started and finished its range in the current call (steady clock,
+  // ns); written by the worker before it signals done, read by the caller after.
+  struct Times {
+    int64_t start = 0, end = 0;
+  };
+  std::vector<Times> times_;
+  Stats stats_;
 };
 
 }  // namespace musicgen

@@ -17,8 +17,9 @@ namespace musicgen {
 namespace {
 std::string layer_prefix(int i) { return "decoder.model.decoder.layers." + std::to_string(i) + "."; }
 constexpr float kLayerNormEps = 1e-5f;
-// Cross-attention work (query-key products over the text) below which the pool is not worth
-// waking (a prompt of a few tokens). Self-attention always runs on the pool.
+// Work of the cross-attention region (its query projection plus the query-key products over
+// the text) below which the pool is not worth waking (the tiny test models). Self-attention always
+// runs on the pool.
 constexpr int64_t kMinParallelAttention = 256 * 1024;
 
 template <typename Fn>
@@ -319,20 +320,12 @@ void MusicgenDecoder::forward_multi(const std::vector<SeqStep>& seqs, ThreadPool
     add_positions(xs, n, B, P[i]);
   }
 
-  // Attention work items: (sequence, batch row * heads), for the self- and cross-attention.
-  struct Item {
-    int seq;
-    int64_t bh;
-  };
-  std::vector<Item> self_items, cross_items;
+  // Cross-attention work (query-key products over the text), to decide whether its region is
+  // worth the pool.
   int64_t cross_work = 0;
   bool any_text = false;
   for (int i = 0; i < count; ++i) {
     const DecoderState& st = *seqs[i].state;
-    for (int64_t bh = 0; bh < st.batch * nh; ++bh) {
-      self_items.push_back({i, bh});
-      if (st.text_length > 0) cross_items.push_back({i, bh});
-    }
     cross_work += static_cast<int64_t>(st.batch) * nh * st.text_length * N[i] * hd;
     any_text = any_text || st.text_length > 0;
   }
@@ -340,103 +333,136 @@ void MusicgenDecoder::forward_multi(const std::vector<SeqStep>& seqs, ThreadPool
   std::vector<float> a(rows * H), q(rows * H), kk(rows * H), vv(rows * H), att(rows * H),
       o(rows * H), ff(rows * cfg_.ffn_dim);
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  kernels::QActs acts;  // the quantized input of a fused region (q8/q4 weights)
   for (size_t l = 0; l < layers_.size(); ++l) {
     const Layer& L = layers_[l];
-    // Self-attention.
+    // Self-attention: the q, k, v projections and the attention in one parallel region over
+    // heads. The thread that owns heads [h0, h1) computes those heads' q, k and v columns for
+    // every row, writes them to the caches and attends them: no other thread's output is read,
+    // so no barrier separates the products from the attention. Each (sequence, stream, head) is
+    // computed by the same code whichever thread runs it, so results depend neither on the thread
+    // count nor on the other sequences of the step.
     kernels::layer_norm(x.data(), L.self_attn_norm.weight.data, L.self_attn_norm.bias.data, a.data(),
                         rows, H, kLayerNormEps);
-    {  // q, k, v in one parallel region
-      const Linear* qkv[] = {&L.q, &L.k, &L.v};
-      float* outs[] = {q.data(), kk.data(), vv.data()};
-      Linear::forward_many(qkv, 3, a.data(), rows, outs, pool);
-    }
-    // Cache write and attention in one parallel region over (sequence, stream, head) from the
-    // first position on: each item owns its slice of its cache and its output columns, and is
-    // computed by the same code whichever thread runs it, so results depend neither on the
-    // thread count nor on the other sequences of the step. (Running short caches on one thread
-    // left the other threads idle for the first 127 steps.)
-    auto self_attention = [&](int64_t begin, int64_t end) {
+    const Linear::Input self_in = Linear::prepare(a.data(), rows, H, {&L.q, &L.k, &L.v}, &acts);
+    auto self_attention = [&](int64_t h0, int64_t h1) {
       thread_local std::vector<float> scores;
-      for (int64_t it = begin; it < end; ++it) {
-        const int i = self_items[it].seq;
-        const int64_t bh = self_items[it].bh, b = bh / nh, hh = bh % nh;
+      L.q.forward_cols(self_in, q.data(), h0 * hd, h1 * hd);
+      L.k.forward_cols(self_in, kk.data(), h0 * hd, h1 * hd);
+      L.v.forward_cols(self_in, vv.data(), h0 * hd, h1 * hd);
+      for (int i = 0; i < count; ++i) {
         DecoderState& st = *seqs[i].state;
         const int n = N[i];
         scores.resize(static_cast<size_t>(P[i] + n));
-        for (int s = 0; s < n; ++s) {
-          const int64_t src = (row0[i] + b * n + s) * H + hh * hd;
-          const int64_t dst = (bh * st.capacity + P[i] + s) * hd;
-          if (st.kv_f16) {
-            kernels::convert_f32_to_f16(kk.data() + src, st.self_k16[l].data() + dst, hd);
-            kernels::convert_f32_to_f16(vv.data() + src, st.self_v16[l].data() + dst, hd);
-          } else {
-            std::copy_n(kk.data() + src, hd, st.self_k[l].data() + dst);
-            std::copy_n(vv.data() + src, hd, st.self_v[l].data() + dst);
-          }
-        }
-        for (int s = 0; s < n; ++s) {
-          const int64_t r = row0[i] + b * n + s;
-          const float* qs = q.data() + r * H + hh * hd;
-          const int keys = P[i] + s + 1;  // causal
-          float* out = att.data() + r * H + hh * hd;
-          if (st.kv_f16)
-            kernels::attend_f16(qs, st.self_k16[l].data() + bh * st.capacity * hd,
-                                st.self_v16[l].data() + bh * st.capacity * hd, keys, hd, scale,
+        for (int64_t b = 0; b < st.batch; ++b)
+          for (int64_t hh = h0; hh < h1; ++hh) {
+            const int64_t bh = b * nh + hh;
+            for (int s = 0; s < n; ++s) {
+              const int64_t src = (row0[i] + b * n + s) * H + hh * hd;
+              const int64_t dst = (bh * st.capacity + P[i] + s) * hd;
+              if (st.kv_f16) {
+                kernels::convert_f32_to_f16(kk.data() + src, st.self_k16[l].data() + dst, hd);
+                kernels::convert_f32_to_f16(vv.data() + src, st.self_v16[l].data() + dst, hd);
+              } else {
+                std::copy_n(kk.data() + src, hd, st.self_k[l].data() + dst);
+                std::copy_n(vv.data() + src, hd, st.self_v[l].data() + dst);
+              }
+            }
+            for (int s = 0; s < n; ++s) {
+              const int64_t r = row0[i] + b * n + s;
+              const float* qs = q.data() + r * H + hh * hd;
+              const int keys = P[i] + s + 1;  // causal
+              float* out = att.data() + r * H + hh * hd;
+              if (st.kv_f16)
+                kernels::attend_f16(qs, st.self_k16[l].data() + bh * st.capacity * hd,
+                                    st.self_v16[l].data() + bh * st.capacity * hd, keys, hd,
+                                    scale, nullptr, scores.data(), out);
+              else
+                kernels::attend(qs, st.self_k[l].data() + bh * st.capacity * hd,
+                                st.self_v[l].data() + bh * st.capacity * hd, keys, hd, scale,
                                 nullptr, scores.data(), out);
-          else
-            kernels::attend(qs, st.self_k[l].data() + bh * st.capacity * hd,
-                            st.self_v[l].data() + bh * st.capacity * hd, keys, hd, scale, nullptr,
-                            scores.data(), out);
-        }
+            }
+          }
       }
     };
-    parallel_or_inline(pool, pool != nullptr && pool->size() > 1,
-                       static_cast<int64_t>(self_items.size()), self_attention);
-    L.out.forward(att.data(), rows, o.data(), pool);
-    kernels::add(x.data(), o.data(), rows * H);
+    parallel_or_inline(pool, pool != nullptr && pool->size() > 1, nh, self_attention);
+    // The output projection with the residual added by the thread that computed the columns.
+    const std::function<void(int64_t, int64_t)> add_all = [&](int64_t c0, int64_t c1) {
+      for (int64_t r = 0; r < rows; ++r)
+        kernels::add(x.data() + r * H + c0, o.data() + r * H + c0, c1 - c0);
+    };
+    {
+      const Linear* out[] = {&L.out};
+      float* ys[] = {o.data()};
+      Linear::forward_many(out, 1, att.data(), rows, ys, pool, &add_all);
+    }
 
     // Cross-attention to the text, for the sequences that have one (skipped for rows whose text
-    // is fully masked: output 0).
+    // is fully masked: output 0): the query projection and the attention in one region over
+    // heads, as above.
     if (any_text) {
       kernels::layer_norm(x.data(), L.cross_attn_norm.weight.data, L.cross_attn_norm.bias.data,
                           a.data(), rows, H, kLayerNormEps);
-      L.cross_q.forward(a.data(), rows, q.data(), pool);
-      parallel_or_inline(pool, cross_work >= kMinParallelAttention,
-                         static_cast<int64_t>(cross_items.size()), [&](int64_t begin, int64_t end) {
-        std::vector<float> scores;
-        for (int64_t it = begin; it < end; ++it) {
-          const int i = cross_items[it].seq;
-          const int64_t bh = cross_items[it].bh, b = bh / nh, hh = bh % nh;
+      const Linear::Input cross_in = Linear::prepare(a.data(), rows, H, {&L.cross_q}, &acts);
+      auto cross_attention = [&](int64_t h0, int64_t h1) {
+        thread_local std::vector<float> scores;
+        L.cross_q.forward_cols(cross_in, q.data(), h0 * hd, h1 * hd);
+        for (int i = 0; i < count; ++i) {
           const DecoderState& st = *seqs[i].state;
+          if (st.text_length == 0) continue;
           const int S = st.text_length, n = N[i];
           scores.resize(S);
-          const float* kb = st.cross_k[l].data() + bh * S * hd;
-          const float* vb = st.cross_v[l].data() + bh * S * hd;
-          for (int s = 0; s < n; ++s) {
-            const int64_t r = row0[i] + b * n + s;
-            float* out = att.data() + r * H + hh * hd;
-            if (!st.cross_active[b]) {
-              std::fill_n(out, hd, 0.0f);
-              continue;
+          for (int64_t b = 0; b < st.batch; ++b)
+            for (int64_t hh = h0; hh < h1; ++hh) {
+              const int64_t bh = b * nh + hh;
+              const float* kb = st.cross_k[l].data() + bh * S * hd;
+              const float* vb = st.cross_v[l].data() + bh * S * hd;
+              for (int s = 0; s < n; ++s) {
+                const int64_t r = row0[i] + b * n + s;
+                float* out = att.data() + r * H + hh * hd;
+                if (!st.cross_active[b]) {
+                  std::fill_n(out, hd, 0.0f);
+                  continue;
+                }
+                kernels::attend(q.data() + r * H + hh * hd, kb, vb, S, hd, scale,
+                                st.cross_bias.data() + b * S, scores.data(), out);
+              }
             }
-            kernels::attend(q.data() + r * H + hh * hd, kb, vb, S, hd, scale,
-                            st.cross_bias.data() + b * S, scores.data(), out);
-          }
         }
-      });
-      L.cross_out.forward(att.data(), rows, o.data(), pool);
-      for (int i = 0; i < count; ++i)
-        if (seqs[i].state->text_length > 0)
-          kernels::add(x.data() + row0[i] * H, o.data() + row0[i] * H, (row0[i + 1] - row0[i]) * H);
+      };
+      parallel_or_inline(pool, pool != nullptr && pool->size() > 1 && cross_work + rows * H * H >=
+                                                                        kMinParallelAttention,
+                         nh, cross_attention);
+      // Residual only for the rows of sequences with text.
+      const std::function<void(int64_t, int64_t)> add_text = [&](int64_t c0, int64_t c1) {
+        for (int i = 0; i < count; ++i)
+          if (seqs[i].state->text_length > 0)
+            for (int64_t r = row0[i]; r < row0[i + 1]; ++r)
+              kernels::add(x.data() + r * H + c0, o.data() + r * H + c0, c1 - c0);
+      };
+      const Linear* out[] = {&L.cross_out};
+      float* ys[] = {o.data()};
+      Linear::forward_many(out, 1, att.data(), rows, ys, pool, &add_text);
     }
 
-    // Feed-forward.
+    // Feed-forward: GELU applied by the thread that computed the fc1 columns, the residual by
+    // the thread that computed the fc2 columns.
     kernels::layer_norm(x.data(), L.final_norm.weight.data, L.final_norm.bias.data, a.data(), rows,
                         H, kLayerNormEps);
-    L.fc1.forward(a.data(), rows, ff.data(), pool);
-    kernels::gelu_erf(ff.data(), rows * cfg_.ffn_dim);
-    L.fc2.forward(ff.data(), rows, o.data(), pool);
-    kernels::add(x.data(), o.data(), rows * H);
+    const int64_t F = cfg_.ffn_dim;
+    const std::function<void(int64_t, int64_t)> gelu = [&](int64_t c0, int64_t c1) {
+      for (int64_t r = 0; r < rows; ++r) kernels::gelu_erf(ff.data() + r * F + c0, c1 - c0);
+    };
+    {
+      const Linear* fc1[] = {&L.fc1};
+      float* ys[] = {ff.data()};
+      Linear::forward_many(fc1, 1, a.data(), rows, ys, pool, &gelu);
+    }
+    {
+      const Linear* fc2[] = {&L.fc2};
+      float* ys[] = {o.data()};
+      Linear::forward_many(fc2, 1, ff.data(), rows, ys, pool, &add_all);
+    }
   }
   for (int i = 0; i < count; ++i) seqs[i].state->length = P[i] + N[i];
 

@@ -77,13 +77,40 @@ void Linear::forward(const float* x, int64_t rows, float* y, ThreadPool* pool) c
     kernels::qmatmul(x, in_features(), rows, qweight, b, y, out_features(), pool);
 }
 
+Linear::Input Linear::prepare(const float* x, int64_t rows, int64_t k,
+                              std::initializer_list<const Linear*> layers, kernels::QActs* acts) {
+  Input in{x, rows, k, nullptr};
+  for (const Linear* l : layers) {
+    if (l->in_features() != k)
+      fail(ErrorCode::kInvalidArgument, "Linear::prepare: layers differ in input width");
+    if (in.acts == nullptr &&
+        (l->storage == WeightStorage::kQ8 || l->storage == WeightStorage::kQ4)) {
+      kernels::quantize_acts(x, k, rows, k, acts);
+      in.acts = acts;
+    }
+  }
+  return in;
+}
+
+void Linear::forward_cols(const Input& in, float* y, int64_t n0, int64_t n1) const {
+  if (n0 >= n1) return;
+  const int64_t n = out_features(), k = in.k;
+  const float* b = bias.empty() ? nullptr : bias.data;
+  if (weight_f16 != nullptr)
+    kernels::matmul_nt_f16_cols(in.x, k, weight_f16, b, y, n, in.rows, n, k, n0, n1);
+  else if (storage == WeightStorage::kF32)
+    kernels::matmul_nt_cols(in.x, k, weight.data, b, y, n, in.rows, n, k, n0, n1);
+  else
+    kernels::qmatmul_cols(in.x, k, in.rows, *in.acts, qweight, b, y, n, n0, n1);
+}
+
 void Linear::forward_many(const Linear* const* layers, size_t count, const float* x, int64_t rows,
-                          float* const* ys, ThreadPool* pool) {
+                          float* const* ys, ThreadPool* pool,
+                          const std::function<void(int64_t, int64_t)>* after) {
   if (count == 0 || rows <= 0) return;
   const int64_t k = layers[0]->in_features();
   // The input quantized once per block format (every q8/q4 layer shares it).
   thread_local kernels::QActs scratch;
-  kernels::QActs& acts = scratch;
   int64_t total = 0;
   bool needs_acts = false;
   for (size_t i = 0; i < count; ++i) {
@@ -93,25 +120,21 @@ void Linear::forward_many(const Linear* const* layers, size_t count, const float
     needs_acts = needs_acts || layers[i]->storage == WeightStorage::kQ8 ||
                  layers[i]->storage == WeightStorage::kQ4;
   }
-  if (needs_acts) kernels::quantize_acts(x, k, rows, k, &acts);
+  Input in{x, rows, k, nullptr};
+  if (needs_acts) {
+    kernels::quantize_acts(x, k, rows, k, &scratch);
+    in.acts = &scratch;
+  }
   // Columns of the concatenated outputs [0, total): each range maps to pieces of the layers.
   auto run = [&](int64_t c0, int64_t c1) {
     int64_t base = 0;
     for (size_t i = 0; i < count && base < c1; ++i) {
-      const Linear& l = *layers[i];
-      const int64_t n = l.out_features();
-      const int64_t n0 = std::max<int64_t>(c0 - base, 0), n1 = std::min<int64_t>(c1 - base, n);
-      if (n0 < n1) {
-        const float* b = l.bias.empty() ? nullptr : l.bias.data;
-        if (l.weight_f16 != nullptr)
-          kernels::matmul_nt_f16_cols(x, k, l.weight_f16, b, ys[i], n, rows, n, k, n0, n1);
-        else if (l.storage == WeightStorage::kF32)
-          kernels::matmul_nt_cols(x, k, l.weight.data, b, ys[i], n, rows, n, k, n0, n1);
-        else
-          kernels::qmatmul_cols(x, k, rows, acts, l.qweight, b, ys[i], n, n0, n1);
-      }
+      const int64_t n = layers[i]->out_features();
+      layers[i]->forward_cols(in, ys[i], std::max<int64_t>(c0 - base, 0),
+                              std::min<int64_t>(c1 - base, n));
       base += n;
     }
+    if (after != nullptr) (*after)(c0, c1);
   };
   if (pool == nullptr || pool->size() == 1 || rows * total * k < (1 << 15)) {
     run(0, total);

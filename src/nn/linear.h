@@ -5,6 +5,8 @@
 // The bias, when present, stays float32.
 #pragma once
 
+#include <functional>
+#include <initializer_list>
 #include <memory>
 #include <string>
 
@@ -57,8 +59,25 @@ struct Linear {
   // Several layers applied to the same x (same in_features): ys[i] = layers[i](x), computed in
   // one parallel region (one dispatch instead of `count`; the input is quantized once). Results
   // equal separate forward() calls.
+  // `after(c0, c1)`, when given, runs on the thread that computed the concatenated output
+  // columns [c0, c1) (of every row) right after it computed them, inside the same parallel region:
+  // an elementwise epilogue (an activation, a residual add) without another dispatch.
   static void forward_many(const Linear* const* layers, size_t count, const float* x, int64_t rows,
-                           float* const* ys, ThreadPool* pool);
+                           float* const* ys, ThreadPool* pool,
+                           const std::function<void(int64_t, int64_t)>* after = nullptr);
+
+  // An input prepared once for column-range products inside a caller's own parallel region: x
+  // and, when a q8/q4 layer reads it, its quantized blocks. `acts` is the caller's scratch.
+  struct Input {
+    const float* x = nullptr;
+    int64_t rows = 0, k = 0;
+    const kernels::QActs* acts = nullptr;
+  };
+  static Input prepare(const float* x, int64_t rows, int64_t k,
+                       std::initializer_list<const Linear*> layers, kernels::QActs* acts);
+  // Output columns [n0, n1) of every row into y (row stride out_features()), on this thread:
+  // the same values forward() computes for them, whatever the range.
+  void forward_cols(const Input& in, float* y, int64_t n0, int64_t n1) const;
 
   // Loads name.weight (and name.bias) in the requested storage type. A weight stored in the
   // file as bf16/q8/q4 (dtype BF16 / Q8 / Q4) is used in place when it already has that type;
