@@ -3,6 +3,7 @@
 // prompts, with the text encoded by each type's own T5.
 //
 // Usage: quant_quality --model DIR [--steps 200] [--threads 2] [--types bf16,q8,q4]
+//                      (a type may be f32, and TYPE+kv8 adds the q8 KV cache: f32+kv8,q8+kv8)
 //                      [--t5 f32]   (f32: every type reads the float32 text encoder's output,
 //                                    isolating the decoder's error)
 //        quant_quality --model DIR --per-matrix [--outlier-acts]
@@ -141,12 +142,18 @@ int main(int argc, char** argv) {
     std::stringstream ss(types);
     std::string name;
     while (std::getline(ss, name, ',')) {
-      const WeightStorage type = name == "bf16" ? WeightStorage::kBF16
-                                 : name == "q4" ? WeightStorage::kQ4
-                                                : WeightStorage::kQ8;
+      // "TYPE+kv8": the weight type with the q8 KV cache (DecoderLoadOptions::kv_q8).
+      const bool kv8 = name.size() > 4 && name.compare(name.size() - 4, 4, "+kv8") == 0;
+      const std::string wname = kv8 ? name.substr(0, name.size() - 4) : name;
+      const WeightStorage type = wname == "bf16"  ? WeightStorage::kBF16
+                                 : wname == "q4"  ? WeightStorage::kQ4
+                                 : wname == "f32" ? WeightStorage::kF32
+                                                  : WeightStorage::kQ8;
       const WeightStorage t5_type = t5_f32 ? WeightStorage::kF32 : t5_storage(type);
       const T5Encoder t5(cfg.text_encoder, store, "text_encoder.", LinearLoadOptions{t5_type, &pool});
-      const MusicgenDecoder dec(cfg.decoder, cfg.text_encoder.d_model, store, 0, DecoderLoadOptions{type, &pool});
+      DecoderLoadOptions dec_options{type, &pool};
+      dec_options.kv_q8 = kv8;
+      const MusicgenDecoder dec(cfg.decoder, cfg.text_encoder.d_model, store, 0, dec_options);
       const Tensor t5_out = t5.forward(tokens.ids, tokens.mask, tokens.batch, tokens.length, &pool);
       const Tensor text = dec.project_text(t5_out, tokens.mask, &pool);
       const quality::Metrics m = quality::measure(ref, dec, text_ref, text, tokens.mask, steps, 3.0f, 50, &pool);

@@ -68,6 +68,7 @@ void print_help() {
       "  --device DEV        cpu (default), vulkan, vulkan:N or auto (musicgen generate --help)\n"
       "  --batch N           prompts generated together (default 1)\n"
       "  --no-exact-f16      with f32: keep f16-exact matrices in float32 (the plain path)\n"
+      "  --kv-cache auto|q8  the attention cache type (musicgen generate --help)\n"
       "  --steps N           decoder steps per generation (default 500 = 9.94 s of audio)\n"
       "  --guidance G        classifier-free guidance scale (default 3; 1 disables it)\n"
       "  --threads N         worker threads (default: all cores)\n"
@@ -141,6 +142,7 @@ int run_bench(const std::vector<std::string>& args) {
   long long bandwidth_mib = 1024;
   float guidance = 3.0f;
   bool as_json = false, greedy = false, exact_f16 = true;
+  KvCache kv_cache = KvCache::kAuto;
   uint64_t seed = 0;
   try {
     for (ArgReader r(args); r.next();) {
@@ -182,6 +184,8 @@ int run_bench(const std::vector<std::string>& args) {
         as_json = true;
       } else if (r.is("--no-exact-f16")) {
         exact_f16 = false;
+      } else if (r.is("--kv-cache")) {
+        kv_cache = r.kv_cache();
       } else {
         r.unknown();
       }
@@ -225,6 +229,7 @@ int run_bench(const std::vector<std::string>& args) {
   load_options.threads = n_threads;
   load_options.device = device;
   load_options.exact_f16 = exact_f16;
+  load_options.kv_cache = kv_cache;
   const CheckpointStats stats = checkpoint_stats(model_dir, load_options.weights);
   const std::string& weights = stats.weights;
   const double t_load = now_seconds();
@@ -312,7 +317,12 @@ int run_bench(const std::vector<std::string>& args) {
   // keys = position + 1, on average (steps + 1) / 2 positions. 16-bit cache unless the weights
   // are f32 (the CPU decoder's rule). The text's cross-attention K/V (a few tokens) is left out.
   const int streams = batch * (guidance > 1.0f ? 2 : 1);
-  const double kv_elem_bytes = weights == "f32" ? 4.0 : 2.0;
+  // q8: one byte a value plus a float scale per head row.
+  const int head_dim = info.hidden_size / std::max(1, info.num_heads);
+  const double kv_elem_bytes = info.kv_cache == "q8"                         ? 1.0 + 4.0 / head_dim
+                               : info.kv_cache == "f32"                      ? 4.0
+                               : info.kv_cache.empty() && weights == "f32"   ? 4.0
+                                                                             : 2.0;
   const int run_steps = runs.front().steps;
   const double kv_bytes_per_step = static_cast<double>(info.num_layers) * 2.0 * streams *
                                    info.hidden_size * kv_elem_bytes * (run_steps + 1) / 2.0;
@@ -346,6 +356,7 @@ int run_bench(const std::vector<std::string>& args) {
     j["decoder_steps_per_s"] = steps_per_s;
     j["decoder_exact_f16_matrices"] = info.decoder_exact_f16;
     j["decoder_matrices"] = info.decoder_matrices;
+    j["kv_cache"] = info.kv_cache;
     // The thread pool in the steps: parallel regions per step, and the share of the threads'
     // time in them spent waking up or waiting for the slowest thread (ThreadPool::Stats).
     j["pool_regions_per_step"] = med([](const Run& r) { return r.pool_calls_per_step; });

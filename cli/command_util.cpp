@@ -116,6 +116,14 @@ std::string ArgReader::weight_type() {
   return w;
 }
 
+musicgen::KvCache ArgReader::kv_cache() {
+  const std::string f = flag();
+  const std::string v = value();
+  if (v == "auto") return musicgen::KvCache::kAuto;
+  if (v == "q8") return musicgen::KvCache::kQ8;
+  command_usage(f + " must be auto or q8, got '" + v + "'");
+}
+
 void ArgReader::unknown() const {
   if (positional()) command_usage("unexpected argument '" + flag() + "'");
   command_usage("unknown option '" + flag() + "'");

@@ -4,6 +4,8 @@
 
 #include <cstdint>
 #include <string>
+
+#include "musicgen/musicgen.h"
 #include <vector>
 
 namespace musicgen::cli {
@@ -46,6 +48,8 @@ class ArgReader {
   double number();
   // --weights: f32, bf16, q8 or q4.
   std::string weight_type();
+  // --kv-cache auto|q8 (LoadOptions::kv_cache).
+  musicgen::KvCache kv_cache();
   // --threads: 1 to 256.
   int threads() { return static_cast<int>(integer_in(1, 256)); }
   [[noreturn]] void unknown() const;

@@ -81,6 +81,9 @@ void print_generate_help() {
       "                          GPU when present, else the CPU)\n"
       "  --no-exact-f16          with f32: keep float32 matrices whose values are all exact in\n"
       "                          f16 as float32 (default: as f16, same results, half the bytes)\n"
+      "  --kv-cache auto|q8      the decoder's attention cache: auto (float32 with f32 weights,\n"
+      "                          f16 otherwise) or q8 (int8, half the bytes of f16, faster for\n"
+      "                          long songs at a small measured error: docs/QUANTIZATION.md; CPU)\n"
       "  -p, --prompt TEXT       a text prompt; repeat for a batch (default: unconditional)\n"
       "  --samples N             batch size of an unconditional run (default 1)\n"
       "  -o, --output FILE       output file (required): .wav, .flac, .ogg (Vorbis), .opus (48 kHz)\n"
@@ -198,6 +201,7 @@ int cmd_generate(const std::vector<std::string>& args) {
     else if (r.is("--weights")) load_options.weights = musicgen::parse_weight_type(r.weight_type());
     else if (r.is("--device")) load_options.device = r.value();
     else if (r.is("--no-exact-f16")) load_options.exact_f16 = false;
+    else if (r.is("--kv-cache")) load_options.kv_cache = r.kv_cache();
     else if (r.is("--prompt")) opt.prompts.push_back(r.value());
     else if (r.is("--output", "-o")) output = r.value();
     else if (r.is("--duration")) opt.duration_s = r.number();

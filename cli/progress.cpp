@@ -17,6 +17,7 @@ std::string load_line(const std::string& model_name, const ModelInfo& info, doub
   if (info.decoder_exact_f16 > 0)
     line += ", " + std::to_string(info.decoder_exact_f16) + "/" +
             std::to_string(info.decoder_matrices) + " decoder matrices exact in f16, kept as f16";
+  if (info.kv_cache == "q8") line += ", q8 KV cache";
   return line;
 }
 

@@ -28,6 +28,7 @@ void print_serve_help() {
       "  --host HOST          address to listen on (default 127.0.0.1: this machine only)\n"
       "  --port N             port (default 8080; 0: a free port, printed at start)\n"
       "  --weights TYPE       f32 (default), bf16, q8 or q4\n"
+      "  --kv-cache auto|q8   the decoder's attention cache (musicgen generate --help)\n"
       "  --device DEV         cpu (default), vulkan, vulkan:N or auto\n"
       "  --threads N          decoder threads (default: all cores, shared by the requests)\n"
       "  --max-batch N        requests decoded together in one continuous batch (default 8)\n"
@@ -64,6 +65,7 @@ int run_serve(const std::vector<std::string>& args) {
     else if (r.is("--host")) o.host = r.value();
     else if (r.is("--port")) o.port = static_cast<int>(r.integer_in(0, 65535));
     else if (r.is("--weights")) o.load.weights = parse_weight_type(r.weight_type());
+    else if (r.is("--kv-cache")) o.load.kv_cache = r.kv_cache();
     else if (r.is("--device")) o.load.device = r.value();
     else if (r.is("--threads")) o.threads = r.threads();
     else if (r.is("--max-batch")) o.max_batch = static_cast<int>(r.integer_in(1, 256));

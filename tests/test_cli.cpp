@@ -268,6 +268,7 @@ TEST_F(CliBadInput, InvalidOptions) {
   expect_clean_failure(gen(m, {"--threads", "0"}), "--threads", out_);
   expect_clean_failure(gen(m, {"--sample-format", "mp3"}), "--sample-format", out_);
   expect_clean_failure(gen(m, {"--bogus"}), "unknown option '--bogus'", out_);
+  expect_clean_failure(gen(m, {"--kv-cache", "q4"}), "--kv-cache must be auto or q8", out_);
   expect_clean_failure(gen(m, {"--seed", "abc"}), "--seed expects an integer", out_);
   expect_clean_failure(run_cli({"generate", "--model", m, "--prompt", "x", "--duration", "4000",
                                 "--output", out_, "--quiet"}),
@@ -608,6 +609,12 @@ TEST(CliConventions, NonTerminalProgressIsPlainLinesInSecondsOfAudio) {
   ASSERT_EQ(q8.exit_code, 0) << q8.err;
   EXPECT_TRUE(contains(q8.err, "loaded tiny-a (q8 weights, cpu)")) << q8.err;
   EXPECT_FALSE(contains(q8.err, "hint:")) << q8.err;
+  EXPECT_FALSE(contains(q8.err, "q8 KV cache")) << q8.err;
+  const CliOutput kv8 = run_cli_captured({"generate", "-m", fixture_dir("tiny-a"), "-p", "x",
+                                          "-d", "0.2", "-w", "q8", "--kv-cache=q8", "-o", out,
+                                          "--no-progress"});
+  ASSERT_EQ(kv8.exit_code, 0) << kv8.err;
+  EXPECT_TRUE(contains(kv8.err, ", q8 KV cache")) << kv8.err;
   EXPECT_FALSE(contains(q8.err, "generating")) << "--no-progress:\n" << q8.err;
 
   // --progress forces progress; on a non-terminal it stays plain lines.

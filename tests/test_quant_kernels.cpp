@@ -317,6 +317,47 @@ TEST(Attention, Avx2MatchesScalarTwin) {
   }
 }
 
+TEST(Attention, Q8CacheAvx2MatchesScalarTwinAndTheDequantizedCache) {
+  for (auto [keys, d] : {std::tuple{1, 64}, {7, 64}, {300, 64}, {5, 12}, {33, 96}}) {
+    const auto q = random_vec(d, 91), k = random_vec(keys * d, 92), v = random_vec(keys * d, 93);
+    std::vector<int8_t> k8(keys * d), v8(keys * d);
+    std::vector<float> ks(keys), vs(keys), kd(keys * d), vd(keys * d);
+    for (int j = 0; j < keys; ++j) {
+      kernels::quantize_kv_row(k.data() + j * d, d, k8.data() + j * d, &ks[j]);
+      kernels::quantize_kv_row(v.data() + j * d, d, v8.data() + j * d, &vs[j]);
+      for (int t = 0; t < d; ++t) {
+        // Rounding to the nearest step: within half a step of the float value.
+        EXPECT_LE(std::fabs(ks[j] * k8[j * d + t] - k[j * d + t]), 0.5f * ks[j] * 1.0001f);
+        kd[j * d + t] = ks[j] * k8[j * d + t];
+        vd[j * d + t] = vs[j] * v8[j * d + t];
+      }
+    }
+    std::vector<float> o1(d), o2(d), od(d), of(d), scratch(keys);
+    const float scale = 0.125f;
+    kernels::attend_q8_scalar(q.data(), k8.data(), ks.data(), v8.data(), vs.data(), keys, d, scale,
+                              nullptr, scratch.data(), o1.data());
+    // The dequantized cache through the float kernel: the same numbers up to float rounding.
+    kernels::attend_scalar(q.data(), kd.data(), vd.data(), keys, d, scale, nullptr, scratch.data(),
+                           od.data());
+    // And the unquantized cache: the q8 error itself, small against the output's scale.
+    kernels::attend_scalar(q.data(), k.data(), v.data(), keys, d, scale, nullptr, scratch.data(),
+                           of.data());
+    double num = 0, den = 0;
+    for (int t = 0; t < d; ++t) {
+      EXPECT_NEAR(o1[t], od[t], 1e-5f * (1.0f + std::fabs(od[t]))) << keys << "x" << d;
+      num += (o1[t] - of[t]) * (o1[t] - of[t]);
+      den += of[t] * of[t];
+    }
+    EXPECT_LT(std::sqrt(num / den), 0.05) << keys << "x" << d;
+    if (has_avx2()) {
+      kernels::attend_q8_avx2(q.data(), k8.data(), ks.data(), v8.data(), vs.data(), keys, d, scale,
+                              nullptr, scratch.data(), o2.data());
+      EXPECT_EQ(o1, o2) << keys << "x" << d;
+    }
+  }
+  if (!has_avx2()) GTEST_SKIP() << "scalar checked; CPU has no AVX2+FMA+F16C for the twin";
+}
+
 TEST(Attention, MatchesFloat64Reference) {
   const int keys = 50, d = 64;
   const auto q = random_vec(d, 91), k = random_vec(keys * d, 92), v = random_vec(keys * d, 93);

@@ -89,6 +89,46 @@ TEST_P(QuantQuality, WithinTheDocumentedTolerances) {
   }
 }
 
+// The q8 KV cache (DecoderLoadOptions::kv_q8) with float32 and q8 weights, against the float32
+// model with its float32 cache: docs/QUANTIZATION.md, "The q8 KV cache".
+TEST_P(QuantQuality, Q8KvCacheWithinItsTolerances) {
+  const Fixture f = open(GetParam());
+  ThreadPool pool(2);
+  const TokenBatch tokens =
+      f.tok->encode_batch({"80s pop track with bassy drums and synth", "calm piano"});
+  const T5Encoder t5_ref(f.cfg.text_encoder, f.store);
+  const MusicgenDecoder ref(f.cfg.decoder, f.cfg.text_encoder.d_model, f.store);
+  const Tensor text_ref = project(f, t5_ref, ref, tokens, &pool);
+  struct Case {
+    WeightStorage weights;
+    double mean, max, overlap, argmax;
+  };
+  // f32 weights: the cache's error alone; q8 weights: no worse than q8's own tolerances.
+  for (const Case& c : {Case{WeightStorage::kF32, 0.01, 0.03, 0.97, 0.97},
+                        Case{WeightStorage::kQ8, 0.03, 0.06, 0.95, 0.93}}) {
+    const char* name = weight_storage_name(c.weights);
+    const T5Encoder t5(f.cfg.text_encoder, f.store, "text_encoder.",
+                       LinearLoadOptions{t5_storage(c.weights), &pool});
+    DecoderLoadOptions o{c.weights, &pool};
+    o.kv_q8 = true;
+    const MusicgenDecoder dec(f.cfg.decoder, f.cfg.text_encoder.d_model, f.store, 0, o);
+    EXPECT_STREQ(dec.kv_cache_type(), "q8");
+    const Tensor text = project(f, t5, dec, tokens, &pool);
+    const quality::Metrics m = quality::measure(ref, dec, text_ref, text, tokens.mask, kSteps, 3.0f,
+                                                50, &pool);
+    std::printf("%s %s weights + q8 KV cache: logits rel err mean %.4f max %.4f, top-50 overlap "
+                "%.3f, argmax %.3f, greedy codes %.3f (first divergence %d)\n",
+                GetParam().c_str(), name, m.logits_rel_err_mean, m.logits_rel_err_max,
+                m.topk_overlap, m.argmax_agree, m.greedy_agree, m.first_divergence);
+    EXPECT_LE(m.logits_rel_err_mean, c.mean) << name;
+    EXPECT_LE(m.logits_rel_err_max, c.max) << name;
+    EXPECT_GE(m.topk_overlap, c.overlap) << name;
+    EXPECT_GE(m.argmax_agree, c.argmax) << name;
+    // Not the exact path: the cache does move the logits.
+    EXPECT_GT(m.logits_rel_err_mean, 0.0) << name;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, QuantQuality, ::testing::Values("tiny-a", "tiny-b"));
 
 TEST(QuantLoad, StorageTypesFollowThePolicy) {
@@ -129,6 +169,22 @@ TEST(QuantLoad, ResultsIndependentOfThreadCount) {
     d1.forward(s1, tokens.data(), 1, false, &l1, &p1);  // a cached step over the 16-bit cache
     d3.forward(s3, tokens.data(), 1, false, &l3, &p3);
     EXPECT_EQ(l1, l3) << weight_storage_name(type);
+  }
+  // The q8 KV cache too.
+  DecoderLoadOptions o1{WeightStorage::kQ8, &p1}, o3{WeightStorage::kQ8, &p3};
+  o1.kv_q8 = o3.kv_q8 = true;
+  const MusicgenDecoder d1(f.cfg.decoder, f.cfg.text_encoder.d_model, f.store, 0, o1);
+  const MusicgenDecoder d3(f.cfg.decoder, f.cfg.text_encoder.d_model, f.store, 0, o3);
+  const int B = 2, K = f.cfg.decoder.num_codebooks, n = 5;
+  DecoderState s1 = d1.new_state(B, 16), s3 = d3.new_state(B, 16);
+  ASSERT_TRUE(s1.kv_q8);
+  std::vector<int32_t> tokens(B * K * n);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>((i * 41) % f.cfg.decoder.vocab_size);
+  std::vector<float> l1, l3;
+  for (int step = 0; step < 3; ++step) {
+    d1.forward(s1, tokens.data(), step == 0 ? n : 1, step == 0, &l1, &p1);
+    d3.forward(s3, tokens.data(), step == 0 ? n : 1, step == 0, &l3, &p3);
+    EXPECT_EQ(l1, l3) << "q8 KV cache, step " << step;
   }
 }
 

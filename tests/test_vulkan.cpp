@@ -310,6 +310,21 @@ TEST(Vulkan, DeviceSelectionErrors) {
   }
 }
 
+TEST(Vulkan, Q8KvCacheIsCpuOnly) {
+  try {
+    gpu::resolve_device("vulkan");
+  } catch (const Error&) {
+    GTEST_SKIP() << "no Vulkan adapter on this system (install mesa-vulkan-drivers)";
+  }
+  try {
+    Model::load(testing::fixture_dir("tiny-a"), {.device = "vulkan", .kv_cache = KvCache::kQ8});
+    FAIL() << "the q8 KV cache was accepted on a GPU";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("--kv-cache q8"), std::string::npos) << e.what();
+  }
+}
+
 // The command line: a missing driver or adapter is one line and exit 1, no output file, never a
 // silent fall back to the CPU.
 TEST(Vulkan, CliDeviceErrors) {

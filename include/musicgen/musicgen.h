@@ -40,11 +40,15 @@ struct ModelInfo {
   int sample_rate = 0;          // 32000
   int frame_rate = 0;           // 50 frames per second
   int hidden_size = 0;
+  int num_heads = 0;            // decoder attention heads
   int num_layers = 0;
   int vocab_size = 0;
   // The decoder matrices one step streams, how many are stored as exact f16
   // (LoadOptions::exact_f16: half-representable values kept as half, same results), and their
   // bytes as stored.
+  // The self-attention KV cache's element type: "f32", "f16" or "q8" (LoadOptions::kv_cache);
+  // "" on a GPU (its own cache).
+  std::string kv_cache;
   int decoder_matrices = 0;
   int decoder_exact_f16 = 0;
   uint64_t decoder_step_bytes = 0;
@@ -72,6 +76,8 @@ enum class WeightType {
   kQ4,    // 4-bit blocks of 32 with an f16 scale and minimum: ~1/6 the bytes
 };
 
+enum class KvCache { kAuto, kQ8 };
+
 struct LoadOptions {
   // Type of the decoder's and text encoder's matrices, converted once at load from a checkpoint
   // directory. A quantized file (`musicgen quantize`) loads with the type it stores: leave this
@@ -87,6 +93,12 @@ struct LoadOptions {
   // F16-trained weights, F16 checkpoints) are kept as half and converted in the kernel: the same
   // results bit for bit, half the bytes read per decoder step. false: plain float32.
   bool exact_f16 = true;
+  // The decoder's self-attention KV cache. kAuto: float32 with f32 weights (the exact path),
+  // IEEE half with the others. kQ8: int8 with one float scale per cached row of each head, half
+  // the bytes of the half cache (at 30 s of musicgen-small: 74 instead of 147 MB read per step),
+  // at the error docs/QUANTIZATION.md measures. CPU only: with a GPU device it is an
+  // Error(kInvalidArgument).
+  KvCache kv_cache = KvCache::kAuto;
 };
 
 // A compute adapter, as `musicgen devices` lists it.

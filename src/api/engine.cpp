@@ -143,12 +143,17 @@ std::shared_ptr<const Model> Model::load(const std::string& reference, const Loa
   m.decoder = std::make_unique<MusicgenDecoder>(m.config.decoder, m.config.text_encoder.d_model,
                                                 m.store, num_chroma,
                                                 DecoderLoadOptions{weights, &load_pool,
-                                                                   options.exact_f16});
+                                                                   options.exact_f16,
+                                                                   options.kv_cache ==
+                                                                       KvCache::kQ8});
   m.codec = std::make_unique<EncodecModel>(m.config.audio_encoder, m.store, "audio_encoder.");
   {
 #ifdef MUSICGEN_HAVE_VULKAN
     const gpu::DeviceChoice choice = gpu::resolve_device(options.device);
     if (choice.vulkan) {
+      if (options.kv_cache == KvCache::kQ8)
+        fail(ErrorCode::kInvalidArgument,
+             "the q8 KV cache runs on the CPU only; drop --kv-cache q8 or use --device cpu");
       auto ctx = gpu::Context::open(choice.index);
       m.gpu_decoder = std::make_unique<gpu::VulkanDecoder>(ctx, m.decoder->spec());
       m.info.device = "vulkan:" + std::to_string(ctx->adapter().index) + " " + ctx->adapter().name;
@@ -174,12 +179,17 @@ std::shared_ptr<const Model> Model::load(const std::string& reference, const Loa
   i.sample_rate = c.audio_encoder.sampling_rate;
   i.frame_rate = c.audio_encoder.frame_rate();
   i.hidden_size = c.decoder.hidden_size;
+  i.num_heads = c.decoder.num_attention_heads;
   i.num_layers = c.decoder.num_hidden_layers;
   i.vocab_size = c.decoder.vocab_size;
   const MusicgenDecoder::StepWeights sw = m.decoder->step_weights();
   i.decoder_matrices = sw.matrices;
   i.decoder_exact_f16 = sw.exact_f16;
   i.decoder_step_bytes = sw.bytes;
+  i.kv_cache = m.decoder->kv_cache_type();
+#ifdef MUSICGEN_HAVE_VULKAN
+  if (m.gpu_decoder) i.kv_cache = "";
+#endif
   i.weights = weight_storage_name(weights);
   i.default_do_sample = c.generation.do_sample;
   i.default_guidance_scale = c.generation.guidance_scale;

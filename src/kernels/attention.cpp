@@ -18,10 +18,13 @@ inline float hsum8(const float* a) {
 
 inline float load(const float* p, int64_t i) { return p[i]; }
 inline float load(const uint16_t* p, int64_t i) { return f16_to_f32(p[i]); }
+inline float load(const int8_t* p, int64_t i) { return static_cast<float>(p[i]); }
 
+// ks, vs: per-row scales of the q8 cache (nullptr for float and half rows).
 template <typename T>
 void attend_generic(const float* q, const T* k, const T* v, int64_t keys, int64_t d, float scale,
-                    const float* bias, float* scratch, float* out) {
+                    const float* bias, float* scratch, float* out, const float* ks = nullptr,
+                    const float* vs = nullptr) {
   std::vector<float> qs(d);
   for (int64_t t = 0; t < d; ++t) qs[t] = q[t] * scale;
   const int64_t d8 = d & ~int64_t{7};
@@ -35,6 +38,7 @@ void attend_generic(const float* q, const T* k, const T* v, int64_t keys, int64_
     float tail = 0.0f;
     for (; t < d; ++t) tail = std::fma(qs[t], load(kj, t), tail);
     float s = hsum8(acc) + tail;
+    if (ks != nullptr) s *= ks[j];
     if (bias != nullptr) s += bias[j];
     scratch[j] = s;
     mx = std::max(mx, s);
@@ -49,7 +53,8 @@ void attend_generic(const float* q, const T* k, const T* v, int64_t keys, int64_
   const float inv = 1.0f / (hsum8(lanes) + tail);
   std::fill_n(out, d, 0.0f);
   for (int64_t jj = 0; jj < keys; ++jj) {
-    const float p = scratch[jj] * inv;
+    float p = scratch[jj] * inv;
+    if (vs != nullptr) p *= vs[jj];
     const T* vj = v + jj * d;
     for (int64_t t = 0; t < d; ++t) out[t] = std::fma(p, load(vj, t), out[t]);
   }
@@ -65,6 +70,33 @@ void attend_scalar(const float* q, const float* k, const float* v, int64_t keys,
 void attend_f16_scalar(const float* q, const uint16_t* k, const uint16_t* v, int64_t keys,
                        int64_t d, float scale, const float* bias, float* scratch, float* out) {
   attend_generic(q, k, v, keys, d, scale, bias, scratch, out);
+}
+
+void attend_q8_scalar(const float* q, const int8_t* k, const float* ks, const int8_t* v,
+                      const float* vs, int64_t keys, int64_t d, float scale, const float* bias,
+                      float* scratch, float* out) {
+  attend_generic(q, k, v, keys, d, scale, bias, scratch, out, ks, vs);
+}
+
+void attend_q8(const float* q, const int8_t* k, const float* ks, const int8_t* v, const float* vs,
+               int64_t keys, int64_t d, float scale, const float* bias, float* scratch,
+               float* out) {
+  if (isa_at_least(Isa::kAvx2))
+    attend_q8_avx2(q, k, ks, v, vs, keys, d, scale, bias, scratch, out);
+  else
+    attend_q8_scalar(q, k, ks, v, vs, keys, d, scale, bias, scratch, out);
+}
+
+void quantize_kv_row(const float* x, int64_t d, int8_t* q, float* scale) {
+  float amax = 0.0f;
+  for (int64_t t = 0; t < d; ++t) amax = std::max(amax, std::fabs(x[t]));
+  const float s = amax / 127.0f;
+  const float inv = s != 0.0f ? 1.0f / s : 0.0f;
+  for (int64_t t = 0; t < d; ++t) {
+    const long r = std::lrint(x[t] * inv);  // to nearest even in the default rounding mode
+    q[t] = static_cast<int8_t>(std::clamp<long>(r, -127, 127));
+  }
+  *scale = s;
 }
 
 void attend(const float* q, const float* k, const float* v, int64_t keys, int64_t d, float scale,

@@ -25,14 +25,21 @@ inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
 inline __m256 load8(const uint16_t* p) {
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
+inline __m256 load8(const int8_t* p) {
+  return _mm256_cvtepi32_ps(
+      _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
 inline float load1(const float* p) { return *p; }
 inline float load1(const uint16_t* p) { return _cvtsh_ss(*p); }
+inline float load1(const int8_t* p) { return static_cast<float>(*p); }
 
 constexpr int kKeysPerPass = 4;  // independent dot products in flight
 
+// ks, vs: per-row scales of the q8 cache (nullptr for float and half rows).
 template <typename T>
 void attend_generic(const float* q, const T* k, const T* v, int64_t keys, int64_t d, float scale,
-                    const float* bias, float* scratch, float* out) {
+                    const float* bias, float* scratch, float* out, const float* ks = nullptr,
+                    const float* vs = nullptr) {
   std::vector<float> qs(d);
   for (int64_t t = 0; t < d; ++t) qs[t] = q[t] * scale;
   const int64_t d8 = d & ~int64_t{7};
@@ -50,6 +57,7 @@ void attend_generic(const float* q, const T* k, const T* v, int64_t keys, int64_
       float tail = 0.0f;
       for (int64_t t = d8; t < d; ++t) tail = std::fma(qs[t], load1(kj + t), tail);
       float s = hsum(acc[r]) + tail;
+      if (ks != nullptr) s *= ks[j0 + r];
       if (bias != nullptr) s += bias[j0 + r];
       scratch[j0 + r] = s;
     }
@@ -74,7 +82,9 @@ void attend_generic(const float* q, const T* k, const T* v, int64_t keys, int64_
     __m256 o[8];
     for (int r = 0; r < 8; ++r) o[r] = _mm256_setzero_ps();
     for (int64_t jj = 0; jj < keys; ++jj) {
-      const __m256 p = _mm256_set1_ps(scratch[jj] * inv);
+      float pj = scratch[jj] * inv;
+      if (vs != nullptr) pj *= vs[jj];
+      const __m256 p = _mm256_set1_ps(pj);
       const T* vj = v + jj * d + t0;
       for (int r = 0; r < nv; ++r) o[r] = _mm256_fmadd_ps(p, load8(vj + 8 * r), o[r]);
     }
@@ -82,7 +92,11 @@ void attend_generic(const float* q, const T* k, const T* v, int64_t keys, int64_
   }
   for (int64_t t = d8; t < d; ++t) {
     float o = 0.0f;
-    for (int64_t jj = 0; jj < keys; ++jj) o = std::fma(scratch[jj] * inv, load1(v + jj * d + t), o);
+    for (int64_t jj = 0; jj < keys; ++jj) {
+      float pj = scratch[jj] * inv;
+      if (vs != nullptr) pj *= vs[jj];
+      o = std::fma(pj, load1(v + jj * d + t), o);
+    }
     out[t] = o;
   }
 }
@@ -97,6 +111,12 @@ void attend_avx2(const float* q, const float* k, const float* v, int64_t keys, i
 void attend_f16_avx2(const float* q, const uint16_t* k, const uint16_t* v, int64_t keys, int64_t d,
                      float scale, const float* bias, float* scratch, float* out) {
   attend_generic(q, k, v, keys, d, scale, bias, scratch, out);
+}
+
+void attend_q8_avx2(const float* q, const int8_t* k, const float* ks, const int8_t* v,
+                    const float* vs, int64_t keys, int64_t d, float scale, const float* bias,
+                    float* scratch, float* out) {
+  attend_generic(q, k, v, keys, d, scale, bias, scratch, out, ks, vs);
 }
 
 void gelu_erf_avx2(float* x, int64_t n) {

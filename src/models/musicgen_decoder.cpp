@@ -70,7 +70,8 @@ std::vector<TensorSpec> MusicgenDecoder::tensor_specs(const DecoderConfig& c, in
 
 MusicgenDecoder::MusicgenDecoder(const DecoderConfig& cfg, int text_hidden, const TensorStore& store,
                                  int num_chroma, const DecoderLoadOptions& options)
-    : cfg_(cfg), text_hidden_(text_hidden), num_chroma_(num_chroma), weights_(options.weights) {
+    : cfg_(cfg), text_hidden_(text_hidden), num_chroma_(num_chroma), weights_(options.weights),
+      kv_q8_(options.kv_q8) {
   const LinearLoadOptions lin{decoder_layer_storage(options.weights), options.pool,
                               options.exact_f16};
   const LinearLoadOptions head{lm_head_storage(options.weights), options.pool, options.exact_f16};
@@ -142,8 +143,15 @@ DecoderState MusicgenDecoder::new_state(int batch, int capacity) const {
   st.batch = batch;
   st.capacity = capacity;
   const size_t per_layer = static_cast<size_t>(batch) * capacity * cfg_.hidden_size;
-  st.kv_f16 = weights_ != WeightStorage::kF32;
-  if (st.kv_f16) {
+  st.kv_q8 = kv_q8_;
+  st.kv_f16 = !kv_q8_ && weights_ != WeightStorage::kF32;
+  if (st.kv_q8) {
+    const size_t rows = per_layer / static_cast<size_t>(cfg_.head_dim());
+    st.self_k8.assign(cfg_.num_hidden_layers, std::vector<int8_t>(per_layer));
+    st.self_v8.assign(cfg_.num_hidden_layers, std::vector<int8_t>(per_layer));
+    st.self_ks.assign(cfg_.num_hidden_layers, std::vector<float>(rows));
+    st.self_vs.assign(cfg_.num_hidden_layers, std::vector<float>(rows));
+  } else if (st.kv_f16) {
     st.self_k16.assign(cfg_.num_hidden_layers, std::vector<uint16_t>(per_layer));
     st.self_v16.assign(cfg_.num_hidden_layers, std::vector<uint16_t>(per_layer));
   } else {
@@ -360,7 +368,12 @@ void MusicgenDecoder::forward_multi(const std::vector<SeqStep>& seqs, ThreadPool
             for (int s = 0; s < n; ++s) {
               const int64_t src = (row0[i] + b * n + s) * H + hh * hd;
               const int64_t dst = (bh * st.capacity + P[i] + s) * hd;
-              if (st.kv_f16) {
+              if (st.kv_q8) {
+                kernels::quantize_kv_row(kk.data() + src, hd, st.self_k8[l].data() + dst,
+                                         st.self_ks[l].data() + dst / hd);
+                kernels::quantize_kv_row(vv.data() + src, hd, st.self_v8[l].data() + dst,
+                                         st.self_vs[l].data() + dst / hd);
+              } else if (st.kv_f16) {
                 kernels::convert_f32_to_f16(kk.data() + src, st.self_k16[l].data() + dst, hd);
                 kernels::convert_f32_to_f16(vv.data() + src, st.self_v16[l].data() + dst, hd);
               } else {
@@ -373,7 +386,13 @@ void MusicgenDecoder::forward_multi(const std::vector<SeqStep>& seqs, ThreadPool
               const float* qs = q.data() + r * H + hh * hd;
               const int keys = P[i] + s + 1;  // causal
               float* out = att.data() + r * H + hh * hd;
-              if (st.kv_f16)
+              if (st.kv_q8)
+                kernels::attend_q8(qs, st.self_k8[l].data() + bh * st.capacity * hd,
+                                   st.self_ks[l].data() + bh * st.capacity,
+                                   st.self_v8[l].data() + bh * st.capacity * hd,
+                                   st.self_vs[l].data() + bh * st.capacity, keys, hd, scale,
+                                   nullptr, scores.data(), out);
+              else if (st.kv_f16)
                 kernels::attend_f16(qs, st.self_k16[l].data() + bh * st.capacity * hd,
                                     st.self_v16[l].data() + bh * st.capacity * hd, keys, hd,
                                     scale, nullptr, scores.data(), out);

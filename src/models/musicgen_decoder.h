@@ -23,10 +23,14 @@ struct DecoderState {
   int batch = 0;     // B: rows, guidance streams included
   int capacity = 0;  // positions the cache holds
   int length = 0;    // P: positions already in the cache
-  // Per layer: [B, heads, capacity, head_dim], float32 or (kv_f16) IEEE half.
+  // Per layer: [B, heads, capacity, head_dim], float32, (kv_f16) IEEE half, or (kv_q8) int8
+  // with one float scale per cached row, [B, heads, capacity] (kernels::quantize_kv_row).
   bool kv_f16 = false;
+  bool kv_q8 = false;
   std::vector<std::vector<float>> self_k, self_v;
   std::vector<std::vector<uint16_t>> self_k16, self_v16;
+  std::vector<std::vector<int8_t>> self_k8, self_v8;
+  std::vector<std::vector<float>> self_ks, self_vs;
   // Per layer: [B, heads, S_text, head_dim]; empty when there is no text.
   std::vector<std::vector<float>> cross_k, cross_v;
   int text_length = 0;          // S_text
@@ -41,6 +45,9 @@ struct DecoderLoadOptions {
   WeightStorage weights = WeightStorage::kF32;
   ThreadPool* pool = nullptr;  // splits the quantization at load; nullptr: one thread
   bool exact_f16 = true;       // LinearLoadOptions::exact_f16 (kF32 only)
+  // The self-attention KV cache in int8 with a scale per row (half the bytes of the 16-bit
+  // cache; its error is measured in docs/QUANTIZATION.md), whatever the weight type.
+  bool kv_q8 = false;
 };
 
 class MusicgenDecoder {
@@ -54,6 +61,8 @@ class MusicgenDecoder {
 
   const DecoderConfig& config() const { return cfg_; }
   WeightStorage weight_storage() const { return weights_; }
+  // The self-attention cache's element type: "f32", "f16" or "q8".
+  const char* kv_cache_type() const { return kv_q8_ ? "q8" : weights_ != WeightStorage::kF32 ? "f16" : "f32"; }
   bool has_cross_attention() const { return num_chroma_ == 0; }
 
   // Melody only: audio_enc_to_dec_proj(chroma): [B, T, num_chroma] -> [B, T, H].
@@ -128,6 +137,7 @@ class MusicgenDecoder {
   Norm final_norm_;
   std::vector<Linear> lm_heads_;  // K x [V, H]
   WeightStorage weights_ = WeightStorage::kF32;
+  bool kv_q8_ = false;
   Linear enc_to_dec_proj_;
   std::vector<float> inv_freq_;  // [H/2]: the sinusoid frequencies
 };
