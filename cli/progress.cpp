@@ -23,17 +23,18 @@ std::string load_line(const std::string& model_name, const ModelInfo& info, doub
 
 std::string faster_weights_hint(const ModelInfo& info) {
   if (info.weights != "f32" || info.device != "cpu") return "";
-  // docs/PERFORMANCE.md, "Results (2026-11-25, the 2-core development machine)": musicgen-small,
-  // guidance 3, 500 steps: plain f32 9.04, q8 24.84 decoder steps/s (2.7x), on a 2-core AMD EPYC
-  // (Zen 3) with AVX2 and no AVX-512. Its "Re-measured on a quiet machine" (2026-12-04, 2-core
-  // AMD EPYC with AVX-512): f32 keeping f16-exact matrices as f16, 1.53x plain f32.
-  std::string hint =
-      "hint: --weights q8 ran the decoder about 2.7x faster than plain f32 (24.8 vs 9.0 steps/s, "
-      "musicgen-small) on a 2-core AVX2 machine";
+  // docs/PERFORMANCE.md, "CPU: L2 prefetch, fused regions, the q8 KV cache (2026-12-05)":
+  // musicgen-small, guidance 3, 200 steps, 2 threads on a 2-core AMD EPYC (Zen 4, AVX-512):
+  // plain f32 21.04, f32 with f16-exact matrices kept as f16 38.65, q8 66.62 decoder steps/s.
+  std::string hint;
   if (info.decoder_exact_f16 > 0)
-    hint += "; the f16-exact storage this f32 load uses measured 1.53x over plain f32 on a 2-core "
-            "AVX-512 machine, so expect less";
-  return hint + " (docs/PERFORMANCE.md); accuracy: docs/QUANTIZATION.md";
+    hint = "hint: --weights q8 ran the decoder about 1.7x faster than this f32 load (66.6 vs 38.7 "
+           "steps/s, musicgen-small, f16-exact matrices kept as f16)";
+  else
+    hint = "hint: --weights q8 ran the decoder about 3.2x faster than plain f32 (66.6 vs 21.0 "
+           "steps/s, musicgen-small)";
+  return hint + " on a 2-core AVX-512 machine (docs/PERFORMANCE.md); accuracy: "
+                "docs/QUANTIZATION.md";
 }
 
 GenerationProgress::GenerationProgress(double audio_s, bool terminal, std::FILE* out,

@@ -600,9 +600,9 @@ TEST(CliConventions, NonTerminalProgressIsPlainLinesInSecondsOfAudio) {
   // CPU points at q8 with the measured ratio.
   EXPECT_TRUE(contains(r.err, "loaded tiny-a (f32 weights, cpu) in ")) << r.err;
   EXPECT_FALSE(contains(r.err, fixture_dir("tiny-a"))) << "the whole path in the load line";
-  EXPECT_TRUE(contains(r.err, "hint: --weights q8 ran the decoder about 2.7x faster than plain f32"))
+  EXPECT_TRUE(contains(r.err, "hint: --weights q8 ran the decoder about 3.2x faster than plain f32"))
       << r.err;
-  EXPECT_TRUE(contains(r.err, "2-core AVX2 machine")) << r.err;
+  EXPECT_TRUE(contains(r.err, "2-core AVX-512 machine")) << r.err;
 
   const CliOutput q8 = run_cli_captured({"generate", "-m", fixture_dir("tiny-a"), "-p", "x",
                                          "-d", "0.2", "-w", "q8", "-o", out, "--no-progress"});
