@@ -100,8 +100,12 @@ void Linear::forward_cols(const Input& in, float* y, int64_t n0, int64_t n1) con
     kernels::matmul_nt_f16_cols(in.x, k, weight_f16, b, y, n, in.rows, n, k, n0, n1);
   else if (storage == WeightStorage::kF32)
     kernels::matmul_nt_cols(in.x, k, weight.data, b, y, n, in.rows, n, k, n0, n1);
-  else
-    kernels::qmatmul_cols(in.x, k, in.rows, *in.acts, qweight, b, y, n, n0, n1);
+  else {
+    // bf16 reads the float input and no quantized blocks: an empty set stands in for them.
+    static const kernels::QActs kNoActs;
+    kernels::qmatmul_cols(in.x, k, in.rows, in.acts != nullptr ? *in.acts : kNoActs, qweight, b, y,
+                          n, n0, n1);
+  }
 }
 
 void Linear::forward_many(const Linear* const* layers, size_t count, const float* x, int64_t rows,
