@@ -314,10 +314,10 @@ int run_bench(const std::vector<std::string>& args) {
           : static_cast<double>(stats.decoder_step_weight_bytes);
   const double achieved_bw = weight_bytes_per_step * steps_per_s;
   // Self-attention reads every cached key and value of every layer and stream at each step: with
-  // keys = position + 1, on average (steps + 1) / 2 positions. 16-bit cache unless the weights
-  // are f32 (the CPU decoder's rule). The text's cross-attention K/V (a few tokens) is left out.
+  // keys = position + 1, on average (steps + 1) / 2 positions, in the cache type the model
+  // reports (q8: one byte a value plus a float scale per head row; a GPU reports none: 16-bit
+  // unless the weights are f32). The text's cross-attention K/V (a few tokens) is left out.
   const int streams = batch * (guidance > 1.0f ? 2 : 1);
-  // q8: one byte a value plus a float scale per head row.
   const int head_dim = info.hidden_size / std::max(1, info.num_heads);
   const double kv_elem_bytes = info.kv_cache == "q8"                         ? 1.0 + 4.0 / head_dim
                                : info.kv_cache == "f32"                      ? 4.0

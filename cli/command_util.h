@@ -4,9 +4,9 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "musicgen/musicgen.h"
-#include <vector>
 
 namespace musicgen::cli {
 

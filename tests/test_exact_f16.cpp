@@ -45,6 +45,28 @@ void expect_bitwise_equal(const GenerationResult& a, const GenerationResult& b) 
       << "waveforms differ";
 }
 
+// The F16 fixture's tensors written back as F32 into a new checkpoint folder: every value is
+// half-representable, except one value of `nudged` (when named), moved to the next float.
+std::string f16_fixture_as_f32(const std::string& tag, const std::string& nudged = "") {
+  const std::string dir = testing::make_temp_dir(tag);
+  for (const char* f : {"config.json", "generation_config.json", "spiece.model"})
+    fs::copy_file(fixture_dir("tiny-stereo-f16") + "/" + f, dir + "/" + f);
+  const TensorStore src = TensorStore::open_checkpoint(fixture_dir("tiny-stereo-f16"));
+  if (!nudged.empty() && src.find(nudged) == nullptr) ADD_FAILURE() << "no tensor " << nudged;
+  std::vector<TensorDecl> decls;
+  for (const std::string& name : src.names())
+    decls.push_back({name, DType::kF32, src.find(name)->shape});
+  SafetensorsWriter w(dir + "/model.safetensors", decls);
+  for (const TensorDecl& d : decls) {
+    const ConstTensor t = src.get_f32(d.name);
+    std::vector<float> v(t.data, t.data + t.numel());
+    if (d.name == nudged) v[v.size() / 2] = std::nextafter(v[v.size() / 2], 1.0f);
+    w.write(v.data(), v.size() * 4);
+  }
+  w.finish();
+  return dir;
+}
+
 TEST(ExactF16, F16CheckpointKeptAsHalfGivesBitwiseTheFloat32Path) {
   auto plain = Model::load(fixture_dir("tiny-stereo-f16"), {.exact_f16 = false});
   auto half = Model::load(fixture_dir("tiny-stereo-f16"));
@@ -56,22 +78,7 @@ TEST(ExactF16, F16CheckpointKeptAsHalfGivesBitwiseTheFloat32Path) {
 }
 
 TEST(ExactF16, F32CheckpointWithHalfValuesIsDetected) {
-  // The F16 fixture's tensors written back as F32: every value is half-representable.
-  const std::string dir = testing::make_temp_dir("exact-f16");
-  for (const char* f : {"config.json", "generation_config.json", "spiece.model"})
-    fs::copy_file(fixture_dir("tiny-stereo-f16") + "/" + f, dir + "/" + f);
-  const TensorStore src = TensorStore::open_checkpoint(fixture_dir("tiny-stereo-f16"));
-  std::vector<TensorDecl> decls;
-  for (const std::string& name : src.names())
-    decls.push_back({name, DType::kF32, src.find(name)->shape});
-  {
-    SafetensorsWriter w(dir + "/model.safetensors", decls);
-    for (const TensorDecl& d : decls) {
-      const ConstTensor t = src.get_f32(d.name);
-      w.write(t.data, static_cast<size_t>(t.numel()) * 4);
-    }
-    w.finish();
-  }
+  const std::string dir = f16_fixture_as_f32("exact-f16");
   auto f32 = Model::load(dir);
   auto f16 = Model::load(fixture_dir("tiny-stereo-f16"));
   auto plain = Model::load(dir, {.exact_f16 = false});
@@ -84,27 +91,10 @@ TEST(ExactF16, F32CheckpointWithHalfValuesIsDetected) {
 }
 
 TEST(ExactF16, InfoReportsWhatTheLoaderKeepsAsHalf) {
-  // The F16 fixture written back as F32 with one value of one step matrix moved off the half
-  // grid: `info` (inspect_model) and the loader must both count that matrix out, and only it.
-  const std::string dir = testing::make_temp_dir("exact-f16-info");
-  for (const char* f : {"config.json", "generation_config.json", "spiece.model"})
-    fs::copy_file(fixture_dir("tiny-stereo-f16") + "/" + f, dir + "/" + f);
-  const TensorStore src = TensorStore::open_checkpoint(fixture_dir("tiny-stereo-f16"));
-  const std::string odd = "decoder.model.decoder.layers.0.fc1.weight";
-  ASSERT_NE(src.find(odd), nullptr);
-  std::vector<TensorDecl> decls;
-  for (const std::string& name : src.names())
-    decls.push_back({name, DType::kF32, src.find(name)->shape});
-  {
-    SafetensorsWriter w(dir + "/model.safetensors", decls);
-    for (const TensorDecl& d : decls) {
-      const ConstTensor t = src.get_f32(d.name);
-      std::vector<float> v(t.data, t.data + t.numel());
-      if (d.name == odd) v[v.size() / 2] = std::nextafter(v[v.size() / 2], 1.0f);
-      w.write(v.data(), v.size() * 4);
-    }
-    w.finish();
-  }
+  // One value of one step matrix moved off the half grid: `info` (inspect_model) and the loader
+  // must both count that matrix out, and only it.
+  const std::string dir =
+      f16_fixture_as_f32("exact-f16-info", "decoder.model.decoder.layers.0.fc1.weight");
   const CheckpointSummary s = inspect_model(dir);
   auto m = Model::load(dir);
   EXPECT_GT(s.step_matrices, 1);

@@ -55,16 +55,33 @@ Tensor project(const Fixture& f, const T5Encoder& t5, const MusicgenDecoder& dec
   return dec.project_text(text, tokens.mask, pool);
 }
 
+// The float32 model of a fixture and its projected text for two prompts: what every reduced type
+// is measured against.
+struct Reference {
+  explicit Reference(const std::string& name)
+      : f(open(name)),
+        tokens(f.tok->encode_batch({"80s pop track with bassy drums and synth", "calm piano"})),
+        t5(f.cfg.text_encoder, f.store),
+        dec(f.cfg.decoder, f.cfg.text_encoder.d_model, f.store),
+        text(project(f, t5, dec, tokens, &pool)) {}
+  Fixture f;
+  ThreadPool pool{2};
+  TokenBatch tokens;
+  T5Encoder t5;
+  MusicgenDecoder dec;
+  Tensor text;
+};
+
 class QuantQuality : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(QuantQuality, WithinTheDocumentedTolerances) {
-  const Fixture f = open(GetParam());
-  ThreadPool pool(2);
-  const TokenBatch tokens =
-      f.tok->encode_batch({"80s pop track with bassy drums and synth", "calm piano"});
-  const T5Encoder t5_ref(f.cfg.text_encoder, f.store);
-  const MusicgenDecoder ref(f.cfg.decoder, f.cfg.text_encoder.d_model, f.store);
-  const Tensor text_ref = project(f, t5_ref, ref, tokens, &pool);
+  Reference r(GetParam());
+  const Fixture& f = r.f;
+  ThreadPool& pool = r.pool;
+  const TokenBatch& tokens = r.tokens;
+  const T5Encoder& t5_ref = r.t5;
+  const MusicgenDecoder& ref = r.dec;
+  const Tensor& text_ref = r.text;
   const Tensor t5_out_ref = t5_ref.forward(tokens.ids, tokens.mask, tokens.batch, tokens.length, &pool);
   for (const Tolerance& tol : kTolerances) {
     const char* name = weight_storage_name(tol.type);
@@ -92,13 +109,10 @@ TEST_P(QuantQuality, WithinTheDocumentedTolerances) {
 // The q8 KV cache (DecoderLoadOptions::kv_q8) with float32 and q8 weights, against the float32
 // model with its float32 cache: docs/QUANTIZATION.md, "The q8 KV cache".
 TEST_P(QuantQuality, Q8KvCacheWithinItsTolerances) {
-  const Fixture f = open(GetParam());
-  ThreadPool pool(2);
-  const TokenBatch tokens =
-      f.tok->encode_batch({"80s pop track with bassy drums and synth", "calm piano"});
-  const T5Encoder t5_ref(f.cfg.text_encoder, f.store);
-  const MusicgenDecoder ref(f.cfg.decoder, f.cfg.text_encoder.d_model, f.store);
-  const Tensor text_ref = project(f, t5_ref, ref, tokens, &pool);
+  Reference r(GetParam());
+  const Fixture& f = r.f;
+  ThreadPool& pool = r.pool;
+  const TokenBatch& tokens = r.tokens;
   struct Case {
     WeightStorage weights;
     double mean, max, overlap, argmax;
@@ -114,7 +128,7 @@ TEST_P(QuantQuality, Q8KvCacheWithinItsTolerances) {
     const MusicgenDecoder dec(f.cfg.decoder, f.cfg.text_encoder.d_model, f.store, 0, o);
     EXPECT_STREQ(dec.kv_cache_type(), "q8");
     const Tensor text = project(f, t5, dec, tokens, &pool);
-    const quality::Metrics m = quality::measure(ref, dec, text_ref, text, tokens.mask, kSteps, 3.0f,
+    const quality::Metrics m = quality::measure(r.dec, dec, r.text, text, tokens.mask, kSteps, 3.0f,
                                                 50, &pool);
     std::printf("%s %s weights + q8 KV cache: logits rel err mean %.4f max %.4f, top-50 overlap "
                 "%.3f, argmax %.3f, greedy codes %.3f (first divergence %d)\n",

@@ -43,12 +43,12 @@ struct ModelInfo {
   int num_heads = 0;            // decoder attention heads
   int num_layers = 0;
   int vocab_size = 0;
-  // The decoder matrices one step streams, how many are stored as exact f16
-  // (LoadOptions::exact_f16: half-representable values kept as half, same results), and their
-  // bytes as stored.
   // The self-attention KV cache's element type: "f32", "f16" or "q8" (LoadOptions::kv_cache);
   // "" on a GPU (its own cache).
   std::string kv_cache;
+  // The decoder matrices one step streams, how many are stored as exact f16
+  // (LoadOptions::exact_f16: half-representable values kept as half, same results), and their
+  // bytes as stored.
   int decoder_matrices = 0;
   int decoder_exact_f16 = 0;
   uint64_t decoder_step_bytes = 0;

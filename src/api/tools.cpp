@@ -2,10 +2,10 @@
 #include "musicgen/tools.h"
 
 #include <filesystem>
-#include <regex>
 #include <set>
 
 #include "api/weight_types.h"
+#include "format/hf_config.h"
 #include "format/quantized_file.h"
 #include "format/random_checkpoint.h"
 #include "format/safetensors.h"
@@ -83,8 +83,6 @@ void make_random_model(const RandomModelOptions& options) {
 }
 
 CheckpointStats checkpoint_stats(const std::string& path, WeightType weights) {
-  static const std::regex kStep(
-      R"(decoder\.model\.decoder\.layers\.\d+\.(self_attn\.(q|k|v|out)_proj|encoder_attn\.(q|out)_proj|fc1|fc2)\.weight|decoder\.lm_heads\.\d+\.weight)");
   CheckpointStats s;
   TensorStore store;
   WeightStorage requested = to_storage(weights);
@@ -109,7 +107,7 @@ CheckpointStats checkpoint_stats(const std::string& path, WeightType weights) {
       s.audio_codec_params += n;
     else
       s.decoder_params += n;
-    if (std::regex_match(name, kStep)) {
+    if (is_decoder_step_weight(name)) {
       // A step matrix of another rank (a 0-d lm_heads.0.weight) is a checkpoint that cannot run.
       if (t->shape.size() != 2)
         fail(ErrorCode::kInvalidModel, "tensor '" + name + "' in " + path + " has shape " +

@@ -14,13 +14,13 @@ namespace musicgen {
 
 namespace {
 
-// Spins until done() or kSpinMicros have passed; returns done().
 int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
 
+// Spins until done() or kSpinMicros have passed; returns done().
 template <typename Done>
 bool spin_until(Done done) {
   if (done()) return true;

@@ -1,5 +1,7 @@
 #include "format/hf_config.h"
 
+#include <regex>
+
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -308,5 +310,11 @@ MusicgenConfig config_from_json(const json& j, const std::string& where, const j
 }
 
 }  // namespace
+
+bool is_decoder_step_weight(const std::string& tensor_name) {
+  static const std::regex kStep(
+      R"(decoder\.model\.decoder\.layers\.\d+\.(self_attn\.(q|k|v|out)_proj|encoder_attn\.(q|out)_proj|fc1|fc2)\.weight|decoder\.lm_heads\.\d+\.weight)");
+  return std::regex_match(tensor_name, kStep);
+}
 
 }  // namespace musicgen

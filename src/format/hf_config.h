@@ -86,6 +86,11 @@ struct MusicgenConfig {
 // Reads DIR/config.json and DIR/generation_config.json (optional). Throws Error(kNotFound) if
 // config.json is missing, Error(kInvalidModel) for malformed or unsupported values (including
 // model types other than "musicgen" and "musicgen_melody").
+// Whether a checkpoint tensor is one of the matrices a decoder step reads in full: per layer the
+// self-attention q/k/v/out, the cross-attention q/out (its k/v act on the text once per
+// generation), fc1, fc2; and the LM heads (`musicgen info`, `checkpoint_stats`).
+bool is_decoder_step_weight(const std::string& tensor_name);
+
 MusicgenConfig load_musicgen_config(const std::string& dir);
 // The same from the texts of config.json and generation_config.json (empty: absent), as a
 // musicgen quantized file embeds them; `where` names the source in messages.

@@ -14,11 +14,11 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <regex>
 #include <thread>
 
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "format/hf_config.h"
 #include "format/quantized_file.h"
 #include "format/safetensors.h"
 #include "format/torch_checkpoint.h"
@@ -385,11 +385,9 @@ CheckpointSummary inspect_model(const std::string& reference, const ResolveOptio
   if (!quantized) {
     // Which decoder step matrices an f32 load would keep as f16 (the loader's own test: every
     // value comes back bit-equal from half). Two threads scan each F32 matrix.
-    static const std::regex kStep(
-        R"(decoder\.model\.decoder\.layers\.\d+\.(self_attn\.(q|k|v|out)_proj|encoder_attn\.(q|out)_proj|fc1|fc2)\.weight|decoder\.lm_heads\.\d+\.weight)");
     const TensorStore store = TensorStore::open_checkpoint(dir);
     for (const std::string& name : store.names()) {
-      if (!std::regex_match(name, kStep)) continue;
+      if (!is_decoder_step_weight(name)) continue;
       const TensorInfo* t = store.find(name);
       if (t->shape.size() != 2) continue;
       ++s.step_matrices;
@@ -400,16 +398,8 @@ CheckpointSummary inspect_model(const std::string& reference, const ResolveOptio
       if (t->dtype != DType::kF32) continue;
       const int64_t n = shape_numel(t->shape);
       std::atomic<bool> exact{true};
-      auto scan = [&](int64_t i0, int64_t i1) {
-        for (int64_t i = i0; i < i1 && exact.load(std::memory_order_relaxed); ++i) {
-          float v, back;
-          std::memcpy(&v, t->data + 4 * i, 4);
-          back = f16_to_f32(kernels::f32_to_f16(v));
-          if (std::memcmp(&back, &v, 4) != 0) exact.store(false, std::memory_order_relaxed);
-        }
-      };
-      std::thread other(scan, n / 2, n);
-      scan(0, n / 2);
+      std::thread other(kernels::convert_f32_to_f16_if_exact, t->data, n / 2, n, nullptr, &exact);
+      kernels::convert_f32_to_f16_if_exact(t->data, 0, n / 2, nullptr, &exact);
       other.join();
       if (exact.load()) ++s.step_matrices_f16_exact;
       // Not needed again: drop the pages from the resident set.

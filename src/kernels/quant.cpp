@@ -56,6 +56,18 @@ uint16_t f32_to_f16(float f) {
   return sign | static_cast<uint16_t>(h);
 }
 
+void convert_f32_to_f16_if_exact(const uint8_t* x, int64_t i0, int64_t i1, uint16_t* h,
+                                 std::atomic<bool>* exact) {
+  for (int64_t i = i0; i < i1 && exact->load(std::memory_order_relaxed); ++i) {
+    float v;
+    std::memcpy(&v, x + 4 * i, 4);
+    const uint16_t half = f32_to_f16(v);
+    if (h != nullptr) h[i] = half;
+    const float back = f16_to_f32(half);
+    if (std::memcmp(&back, &v, 4) != 0) exact->store(false, std::memory_order_relaxed);
+  }
+}
+
 uint16_t f32_to_bf16(float f) {
   uint32_t x;
   std::memcpy(&x, &f, 4);

@@ -23,6 +23,7 @@
 // and batch items of a decoder step share one read of the weights).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -67,6 +68,13 @@ void dequantize_row(const QMatrix& w, int64_t row, float* out);
 // f32 <-> f16 / bf16 scalar conversions (round to nearest even).
 uint16_t f32_to_f16(float f);
 uint16_t f32_to_bf16(float f);
+
+// The exact-f16 test (LoadOptions::exact_f16, `musicgen info`): converts float32 values [i0, i1)
+// of x (raw bytes, any alignment) to IEEE half into h (when not null) and clears *exact at the
+// first value that does not come back bit-equal. Stops early once *exact is false, so several
+// threads can share one flag over ranges of the same matrix.
+void convert_f32_to_f16_if_exact(const uint8_t* x, int64_t i0, int64_t i1, uint16_t* h,
+                                 std::atomic<bool>* exact);
 
 // Row conversion float32 -> IEEE half (the 16-bit KV cache); F16C when available, bitwise equal.
 void convert_f32_to_f16(const float* x, uint16_t* y, int64_t n);

@@ -342,6 +342,22 @@ void MusicgenDecoder::forward_multi(const std::vector<SeqStep>& seqs, ThreadPool
       o(rows * H), ff(rows * cfg_.ffn_dim);
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   kernels::QActs acts;  // the quantized input of a fused region (q8/q4 weights)
+  // Epilogues of the products, run by the thread that computed columns [c0, c1) of every row:
+  // the residual adds (add_text: only the rows of sequences with text) and fc1's GELU.
+  const std::function<void(int64_t, int64_t)> add_all = [&](int64_t c0, int64_t c1) {
+    for (int64_t r = 0; r < rows; ++r)
+      kernels::add(x.data() + r * H + c0, o.data() + r * H + c0, c1 - c0);
+  };
+  const std::function<void(int64_t, int64_t)> add_text = [&](int64_t c0, int64_t c1) {
+    for (int i = 0; i < count; ++i)
+      if (seqs[i].state->text_length > 0)
+        for (int64_t r = row0[i]; r < row0[i + 1]; ++r)
+          kernels::add(x.data() + r * H + c0, o.data() + r * H + c0, c1 - c0);
+  };
+  const int64_t F = cfg_.ffn_dim;
+  const std::function<void(int64_t, int64_t)> gelu = [&](int64_t c0, int64_t c1) {
+    for (int64_t r = 0; r < rows; ++r) kernels::gelu_erf(ff.data() + r * F + c0, c1 - c0);
+  };
   for (size_t l = 0; l < layers_.size(); ++l) {
     const Layer& L = layers_[l];
     // Self-attention: the q, k, v projections and the attention in one parallel region over
@@ -352,7 +368,8 @@ void MusicgenDecoder::forward_multi(const std::vector<SeqStep>& seqs, ThreadPool
     // count nor on the other sequences of the step.
     kernels::layer_norm(x.data(), L.self_attn_norm.weight.data, L.self_attn_norm.bias.data, a.data(),
                         rows, H, kLayerNormEps);
-    const Linear::Input self_in = Linear::prepare(a.data(), rows, H, {&L.q, &L.k, &L.v}, &acts);
+    const Linear* qkv[] = {&L.q, &L.k, &L.v};
+    const Linear::Input self_in = Linear::prepare(a.data(), rows, qkv, 3, &acts);
     auto self_attention = [&](int64_t h0, int64_t h1) {
       thread_local std::vector<float> scores;
       L.q.forward_cols(self_in, q.data(), h0 * hd, h1 * hd);
@@ -406,10 +423,6 @@ void MusicgenDecoder::forward_multi(const std::vector<SeqStep>& seqs, ThreadPool
     };
     parallel_or_inline(pool, pool != nullptr && pool->size() > 1, nh, self_attention);
     // The output projection with the residual added by the thread that computed the columns.
-    const std::function<void(int64_t, int64_t)> add_all = [&](int64_t c0, int64_t c1) {
-      for (int64_t r = 0; r < rows; ++r)
-        kernels::add(x.data() + r * H + c0, o.data() + r * H + c0, c1 - c0);
-    };
     {
       const Linear* out[] = {&L.out};
       float* ys[] = {o.data()};
@@ -422,7 +435,8 @@ void MusicgenDecoder::forward_multi(const std::vector<SeqStep>& seqs, ThreadPool
     if (any_text) {
       kernels::layer_norm(x.data(), L.cross_attn_norm.weight.data, L.cross_attn_norm.bias.data,
                           a.data(), rows, H, kLayerNormEps);
-      const Linear::Input cross_in = Linear::prepare(a.data(), rows, H, {&L.cross_q}, &acts);
+      const Linear* cq[] = {&L.cross_q};
+      const Linear::Input cross_in = Linear::prepare(a.data(), rows, cq, 1, &acts);
       auto cross_attention = [&](int64_t h0, int64_t h1) {
         thread_local std::vector<float> scores;
         L.cross_q.forward_cols(cross_in, q.data(), h0 * hd, h1 * hd);
@@ -452,13 +466,6 @@ void MusicgenDecoder::forward_multi(const std::vector<SeqStep>& seqs, ThreadPool
       parallel_or_inline(pool, pool != nullptr && pool->size() > 1 && cross_work + rows * H * H >=
                                                                         kMinParallelAttention,
                          nh, cross_attention);
-      // Residual only for the rows of sequences with text.
-      const std::function<void(int64_t, int64_t)> add_text = [&](int64_t c0, int64_t c1) {
-        for (int i = 0; i < count; ++i)
-          if (seqs[i].state->text_length > 0)
-            for (int64_t r = row0[i]; r < row0[i + 1]; ++r)
-              kernels::add(x.data() + r * H + c0, o.data() + r * H + c0, c1 - c0);
-      };
       const Linear* out[] = {&L.cross_out};
       float* ys[] = {o.data()};
       Linear::forward_many(out, 1, att.data(), rows, ys, pool, &add_text);
@@ -468,10 +475,6 @@ void MusicgenDecoder::forward_multi(const std::vector<SeqStep>& seqs, ThreadPool
     // the thread that computed the fc2 columns.
     kernels::layer_norm(x.data(), L.final_norm.weight.data, L.final_norm.bias.data, a.data(), rows,
                         H, kLayerNormEps);
-    const int64_t F = cfg_.ffn_dim;
-    const std::function<void(int64_t, int64_t)> gelu = [&](int64_t c0, int64_t c1) {
-      for (int64_t r = 0; r < rows; ++r) kernels::gelu_erf(ff.data() + r * F + c0, c1 - c0);
-    };
     {
       const Linear* fc1[] = {&L.fc1};
       float* ys[] = {ff.data()};

@@ -62,7 +62,9 @@ class MusicgenDecoder {
   const DecoderConfig& config() const { return cfg_; }
   WeightStorage weight_storage() const { return weights_; }
   // The self-attention cache's element type: "f32", "f16" or "q8".
-  const char* kv_cache_type() const { return kv_q8_ ? "q8" : weights_ != WeightStorage::kF32 ? "f16" : "f32"; }
+  const char* kv_cache_type() const {
+    return kv_q8_ ? "q8" : weights_ != WeightStorage::kF32 ? "f16" : "f32";
+  }
   bool has_cross_attention() const { return num_chroma_ == 0; }
 
   // Melody only: audio_enc_to_dec_proj(chroma): [B, T, num_chroma] -> [B, T, H].
@@ -109,8 +111,8 @@ class MusicgenDecoder {
   // Writes the sinusoidal position rows [start, start + count) x hidden (HF's float32 values).
   void position_rows(int start, int count, float* out) const;
   // The matrices one decoder step streams (every layer's Linear layers but the cross-attention
-  // key and value, which run once per text, and the LM heads): how
-  // many, how many of them are stored as exact f16 (LinearLoadOptions::exact_f16), and their bytes.
+  // key and value, which run once per text, and the LM heads): how many, how many of them are
+  // stored as exact f16 (LinearLoadOptions::exact_f16), and their bytes.
   struct StepWeights {
     int matrices = 0, exact_f16 = 0;
     uint64_t bytes = 0;

@@ -77,19 +77,19 @@ void Linear::forward(const float* x, int64_t rows, float* y, ThreadPool* pool) c
     kernels::qmatmul(x, in_features(), rows, qweight, b, y, out_features(), pool);
 }
 
-Linear::Input Linear::prepare(const float* x, int64_t rows, int64_t k,
-                              std::initializer_list<const Linear*> layers, kernels::QActs* acts) {
-  Input in{x, rows, k, nullptr};
-  for (const Linear* l : layers) {
-    if (l->in_features() != k)
-      fail(ErrorCode::kInvalidArgument, "Linear::prepare: layers differ in input width");
-    if (in.acts == nullptr &&
-        (l->storage == WeightStorage::kQ8 || l->storage == WeightStorage::kQ4)) {
-      kernels::quantize_acts(x, k, rows, k, acts);
-      in.acts = acts;
-    }
+Linear::Input Linear::prepare(const float* x, int64_t rows, const Linear* const* layers,
+                              size_t count, kernels::QActs* acts) {
+  const int64_t k = layers[0]->in_features();
+  bool needs_acts = false;
+  for (size_t i = 0; i < count; ++i) {
+    if (layers[i]->in_features() != k)
+      fail(ErrorCode::kInvalidArgument, "Linear: layers applied together differ in input width");
+    needs_acts = needs_acts || layers[i]->storage == WeightStorage::kQ8 ||
+                 layers[i]->storage == WeightStorage::kQ4;
   }
-  return in;
+  // The input quantized once per block format (every q8/q4 layer shares it).
+  if (needs_acts) kernels::quantize_acts(x, k, rows, k, acts);
+  return Input{x, rows, k, acts};
 }
 
 void Linear::forward_cols(const Input& in, float* y, int64_t n0, int64_t n1) const {
@@ -100,35 +100,18 @@ void Linear::forward_cols(const Input& in, float* y, int64_t n0, int64_t n1) con
     kernels::matmul_nt_f16_cols(in.x, k, weight_f16, b, y, n, in.rows, n, k, n0, n1);
   else if (storage == WeightStorage::kF32)
     kernels::matmul_nt_cols(in.x, k, weight.data, b, y, n, in.rows, n, k, n0, n1);
-  else {
-    // bf16 reads the float input and no quantized blocks: an empty set stands in for them.
-    static const kernels::QActs kNoActs;
-    kernels::qmatmul_cols(in.x, k, in.rows, in.acts != nullptr ? *in.acts : kNoActs, qweight, b, y,
-                          n, n0, n1);
-  }
+  else
+    kernels::qmatmul_cols(in.x, k, in.rows, *in.acts, qweight, b, y, n, n0, n1);
 }
 
 void Linear::forward_many(const Linear* const* layers, size_t count, const float* x, int64_t rows,
                           float* const* ys, ThreadPool* pool,
                           const std::function<void(int64_t, int64_t)>* after) {
   if (count == 0 || rows <= 0) return;
-  const int64_t k = layers[0]->in_features();
-  // The input quantized once per block format (every q8/q4 layer shares it).
-  thread_local kernels::QActs scratch;
+  thread_local kernels::QActs scratch;  // the calling thread's; the workers read it through `in`
+  const Input in = prepare(x, rows, layers, count, &scratch);
   int64_t total = 0;
-  bool needs_acts = false;
-  for (size_t i = 0; i < count; ++i) {
-    if (layers[i]->in_features() != k)
-      fail(ErrorCode::kInvalidArgument, "forward_many: layers differ in input width");
-    total += layers[i]->out_features();
-    needs_acts = needs_acts || layers[i]->storage == WeightStorage::kQ8 ||
-                 layers[i]->storage == WeightStorage::kQ4;
-  }
-  Input in{x, rows, k, nullptr};
-  if (needs_acts) {
-    kernels::quantize_acts(x, k, rows, k, &scratch);
-    in.acts = &scratch;
-  }
+  for (size_t i = 0; i < count; ++i) total += layers[i]->out_features();
   // Columns of the concatenated outputs [0, total): each range maps to pieces of the layers.
   auto run = [&](int64_t c0, int64_t c1) {
     int64_t base = 0;
@@ -140,7 +123,7 @@ void Linear::forward_many(const Linear* const* layers, size_t count, const float
     }
     if (after != nullptr) (*after)(c0, c1);
   };
-  if (pool == nullptr || pool->size() == 1 || rows * total * k < (1 << 15)) {
+  if (pool == nullptr || pool->size() == 1 || rows * total * in.k < (1 << 15)) {
     run(0, total);
     return;
   }
@@ -232,13 +215,7 @@ Linear Linear::load(const TensorStore& store, const std::string& name, bool has_
       uint16_t* h = reinterpret_cast<uint16_t*>(buf.get());
       std::atomic<bool> exact{true};
       auto check = [&](int64_t i0, int64_t i1) {
-        for (int64_t i = i0; i < i1 && exact.load(std::memory_order_relaxed); ++i) {
-          float v;
-          std::memcpy(&v, info->data + 4 * i, 4);
-          h[i] = kernels::f32_to_f16(v);
-          const float back = f16_to_f32(h[i]);
-          if (std::memcmp(&back, &v, 4) != 0) exact.store(false, std::memory_order_relaxed);
-        }
+        kernels::convert_f32_to_f16_if_exact(info->data, i0, i1, h, &exact);
       };
       if (options.pool != nullptr)
         options.pool->parallel_for(static_cast<int64_t>(n), check, 1 << 16);

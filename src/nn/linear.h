@@ -6,7 +6,6 @@
 #pragma once
 
 #include <functional>
-#include <initializer_list>
 #include <memory>
 #include <string>
 
@@ -67,14 +66,15 @@ struct Linear {
                            const std::function<void(int64_t, int64_t)>* after = nullptr);
 
   // An input prepared once for column-range products inside a caller's own parallel region: x
-  // and, when a q8/q4 layer reads it, its quantized blocks. `acts` is the caller's scratch.
+  // and, when a q8/q4 layer among `layers` reads it, its quantized blocks in `acts` (the caller's
+  // scratch, which the products read; left as it was when no layer needs it).
   struct Input {
     const float* x = nullptr;
     int64_t rows = 0, k = 0;
-    const kernels::QActs* acts = nullptr;
+    const kernels::QActs* acts = nullptr;  // never null
   };
-  static Input prepare(const float* x, int64_t rows, int64_t k,
-                       std::initializer_list<const Linear*> layers, kernels::QActs* acts);
+  static Input prepare(const float* x, int64_t rows, const Linear* const* layers, size_t count,
+                       kernels::QActs* acts);
   // Output columns [n0, n1) of every row into y (row stride out_features()), on this thread:
   // the same values forward() computes for them, whatever the range.
   void forward_cols(const Input& in, float* y, int64_t n0, int64_t n1) const;
