@@ -297,7 +297,7 @@ std::vector<uint16_t> to_f16(const std::vector<float>& v) {
 
 TEST(Attention, Avx2MatchesScalarTwin) {
   if (!has_avx2()) GTEST_SKIP() << "CPU has no AVX2+FMA+F16C";
-  for (auto [keys, d] : {std::tuple{1, 64}, {7, 64}, {300, 64}, {5, 12}, {33, 96}}) {
+  for (auto [keys, d] : {std::tuple{1, 64}, {7, 64}, {300, 64}, {5, 12}, {33, 96}, {64, 40}}) {
     const auto q = random_vec(d, 81), k = random_vec(keys * d, 82), v = random_vec(keys * d, 83);
     auto bias = random_vec(keys, 84);
     bias[0] = -3.4e38f;
@@ -318,7 +318,7 @@ TEST(Attention, Avx2MatchesScalarTwin) {
 }
 
 TEST(Attention, Q8CacheAvx2MatchesScalarTwinAndTheDequantizedCache) {
-  for (auto [keys, d] : {std::tuple{1, 64}, {7, 64}, {300, 64}, {5, 12}, {33, 96}}) {
+  for (auto [keys, d] : {std::tuple{1, 64}, {7, 64}, {300, 64}, {5, 12}, {33, 96}, {64, 40}}) {
     const auto q = random_vec(d, 91), k = random_vec(keys * d, 92), v = random_vec(keys * d, 93);
     std::vector<int8_t> k8(keys * d), v8(keys * d);
     std::vector<float> ks(keys), vs(keys), kd(keys * d), vd(keys * d);

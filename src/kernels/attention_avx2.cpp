@@ -33,7 +33,40 @@ inline float load1(const float* p) { return *p; }
 inline float load1(const uint16_t* p) { return _cvtsh_ss(*p); }
 inline float load1(const int8_t* p) { return static_cast<float>(*p); }
 
-constexpr int kKeysPerPass = 4;  // independent dot products in flight
+// hsum_pairs: ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)), the order the scalar twin uses, and the
+// order hsum8_keys gives each of eight accumulators at once.
+inline float hsum_pairs(__m256 v) {
+  const __m256 h = _mm256_hadd_ps(v, v);   // [l0+l1, l2+l3, .., .. | l4+l5, l6+l7, .., ..]
+  const __m256 h2 = _mm256_hadd_ps(h, h);  // [(l0+l1)+(l2+l3), .. | (l4+l5)+(l6+l7), ..]
+  return _mm_cvtss_f32(_mm_add_ss(_mm256_castps256_ps128(h2), _mm256_extractf128_ps(h2, 1)));
+}
+
+// The eight sums of eight accumulators (a[r] -> lane r), each in hsum_pairs order.
+inline __m256 hsum8_keys(const __m256* a) {
+  const __m256 h01 = _mm256_hadd_ps(a[0], a[1]), h23 = _mm256_hadd_ps(a[2], a[3]);
+  const __m256 h45 = _mm256_hadd_ps(a[4], a[5]), h67 = _mm256_hadd_ps(a[6], a[7]);
+  const __m256 q0 = _mm256_hadd_ps(h01, h23), q1 = _mm256_hadd_ps(h45, h67);
+  // q0 = [keys 0-3: lanes 0-3 sums | keys 0-3: lanes 4-7 sums], q1 likewise for keys 4-7.
+  return _mm256_add_ps(_mm256_permute2f128_ps(q0, q1, 0x20), _mm256_permute2f128_ps(q0, q1, 0x31));
+}
+
+constexpr int kKeysPerPass = 8;  // independent dot products in flight, reduced together
+
+// out[0, 8 NV) = sum_j (p_j * inv [* vs_j]) v_j[0, 8 NV), keys in order (v: rows of stride d).
+template <int NV, typename T>
+void weighted_sum(const T* v, int64_t d, int64_t keys, const float* p, float inv, const float* vs,
+                  float* out) {
+  __m256 o[NV];
+  for (int r = 0; r < NV; ++r) o[r] = _mm256_setzero_ps();
+  for (int64_t j = 0; j < keys; ++j) {
+    float pj = p[j] * inv;
+    if (vs != nullptr) pj *= vs[j];
+    const __m256 pv = _mm256_set1_ps(pj);
+    const T* vj = v + j * d;
+    for (int r = 0; r < NV; ++r) o[r] = _mm256_fmadd_ps(pv, load8(vj + 8 * r), o[r]);
+  }
+  for (int r = 0; r < NV; ++r) _mm256_storeu_ps(out + 8 * r, o[r]);
+}
 
 // ks, vs: per-row scales of the q8 cache (nullptr for float and half rows).
 template <typename T>
@@ -44,23 +77,32 @@ void attend_generic(const float* q, const T* k, const T* v, int64_t keys, int64_
   for (int64_t t = 0; t < d; ++t) qs[t] = q[t] * scale;
   const int64_t d8 = d & ~int64_t{7};
   // Scores, kKeysPerPass keys at a time; each key's sum is the scalar twin's chain.
-  for (int64_t j0 = 0; j0 < keys; j0 += kKeysPerPass) {
-    const int nk = static_cast<int>(std::min<int64_t>(kKeysPerPass, keys - j0));
-    __m256 acc[kKeysPerPass];
-    for (int r = 0; r < kKeysPerPass; ++r) acc[r] = _mm256_setzero_ps();
-    for (int64_t t = 0; t < d8; t += 8) {
-      const __m256 qv = _mm256_loadu_ps(qs.data() + t);
-      for (int r = 0; r < nk; ++r) acc[r] = _mm256_fmadd_ps(qv, load8(k + (j0 + r) * d + t), acc[r]);
+  int64_t j0 = 0;
+  if (d8 == d)
+    for (; j0 + kKeysPerPass <= keys; j0 += kKeysPerPass) {
+      __m256 acc[kKeysPerPass];
+      for (int r = 0; r < kKeysPerPass; ++r) acc[r] = _mm256_setzero_ps();
+      const T* kj = k + j0 * d;
+      for (int64_t t = 0; t < d8; t += 8) {
+        const __m256 qv = _mm256_loadu_ps(qs.data() + t);
+        for (int r = 0; r < kKeysPerPass; ++r)
+          acc[r] = _mm256_fmadd_ps(qv, load8(kj + r * d + t), acc[r]);
+      }
+      __m256 sv = hsum8_keys(acc);
+      if (ks != nullptr) sv = _mm256_mul_ps(sv, _mm256_loadu_ps(ks + j0));
+      if (bias != nullptr) sv = _mm256_add_ps(sv, _mm256_loadu_ps(bias + j0));
+      _mm256_storeu_ps(scratch + j0, sv);
     }
-    for (int r = 0; r < nk; ++r) {
-      const T* kj = k + (j0 + r) * d;
-      float tail = 0.0f;
-      for (int64_t t = d8; t < d; ++t) tail = std::fma(qs[t], load1(kj + t), tail);
-      float s = hsum(acc[r]) + tail;
-      if (ks != nullptr) s *= ks[j0 + r];
-      if (bias != nullptr) s += bias[j0 + r];
-      scratch[j0 + r] = s;
-    }
+  for (int64_t j = j0; j < keys; ++j) {  // the rest one key at a time, in the same order
+    const T* kj = k + j * d;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t t = 0; t < d8; t += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(qs.data() + t), load8(kj + t), acc);
+    float tail = 0.0f;
+    for (int64_t t = d8; t < d; ++t) tail = std::fma(qs[t], load1(kj + t), tail);
+    float s = hsum_pairs(acc) + tail;
+    if (ks != nullptr) s *= ks[j];
+    if (bias != nullptr) s += bias[j];
+    scratch[j] = s;
   }
   float mx = -INFINITY;
   for (int64_t j = 0; j < keys; ++j) mx = std::max(mx, scratch[j]);
@@ -76,19 +118,14 @@ void attend_generic(const float* q, const T* k, const T* v, int64_t keys, int64_
   float tail = 0.0f;
   for (; j < keys; ++j) tail += scratch[j] = exp_scalar(scratch[j] - mx);
   const float inv = 1.0f / (hsum(lanes) + tail);
-  // out = sum_j p_j v_j, 64 outputs (8 registers) at a time, keys in order.
+  // out = sum_j p_j v_j, 64 outputs (8 registers) at a time, keys in order. A whole chunk has
+  // a fixed register count, so the accumulators stay in registers.
   for (int64_t t0 = 0; t0 < d8; t0 += 64) {
     const int nv = static_cast<int>(std::min<int64_t>(64, d8 - t0) / 8);
-    __m256 o[8];
-    for (int r = 0; r < 8; ++r) o[r] = _mm256_setzero_ps();
-    for (int64_t jj = 0; jj < keys; ++jj) {
-      float pj = scratch[jj] * inv;
-      if (vs != nullptr) pj *= vs[jj];
-      const __m256 p = _mm256_set1_ps(pj);
-      const T* vj = v + jj * d + t0;
-      for (int r = 0; r < nv; ++r) o[r] = _mm256_fmadd_ps(p, load8(vj + 8 * r), o[r]);
-    }
-    for (int r = 0; r < nv; ++r) _mm256_storeu_ps(out + t0 + 8 * r, o[r]);
+    if (nv == 8)
+      weighted_sum<8>(v + t0, d, keys, scratch, inv, vs, out + t0);
+    else
+      for (int r = 0; r < nv; ++r) weighted_sum<1>(v + t0 + 8 * r, d, keys, scratch, inv, vs, out + t0 + 8 * r);
   }
   for (int64_t t = d8; t < d; ++t) {
     float o = 0.0f;

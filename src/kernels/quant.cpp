@@ -333,18 +333,22 @@ void qmatmul_q4_scalar(const QActs& x, const QMatrix& w, const float* bias, floa
           dd[l] = f16_to_f32(ws[g + l]) * xd[g + l];
           mins[l] = std::fma(f16_to_f32(ws[nbp + g + l]), xs[g + l], mins[l]);
         }
-        for (int64_t b = g; b < std::min(nb, g + 8); ++b) {
-          const uint8_t* blk = wq + b * (kQBlock / 2);
+        // Block pairs (quant.h): lanes 0-3 sum block b, lanes 4-7 block b + 1 (zero when b + 1
+        // is padding), each lane the low-nibble elements 4l'..4l'+3 and the high-nibble ones
+        // 16+4l'..16+4l'+3 of its block (l' = l mod 4); one FMA per lane and pair.
+        for (int64_t b = g; b < std::min(nb, g + 8); b += 2)
           for (int l = 0; l < 8; ++l) {
+            const int64_t blk = b + l / 4;
+            const int e0 = 4 * (l % 4);
             int32_t s = 0;
-            for (int t = 0; t < 4; ++t) {
-              const int e = 4 * l + t;
-              const int v = e < 16 ? (blk[e] & 0xf) : (blk[e - 16] >> 4);
-              s += v * xq[b * kQBlock + e];
-            }
-            acc[l] = std::fma(static_cast<float>(s), dd[b - g], acc[l]);
+            if (blk < nb)
+              for (int t = 0; t < 4; ++t) {
+                const uint8_t byte = wq[blk * (kQBlock / 2) + e0 + t];
+                s += (byte & 0xf) * xq[blk * kQBlock + e0 + t];
+                s += (byte >> 4) * xq[blk * kQBlock + 16 + e0 + t];
+              }
+            acc[l] = std::fma(static_cast<float>(s), dd[blk - g], acc[l]);
           }
-        }
       }
       const float s = hsum8(acc) + hsum8(mins);
       y[i * ldy + j] = bias != nullptr ? s + bias[j] : s;

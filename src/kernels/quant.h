@@ -19,6 +19,13 @@
 // the scalar twins reproduce the AVX2 lane structure (8 partial sums, fixed reduction order), so
 // SIMD and scalar results are bitwise equal and results never depend on the thread count.
 //
+// q4 block pairs: the q4 products take blocks two at a time. One 32-byte load holds the 16 bytes
+// of blocks b and b + 1; its low nibbles are elements 0-15 of both blocks, its high nibbles
+// elements 16-31. Lanes 0-3 of the integer sums belong to block b and lanes 4-7 to block b + 1
+// (lane l sums elements 4l'..4l'+3 and 16+4l'..16+4l'+3 of its block, l' = l mod 4), so one
+// conversion and one FMA with the scales [d_b x 4, d_b+1 x 4] serve two blocks. A block count
+// that is odd pairs the last block with a zero one.
+//
 // The kernels read each weight row once for all activation rows of a call (the guidance streams
 // and batch items of a decoder step share one read of the weights).
 #pragma once

@@ -121,7 +121,6 @@ void q4_tile(const QActs& x, int64_t i0, const uint8_t* wq, const uint16_t* ws, 
   const int64_t kp = x.kp, nb = kp / kQBlock, nbp = x.nbp;
   const __m256i ones = _mm256_set1_epi16(1);
   const __m256i low4 = _mm256_set1_epi8(0x0f);
-  const __m256i nibble_shift = _mm256_setr_epi64x(0, 0, 4, 4);
   __m256 acc[WR][R], mins[WR][R];
   const int8_t* xq[R];
   const float* xd[R];
@@ -146,21 +145,35 @@ void q4_tile(const QActs& x, int64_t i0, const uint8_t* wq, const uint16_t* ws, 
       }
     }
     const int64_t ge = std::min(nb, g + 8);
-    for (int64_t b = g; b < ge; ++b) {
-      __m256i xv[R];
-      for (int r = 0; r < R; ++r)
-        xv[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[r] + b * kQBlock));
-      if ((b & 3) == 0)
+    for (int64_t b = g; b < ge; b += 2) {  // block pairs, as the scalar twin (quant.h)
+      const bool whole = b + 1 < nb;  // else block b + 1 is padding: zero weights and activations
+      __m256i xa[R], xh[R];  // elements 0-15 of blocks b and b + 1; elements 16-31 of both
+      for (int r = 0; r < R; ++r) {
+        const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[r] + b * kQBlock));
+        const __m256i hi = whole ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(
+                                       xq[r] + (b + 1) * kQBlock))
+                                 : _mm256_setzero_si256();
+        xa[r] = _mm256_permute2x128_si256(lo, hi, 0x20);
+        xh[r] = _mm256_permute2x128_si256(lo, hi, 0x31);
+      }
+      if ((b & 3) == 0)  // one 64-byte line of each row per two pairs
         for (int c = 0; c < WR; ++c) prefetch(wq + (c + kPrefetchTiles * WR) * (kp / 2) + b * (kQBlock / 2));
+      const int i = static_cast<int>(b - g);
+      const __m256i pick = _mm256_setr_epi32(i, i, i, i, i + 1, i + 1, i + 1, i + 1);
       for (int c = 0; c < WR; ++c) {
-        // The 16 bytes in both halves (one load), the upper half shifted to its high nibbles.
-        const __m256i both = _mm256_broadcastsi128_si256(_mm_loadu_si128(
-            reinterpret_cast<const __m128i*>(wq + c * (kp / 2) + b * (kQBlock / 2))));
-        const __m256i wv = _mm256_and_si256(_mm256_srlv_epi64(both, nibble_shift), low4);
+        const uint8_t* src = wq + c * (kp / 2) + b * (kQBlock / 2);
+        const __m256i both =
+            whole ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src))
+                  : _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src)));
+        const __m256i wl = _mm256_and_si256(both, low4);
+        const __m256i wh = _mm256_and_si256(_mm256_srli_epi16(both, 4), low4);
         for (int r = 0; r < R; ++r) {
-          const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(wv, xv[r]), ones);
-          acc[c][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(&dd[c][r][b - g]),
-                                      acc[c][r]);
+          // Each 16-bit sum is at most 2 * 15 * 127 per product pair: the two add exactly.
+          const __m256i p = _mm256_madd_epi16(
+              _mm256_add_epi16(_mm256_maddubs_epi16(wl, xa[r]), _mm256_maddubs_epi16(wh, xh[r])),
+              ones);
+          const __m256 d = _mm256_permutevar8x32_ps(_mm256_load_ps(dd[c][r]), pick);
+          acc[c][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), d, acc[c][r]);
         }
       }
     }

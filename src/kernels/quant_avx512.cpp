@@ -38,14 +38,61 @@ constexpr int64_t kPrefetchTiles = 2;  // as quant_avx2.cpp: two tiles of weight
 // Results of a tile: out[c * kMaxRows + r] for weight row c, activation row r.
 constexpr int kMaxRows = 4;
 
-// R activation rows x WR weight rows, ymm with VNNI (the AVX2 tile with vpdpbusd).
-template <bool Q4, int WR, int R>
-void qymm_tile(const QActs& x, int64_t i0, const uint8_t* wq, const uint16_t* ws, float* out) {
+// R activation rows x WR weight rows of q8, ymm with VNNI (the AVX2 tile with vpdpbusd).
+template <int WR, int R>
+void q8_tile(const QActs& x, int64_t i0, const uint8_t* wq, const uint16_t* ws, float* out) {
   const int64_t kp = x.kp, nb = kp / kQBlock, nbp = x.nbp;
-  const int64_t row_bytes = Q4 ? kp / 2 : kp;
-  const int64_t scale_stride = Q4 ? 2 * nbp : nbp;
+  const int8_t* xq[R];
+  const float* xd[R];
+  for (int r = 0; r < R; ++r) {
+    xq[r] = x.q.data() + (i0 + r) * kp;
+    xd[r] = x.d.data() + (i0 + r) * nbp;
+  }
+  __m256 acc[WR][R];
+  for (int c = 0; c < WR; ++c)
+    for (int r = 0; r < R; ++r) acc[c][r] = _mm256_setzero_ps();
+  alignas(32) float dd[WR][R][8];
+  for (int64_t g = 0; g < nb; g += 8) {
+    for (int c = 0; c < WR; ++c) {
+      const __m256 dw = _mm256_cvtph_ps(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(ws + c * nbp + g)));
+      for (int r = 0; r < R; ++r) _mm256_store_ps(dd[c][r], _mm256_mul_ps(dw, _mm256_loadu_ps(xd[r] + g)));
+    }
+    const int64_t ge = std::min(nb, g + 8);
+    for (int64_t b = g; b < ge; ++b) {
+      __m256i xv[R];
+      for (int r = 0; r < R; ++r)
+        xv[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[r] + b * kQBlock));
+      if ((b & 1) == 0)
+        for (int c = 0; c < WR; ++c) prefetch(wq + (c + kPrefetchTiles * WR) * kp + b * kQBlock);
+      for (int c = 0; c < WR; ++c) {
+        const __m256i wv =
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + c * kp + b * kQBlock));
+        const __m256i aw = _mm256_sign_epi8(wv, wv);  // |w|: q is never -128
+        for (int r = 0; r < R; ++r) {
+          const __m256i p =
+              _mm256_dpbusd_epi32(_mm256_setzero_si256(), aw, _mm256_sign_epi8(xv[r], wv));
+          acc[c][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(&dd[c][r][b - g]),
+                                      acc[c][r]);
+        }
+      }
+    }
+  }
+  for (int c = 0; c < WR; ++c)
+    for (int r = 0; r < R; ++r) out[c * kMaxRows + r] = hsum(acc[c][r]);
+}
+
+// R activation rows x WR weight rows of q4, two blocks per step (quant.h, "q4 block pairs"): one
+// 32-byte load holds blocks b and b + 1; its low nibbles are elements 0-15 of both, its high
+// nibbles elements 16-31. The activations are paired the same way (two 128-bit lane shuffles per
+// pair and activation row, shared by the tile's weight rows), so two vpdpbusd give lanes 0-3 the
+// sums of block b and lanes 4-7 those of block b + 1, and one conversion and one FMA with the
+// pair's scales [d_b x 4, d_b+1 x 4] apply both blocks' scales.
+template <int WR, int R>
+void q4_tile(const QActs& x, int64_t i0, const uint8_t* wq, const uint16_t* ws, float* out) {
+  const int64_t kp = x.kp, nb = kp / kQBlock, nbp = x.nbp;
+  const int64_t row_bytes = kp / 2, scale_stride = 2 * nbp;
   const __m256i low4 = _mm256_set1_epi8(0x0f);
-  const __m256i nibble_shift = _mm256_setr_epi64x(0, 0, 4, 4);
   const int8_t* xq[R];
   const float* xd[R];
   const float* xs[R];
@@ -62,49 +109,57 @@ void qymm_tile(const QActs& x, int64_t i0, const uint8_t* wq, const uint16_t* ws
     for (int c = 0; c < WR; ++c) {
       const __m256 dw = _mm256_cvtph_ps(
           _mm_loadu_si128(reinterpret_cast<const __m128i*>(ws + c * scale_stride + g)));
-      for (int r = 0; r < R; ++r) _mm256_store_ps(dd[c][r], _mm256_mul_ps(dw, _mm256_loadu_ps(xd[r] + g)));
-      if (Q4) {
-        const __m256 mw = _mm256_cvtph_ps(
-            _mm_loadu_si128(reinterpret_cast<const __m128i*>(ws + c * scale_stride + nbp + g)));
-        for (int r = 0; r < R; ++r)
-          mins[c][r] = _mm256_fmadd_ps(mw, _mm256_loadu_ps(xs[r] + g), mins[c][r]);
+      const __m256 mw = _mm256_cvtph_ps(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(ws + c * scale_stride + nbp + g)));
+      for (int r = 0; r < R; ++r) {
+        _mm256_store_ps(dd[c][r], _mm256_mul_ps(dw, _mm256_loadu_ps(xd[r] + g)));
+        mins[c][r] = _mm256_fmadd_ps(mw, _mm256_loadu_ps(xs[r] + g), mins[c][r]);
       }
     }
     const int64_t ge = std::min(nb, g + 8);
-    for (int64_t b = g; b < ge; ++b) {
-      __m256i xv[R];
-      for (int r = 0; r < R; ++r)
-        xv[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[r] + b * kQBlock));
-      if ((b & (Q4 ? 3 : 1)) == 0)
+    for (int64_t b = g; b < ge; b += 2) {
+      const bool whole = b + 1 < nb;  // else block b + 1 is padding: zero weights and activations
+      // Activations: a = elements 0-15 of blocks b and b + 1, h = elements 16-31 of both.
+      __m256i xa[R], xh[R];
+      for (int r = 0; r < R; ++r) {
+        const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[r] + b * kQBlock));
+        const __m256i hi = whole ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(
+                                       xq[r] + (b + 1) * kQBlock))
+                                 : _mm256_setzero_si256();
+        xa[r] = _mm256_permute2x128_si256(lo, hi, 0x20);
+        xh[r] = _mm256_permute2x128_si256(lo, hi, 0x31);
+      }
+      if ((b & 3) == 0)  // one 64-byte line of each row per two pairs
         for (int c = 0; c < WR; ++c)
-          prefetch(wq + (c + kPrefetchTiles * WR) * row_bytes + b * (Q4 ? kQBlock / 2 : kQBlock));
+          prefetch(wq + (c + kPrefetchTiles * WR) * row_bytes + b * (kQBlock / 2));
+      const __m256i pick = _mm256_setr_epi32(static_cast<int>(b - g), static_cast<int>(b - g),
+                                             static_cast<int>(b - g), static_cast<int>(b - g),
+                                             static_cast<int>(b - g + 1), static_cast<int>(b - g + 1),
+                                             static_cast<int>(b - g + 1), static_cast<int>(b - g + 1));
       for (int c = 0; c < WR; ++c) {
-        if (Q4) {
-          const __m256i both = _mm256_broadcastsi128_si256(_mm_loadu_si128(
-              reinterpret_cast<const __m128i*>(wq + c * row_bytes + b * (kQBlock / 2))));
-          const __m256i wv = _mm256_and_si256(_mm256_srlv_epi64(both, nibble_shift), low4);
-          for (int r = 0; r < R; ++r) {
-            const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), wv, xv[r]);
-            acc[c][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(&dd[c][r][b - g]),
-                                        acc[c][r]);
-          }
-        } else {
-          const __m256i wv =
-              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + c * row_bytes + b * kQBlock));
-          const __m256i aw = _mm256_sign_epi8(wv, wv);  // |w|: q is never -128
-          for (int r = 0; r < R; ++r) {
-            const __m256i p =
-                _mm256_dpbusd_epi32(_mm256_setzero_si256(), aw, _mm256_sign_epi8(xv[r], wv));
-            acc[c][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(&dd[c][r][b - g]),
-                                        acc[c][r]);
-          }
+        const uint8_t* src = wq + c * row_bytes + b * (kQBlock / 2);
+        const __m256i both =
+            whole ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src))
+                  : _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src)));
+        const __m256i wl = _mm256_and_si256(both, low4);
+        const __m256i wh = _mm256_and_si256(_mm256_srli_epi16(both, 4), low4);
+        for (int r = 0; r < R; ++r) {
+          const __m256i p = _mm256_dpbusd_epi32(
+              _mm256_dpbusd_epi32(_mm256_setzero_si256(), wl, xa[r]), wh, xh[r]);
+          const __m256 d = _mm256_permutevar8x32_ps(_mm256_load_ps(dd[c][r]), pick);
+          acc[c][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), d, acc[c][r]);
         }
       }
     }
   }
   for (int c = 0; c < WR; ++c)
-    for (int r = 0; r < R; ++r)
-      out[c * kMaxRows + r] = Q4 ? hsum(acc[c][r]) + hsum(mins[c][r]) : hsum(acc[c][r]);
+    for (int r = 0; r < R; ++r) out[c * kMaxRows + r] = hsum(acc[c][r]) + hsum(mins[c][r]);
+}
+
+template <bool Q4, int WR, int R>
+void qymm_tile(const QActs& x, int64_t i0, const uint8_t* wq, const uint16_t* ws, float* out) {
+  if constexpr (Q4) q4_tile<WR, R>(x, i0, wq, ws, out);
+  else q8_tile<WR, R>(x, i0, wq, ws, out);
 }
 
 template <bool Q4>
