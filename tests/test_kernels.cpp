@@ -148,6 +148,44 @@ TEST(ThreadPool, CoversEveryIndexOnce) {
   for (int h : hits) EXPECT_EQ(h, 1);
 }
 
+TEST(ThreadPool, SharedTailCoversEveryIndexOnceInWholePieces) {
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    for (int64_t n : {1, 2, 7, 16, 64, 257, 1000})
+      for (int64_t grain : {1, 3, 16}) {
+        std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+        std::atomic<int> bad{0};
+        for (int rep = 0; rep < 3; ++rep) {
+          for (auto& h : hits) h = 0;
+          pool.parallel_for_shared_tail(n, [&](int64_t b, int64_t e) {
+            // Ranges start on a piece boundary and hold whole pieces (but the last).
+            if (b % grain != 0 || ((e - b) % grain != 0 && e != n)) ++bad;
+            for (int64_t i = b; i < e; ++i) ++hits[static_cast<size_t>(i)];
+          }, grain);
+          for (auto& h : hits) ASSERT_EQ(h.load(), 1) << threads << " threads, n " << n;
+        }
+        EXPECT_EQ(bad.load(), 0) << threads << " threads, n " << n << ", grain " << grain;
+      }
+  }
+}
+
+TEST(ThreadPool, SharedTailHelpsASlowThread) {
+  // Thread 0's static range is slow: the other thread takes the shared pieces, so it runs more
+  // calls than thread 0 (with a static split each would run one).
+  ThreadPool pool(2);
+  std::atomic<int> calls_slow{0}, calls_total{0};
+  pool.parallel_for_shared_tail(64, [&](int64_t b, int64_t e) {
+    ++calls_total;
+    if (b == 0) {
+      ++calls_slow;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    (void)e;
+  });
+  EXPECT_EQ(calls_slow.load(), 1);
+  EXPECT_GT(calls_total.load(), 2);  // 2 static ranges and the 8 tail pieces (64 * 1/8)
+}
+
 TEST(LayerNorm, RowsTogetherEqualRowsAlone) {
   // layer_norm overlaps up to four rows' sums; each row must come out bitwise as alone.
   std::mt19937 rng(5);

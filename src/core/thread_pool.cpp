@@ -65,13 +65,9 @@ void ThreadPool::worker(int index) {
     }
     if (stop_.load(std::memory_order_acquire)) return;
     seen = generation_.load(std::memory_order_acquire);
-    const std::function<void(int64_t, int64_t)>* job = job_;
-    const int64_t n = job_n_, chunk = job_chunk_;
-    const int64_t begin = std::min<int64_t>(n, index * chunk);
-    const int64_t end = std::min<int64_t>(n, begin + chunk);
     Times& t = times_[static_cast<size_t>(index)];
     t.start = now_ns();
-    if (begin < end) (*job)(begin, end);
+    run_share(index);
     t.end = now_ns();
     if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
       // The caller may be asleep: take the lock so the notification cannot slip between its
@@ -79,6 +75,19 @@ void ThreadPool::worker(int index) {
       std::lock_guard<std::mutex> lock(mutex_);
       done_cv_.notify_one();
     }
+  }
+}
+
+void ThreadPool::run_share(int index) {
+  const std::function<void(int64_t, int64_t)>& job = *job_;
+  const int64_t begin = std::min<int64_t>(job_static_, index * job_chunk_);
+  const int64_t end = std::min<int64_t>(job_static_, begin + job_chunk_);
+  if (begin < end) job(begin, end);
+  if (job_static_ >= job_n_) return;
+  for (;;) {
+    const int64_t b = tail_next_.fetch_add(job_piece_, std::memory_order_relaxed);
+    if (b >= job_n_) return;
+    job(b, std::min(job_n_, b + job_piece_));
   }
 }
 
@@ -92,10 +101,33 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     fn(0, n);
     return;
   }
-  const int64_t chunk = (n + parts - 1) / parts;
+  run_job(n, fn, (n + parts - 1) / parts, n, grain);
+}
+
+void ThreadPool::parallel_for_shared_tail(int64_t n,
+                                          const std::function<void(int64_t, int64_t)>& fn,
+                                          int64_t grain) {
+  if (n <= 0) return;
+  grain = std::max<int64_t>(1, grain);
+  const int64_t pieces = n / grain;
+  if (n_threads_ <= 1 || pieces < 2) {
+    fn(0, n);
+    return;
+  }
+  // Whole pieces: 7/8 of them static, one range per thread; the rest shared.
+  const int64_t static_pieces = pieces * 7 / 8 / n_threads_ * n_threads_;
+  const int64_t chunk = static_pieces / n_threads_ * grain;
+  run_job(n, fn, chunk, chunk * n_threads_, grain);
+}
+
+void ThreadPool::run_job(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t chunk,
+                         int64_t static_n, int64_t piece) {
   job_ = &fn;
   job_n_ = n;
   job_chunk_ = chunk;
+  job_static_ = static_n;
+  job_piece_ = piece;
+  tail_next_.store(static_n, std::memory_order_relaxed);
   pending_.store(n_threads_ - 1, std::memory_order_relaxed);
   const int64_t call_start = now_ns();
   {
@@ -105,7 +137,7 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
   }
   start_cv_.notify_all();
   const int64_t caller_start = now_ns();
-  fn(0, std::min<int64_t>(n, chunk));
+  run_share(0);
   const int64_t caller_end = now_ns();
   auto done = [&] { return pending_.load(std::memory_order_acquire) == 0; };
   if (!spin_until(done)) {

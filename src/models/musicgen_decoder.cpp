@@ -25,7 +25,7 @@ constexpr int64_t kMinParallelAttention = 256 * 1024;
 template <typename Fn>
 void parallel_or_inline(ThreadPool* pool, bool parallel, int64_t n, Fn&& fn) {
   if (parallel && pool != nullptr)
-    pool->parallel_for(n, fn);
+    pool->parallel_for_shared_tail(n, fn);
   else
     fn(0, n);
 }
