@@ -33,7 +33,15 @@ inline float hsum(__m256 v) {
 }
 
 inline void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1); }
-constexpr int64_t kPrefetchTiles = 2;  // as quant_avx2.cpp: two tiles of weight rows ahead, into L2
+// How far ahead the tiles prefetch the weights (into L2). q8: 16 KiB of weight rows, in whole
+// tiles (measured best of 4-64 KiB with kernel_bench: 1.07x over two tiles, docs/PERFORMANCE.md).
+// q4, whose kernel does more work per byte: two tiles, as quant_avx2.cpp.
+constexpr int64_t kQ8PrefetchBytes = 16384;
+constexpr int64_t kPrefetchTiles = 2;
+inline int64_t q8_prefetch_rows(int64_t row_bytes, int wr) {
+  const int64_t rows = (kQ8PrefetchBytes + row_bytes - 1) / row_bytes;
+  return std::max<int64_t>(wr, (rows + wr - 1) / wr * wr);
+}
 
 // Results of a tile: out[c * kMaxRows + r] for weight row c, activation row r.
 constexpr int kMaxRows = 4;
@@ -42,6 +50,7 @@ constexpr int kMaxRows = 4;
 template <int WR, int R>
 void q8_tile(const QActs& x, int64_t i0, const uint8_t* wq, const uint16_t* ws, float* out) {
   const int64_t kp = x.kp, nb = kp / kQBlock, nbp = x.nbp;
+  const int64_t ahead = q8_prefetch_rows(kp, WR);
   const int8_t* xq[R];
   const float* xd[R];
   for (int r = 0; r < R; ++r) {
@@ -64,7 +73,7 @@ void q8_tile(const QActs& x, int64_t i0, const uint8_t* wq, const uint16_t* ws, 
       for (int r = 0; r < R; ++r)
         xv[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[r] + b * kQBlock));
       if ((b & 1) == 0)
-        for (int c = 0; c < WR; ++c) prefetch(wq + (c + kPrefetchTiles * WR) * kp + b * kQBlock);
+        for (int c = 0; c < WR; ++c) prefetch(wq + (c + ahead) * kp + b * kQBlock);
       for (int c = 0; c < WR; ++c) {
         const __m256i wv =
             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + c * kp + b * kQBlock));
@@ -92,6 +101,7 @@ template <int WR, int R>
 void q4_tile(const QActs& x, int64_t i0, const uint8_t* wq, const uint16_t* ws, float* out) {
   const int64_t kp = x.kp, nb = kp / kQBlock, nbp = x.nbp;
   const int64_t row_bytes = kp / 2, scale_stride = 2 * nbp;
+  const int64_t ahead = kPrefetchTiles * WR;
   const __m256i low4 = _mm256_set1_epi8(0x0f);
   const int8_t* xq[R];
   const float* xd[R];
@@ -131,7 +141,7 @@ void q4_tile(const QActs& x, int64_t i0, const uint8_t* wq, const uint16_t* ws, 
       }
       if ((b & 3) == 0)  // one 64-byte line of each row per two pairs
         for (int c = 0; c < WR; ++c)
-          prefetch(wq + (c + kPrefetchTiles * WR) * row_bytes + b * (kQBlock / 2));
+          prefetch(wq + (c + ahead) * row_bytes + b * (kQBlock / 2));
       const __m256i pick = _mm256_setr_epi32(static_cast<int>(b - g), static_cast<int>(b - g),
                                              static_cast<int>(b - g), static_cast<int>(b - g),
                                              static_cast<int>(b - g + 1), static_cast<int>(b - g + 1),
