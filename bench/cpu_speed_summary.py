@@ -20,14 +20,62 @@ def med(values):
     return statistics.median(values) if values else float("nan")
 
 
-def main():
-    out = sys.argv[1]
-    text = open(os.path.join(out, "membw.txt")).read()
+def parse_membw(path):
+    if not os.path.exists(path):
+        return None
+    text = open(path).read()
     m = re.search(r"threads 2: median ([\d.]+) GB/s.*plain loads ([\d.]+), with prefetch ([\d.]+)", text)
     m1 = re.search(r"threads 1: median ([\d.]+) GB/s", text)
-    bw2 = float(m.group(1))
-    print(f"membw: 2 threads {bw2:.2f} GB/s (plain loads {m.group(2)}, with prefetch {m.group(3)}); "
-          f"1 thread {float(m1.group(1)):.2f} GB/s\n")
+    if not m or not m1:
+        return None
+    return float(m.group(1)), float(m.group(2)), float(m.group(3)), float(m1.group(1))
+
+
+def main():
+    out = sys.argv[1]
+    probes = []  # (name, 2-thread GB/s, plain, prefetch, 1-thread GB/s)
+    files = sorted(glob.glob(os.path.join(out, "membw-[0-9]*.txt"))) or [os.path.join(out, "membw.txt")]
+    for f in files:
+        p = parse_membw(f)
+        if p:
+            probes.append((os.path.basename(f),) + p)
+    bw2 = med([p[1] for p in probes])
+    print(f"membw, 2 threads, {len(probes)} probes over the run: median {bw2:.2f} GB/s "
+          f"(min {min(p[1] for p in probes):.2f}, max {max(p[1] for p in probes):.2f}; "
+          f"plain loads median {med([p[2] for p in probes]):.2f}, with prefetch "
+          f"{med([p[3] for p in probes]):.2f}); 1 thread median {med([p[4] for p in probes]):.2f} GB/s\n")
+
+    isa = {}
+    for which in ("before", "after"):
+        f = os.path.join(out, f"isa-{which}.txt")
+        if os.path.exists(f):
+            for line in open(f):
+                k = re.match(r"^(f16|q8|q4)\s+avx2\s+([\d.]+) us\s+avx512\s+([\d.]+) us", line)
+                if k:
+                    isa[(k.group(1), which)] = (float(k.group(2)), float(k.group(3)))
+    if isa:
+        print("| in cache, 256 x 1024, 2 rows, one thread (us) | AVX2 before | after | AVX-512 before | after |")
+        print("|---|---|---|---|---|")
+        for w in ["f16", "q8", "q4"]:
+            b, a = isa.get((w, "before")), isa.get((w, "after"))
+            if b and a:
+                print(f"| {w} | {b[0]:.1f} | {a[0]:.1f} ({b[0] / a[0]:.2f}x) | {b[1]:.1f} | {a[1]:.1f} ({b[1] / a[1]:.2f}x) |")
+        print()
+
+    att = {}
+    for f in glob.glob(os.path.join(out, "attention-*-t*.txt")):
+        which, t = re.search(r"attention-(\w+)-t(\d)", f).groups()
+        for line in open(f):
+            k = re.match(r"^(f32|f16|q8)\s+([\d.]+) ms per pass\s+([\d.]+) GB/s", line)
+            if k:
+                att[(k.group(1), which, t)] = (float(k.group(2)), float(k.group(3)))
+    if att:
+        print("| attention_bench, 768 heads x 1500 keys (ms per pass, GB/s of KV) | 1 thread before | after | 2 threads before | after |")
+        print("|---|---|---|---|---|")
+        for w in ["f32", "f16", "q8"]:
+            cells = [att.get((w, which, t)) for t in "12" for which in ("before", "after")]
+            print(f"| {w} | " + " | ".join(f"{c[0]:.2f} ({c[1]:.1f})" if c else "-" for c in cells) + " |")
+        print()
 
     print("| kernel_bench (GB/s of weights) | 1 thread before | after | 2 threads before | after |")
     print("|---|---|---|---|---|")
@@ -63,9 +111,10 @@ def main():
     print("thread pool (after, 200 steps): regions per step %.0f; " % regions +
           "; ".join(f"{w}: wait {pool[w]:.3f}, in regions {region[w]:.3f}" for w in ab) + "\n")
 
-    print("| 1500 steps | steps/s | first 100 | last 100 | weights + mean KV bytes/step | floor fraction (bench probe) | vs membw |")
-    print("|---|---|---|---|---|---|---|")
-    for w in ["f32", "bf16", "q8", "q4", "q8-kv8", "q4-kv8"]:
+    print("| 1500 steps | steps/s | first 100 | last 100 | weights + mean KV bytes/step | "
+          "floor fraction (bench probe) | vs membw just before | vs the run's median membw |")
+    print("|---|---|---|---|---|---|---|---|")
+    for w in ["f32", "bf16", "q8", "q4", "q8-kv8", "q4-kv8", "before-q8", "before-q8-kv8"]:
         p = os.path.join(out, f"long-{w}.json")
         if not os.path.exists(p):
             continue
@@ -74,11 +123,14 @@ def main():
         if j.get("decoder_exact_f16_matrices", 0) > 0:
             wb = j["floor_bandwidth_gb_s"] * 1e9 / j["decoder_steps_per_s"] - j["kv_bytes_per_step_avg"]
         floor_bytes = wb + j["kv_bytes_per_step_avg"]
-        vs_membw = floor_bytes * j["decoder_steps_per_s"] / (bw2 * 1e9)
+        achieved = floor_bytes * j["decoder_steps_per_s"]
+        before = parse_membw(os.path.join(out, f"membw-for-{w}.txt"))
+        just = f"{achieved / (before[0] * 1e9):.2f} ({before[0]:.1f} GB/s)" if before else "-"
         print(f"| {w}{' (exact-f16)' if w == 'f32' else ''} | {j['decoder_steps_per_s']:.2f} | "
               f"{j['first_100_steps_per_s']:.1f} | {j['last_100_steps_per_s']:.1f} | "
               f"{wb / 1e6:.0f} + {j['kv_bytes_per_step_avg'] / 1e6:.0f} MB | "
-              f"{j['floor_fraction']:.2f} ({j['machine_read_bandwidth_gb_s']:.1f} GB/s) | {vs_membw:.2f} |")
+              f"{j['floor_fraction']:.2f} ({j['machine_read_bandwidth_gb_s']:.1f} GB/s) | {just} | "
+              f"{achieved / (bw2 * 1e9):.2f} |")
     print()
 
     t1 = med([load(f)["decoder_steps_per_s"] for f in glob.glob(os.path.join(out, "threads1-q8-*.json"))])

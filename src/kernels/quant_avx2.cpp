@@ -182,8 +182,9 @@ void q4_tile(const QActs& x, int64_t i0, const uint8_t* wq, const uint16_t* ws, 
     for (int r = 0; r < R; ++r) out[c * kMaxActRows + r] = hsum(acc[c][r]) + hsum(mins[c][r]);
 }
 
-// Weight rows [n_begin, n_end) in tiles of WR rows (4 for up to 2 activation rows, else 2), the
-// activation rows in passes of up to 4; tail weight rows one at a time.
+// Weight rows [n_begin, n_end) in blocks of 4 (one tile of 4 rows for up to 2 activation rows,
+// else two tiles of 2), each block against every pass of up to 4 activation rows; tail weight
+// rows one at a time.
 template <template <int, int> class Fn, typename... Args>
 void for_tiles(int64_t m, int64_t n_begin, int64_t n_end, const float* bias, float* y, int64_t ldy,
                Args&&... args) {
@@ -195,20 +196,30 @@ void for_tiles(int64_t m, int64_t n_begin, int64_t n_end, const float* bias, flo
         y[(i0 + t) * ldy + j + c] = bias != nullptr ? v + bias[j + c] : v;
       }
   };
-  for (int64_t i0 = 0; i0 < m; i0 += kMaxActRows) {
-    const int rows = static_cast<int>(std::min<int64_t>(kMaxActRows, m - i0));
-    const int wr = rows <= 2 ? 4 : 2;
-    int64_t j = n_begin;
-    for (; j + wr <= n_end; j += wr) {
-      switch (rows) {
+  // Blocks of 4 weight rows outside, activation rows inside: a block is read from memory once
+  // and stays in L1 while every group of up to 4 activation rows (batched requests) passes.
+  auto rows_at = [&](int64_t i0) { return static_cast<int>(std::min<int64_t>(kMaxActRows, m - i0)); };
+  int64_t j = n_begin;
+  for (; j + 4 <= n_end; j += 4)
+    for (int64_t i0 = 0; i0 < m; i0 += kMaxActRows) {
+      const int rows = rows_at(i0);
+      switch (rows) {  // 4 weight rows x up to 2 activation rows, else two tiles of 2 x 4
         case 1: Fn<4, 1>::run(j, i0, r, args...); break;
         case 2: Fn<4, 2>::run(j, i0, r, args...); break;
-        case 3: Fn<2, 3>::run(j, i0, r, args...); break;
-        default: Fn<2, 4>::run(j, i0, r, args...); break;
+        case 3:
+          Fn<2, 3>::run(j, i0, r, args...);
+          Fn<2, 3>::run(j + 2, i0, r + 2 * kMaxActRows, args...);
+          break;
+        default:
+          Fn<2, 4>::run(j, i0, r, args...);
+          Fn<2, 4>::run(j + 2, i0, r + 2 * kMaxActRows, args...);
+          break;
       }
-      store(j, wr, i0, rows);
+      store(j, 4, i0, rows);
     }
-    for (; j < n_end; ++j) {
+  for (; j < n_end; ++j)
+    for (int64_t i0 = 0; i0 < m; i0 += kMaxActRows) {
+      const int rows = rows_at(i0);
       switch (rows) {
         case 1: Fn<1, 1>::run(j, i0, r, args...); break;
         case 2: Fn<1, 2>::run(j, i0, r, args...); break;
@@ -217,7 +228,6 @@ void for_tiles(int64_t m, int64_t n_begin, int64_t n_end, const float* bias, flo
       }
       store(j, 1, i0, rows);
     }
-  }
 }
 
 template <int WR, int R>

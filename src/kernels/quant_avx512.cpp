@@ -185,13 +185,15 @@ void qmatmul_avx512(const QActs& x, const QMatrix& w, const float* bias, float* 
       }
   };
   const int64_t m = x.m;
-  int64_t i0 = 0;
-  while (i0 < m) {
-    const int rows = static_cast<int>(std::min<int64_t>(kMaxRows, m - i0));
-    int64_t j = n_begin;
-    for (; j + 4 <= n_end; j += 4) {
-      const uint8_t* wq = w.data + j * row_bytes;
-      const uint16_t* ws = w.scales + j * scale_stride;
+  // Weight tiles outside, activation rows inside: a tile's rows are read from memory once and
+  // stay in L1 while every group of up to 4 activation rows (batched requests) passes over them.
+  auto rows_at = [&](int64_t i0) { return static_cast<int>(std::min<int64_t>(kMaxRows, m - i0)); };
+  int64_t j = n_begin;
+  for (; j + 4 <= n_end; j += 4) {
+    const uint8_t* wq = w.data + j * row_bytes;
+    const uint16_t* ws = w.scales + j * scale_stride;
+    for (int64_t i0 = 0; i0 < m; i0 += kMaxRows) {
+      const int rows = rows_at(i0);
       switch (rows) {  // 4 weight rows x up to 2 activation rows, else 2 x 4 (as the AVX2 tiles)
         case 1: qymm_tile<Q4, 4, 1>(x, i0, wq, ws, r); break;
         case 2: qymm_tile<Q4, 4, 2>(x, i0, wq, ws, r); break;
@@ -206,9 +208,12 @@ void qmatmul_avx512(const QActs& x, const QMatrix& w, const float* bias, float* 
       }
       store(j, 4, i0, rows);
     }
-    for (; j < n_end; ++j) {
-      const uint8_t* wq = w.data + j * row_bytes;
-      const uint16_t* ws = w.scales + j * scale_stride;
+  }
+  for (; j < n_end; ++j) {
+    const uint8_t* wq = w.data + j * row_bytes;
+    const uint16_t* ws = w.scales + j * scale_stride;
+    for (int64_t i0 = 0; i0 < m; i0 += kMaxRows) {
+      const int rows = rows_at(i0);
       switch (rows) {
         case 1: qymm_tile<Q4, 1, 1>(x, i0, wq, ws, r); break;
         case 2: qymm_tile<Q4, 1, 2>(x, i0, wq, ws, r); break;
@@ -217,7 +222,6 @@ void qmatmul_avx512(const QActs& x, const QMatrix& w, const float* bias, float* 
       }
       store(j, 1, i0, rows);
     }
-    i0 += rows;
   }
 }
 
