@@ -20,7 +20,10 @@
 #
 # Usage: bench/cpu_speed.sh OUTDIR MODEL_DIR BEFORE_DIR
 #   MODEL_DIR   a random musicgen-small (`musicgen make-random-model --shape small`)
-#   BEFORE_DIR  a folder with the previous build's musicgen, kernel_bench and attention_bench
+#   BEFORE_DIR  a folder with the previous build's musicgen, kernel_bench, attention_bench and
+#               batcher_bench
+# Environment: SECTIONS=isa,kernels,attention,ab,long,threads,reference,batcher (default all; the
+# bandwidth probes always run), AB_ROUNDS (default 3) alternating rounds of the ab section.
 # Build first: scripts/build.sh build
 set -uo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,6 +33,7 @@ BEFORE=${3:?usage: bench/cpu_speed.sh OUTDIR MODEL_DIR BEFORE_DIR}
 MG="$REPO/build/cli/musicgen"
 mkdir -p "$OUT"
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
+want() { [[ ",${SECTIONS:-all}," == *",all,"* || ",${SECTIONS:-all}," == *",$1,"* ]]; }
 { date -u; uname -a; lscpu | grep -E "Model name|^CPU\(s\)|Flags" | cut -c1-200; uptime;
   echo "after: $(git -C "$REPO" rev-parse --short HEAD)"; echo "before: $BEFORE"; } > "$OUT/machine.txt"
 
@@ -41,30 +45,38 @@ membw() {  # the probe, kept as membw-N.txt in the order taken
 log membw
 membw
 
-log "kernels in cache"
-"$BEFORE/kernel_bench" --compare-isa --rows 2 > "$OUT/isa-before.txt" 2>&1
-"$REPO/build/bench/kernel_bench" --compare-isa --rows 2 > "$OUT/isa-after.txt" 2>&1
+if want isa; then
+  log "kernels in cache"
+  "$BEFORE/kernel_bench" --compare-isa --rows 2 > "$OUT/isa-before.txt" 2>&1
+  "$REPO/build/bench/kernel_bench" --compare-isa --rows 2 > "$OUT/isa-after.txt" 2>&1
+fi
 
-log kernels
-for r in 1 2; do
-  for t in 1 2; do
-    "$BEFORE/kernel_bench" --threads $t --rows 2 --reps 9 > "$OUT/kernels-before-t$t-r$r.txt" 2>&1
-    "$REPO/build/bench/kernel_bench" --threads $t --rows 2 --reps 9 > "$OUT/kernels-after-t$t-r$r.txt" 2>&1
+if want kernels; then
+  log kernels
+  for r in 1 2; do
+    for t in 1 2; do
+      "$BEFORE/kernel_bench" --threads $t --rows 2 --reps 9 > "$OUT/kernels-before-t$t-r$r.txt" 2>&1
+      "$REPO/build/bench/kernel_bench" --threads $t --rows 2 --reps 9 > "$OUT/kernels-after-t$t-r$r.txt" 2>&1
+    done
   done
-done
+fi
 
-log attention
-for t in 1 2; do
-  "$BEFORE/attention_bench" --threads $t > "$OUT/attention-before-t$t.txt" 2>&1
-  "$REPO/build/bench/attention_bench" --threads $t > "$OUT/attention-after-t$t.txt" 2>&1
-done
+if want attention; then
+  log attention
+  for r in 1 2 3; do
+    for t in 1 2; do
+      "$BEFORE/attention_bench" --threads $t > "$OUT/attention-before-t$t-r$r.txt" 2>&1
+      "$REPO/build/bench/attention_bench" --threads $t > "$OUT/attention-after-t$t-r$r.txt" 2>&1
+    done
+  done
+fi
 
 bench() {  # BIN WEIGHT [extra...] -> JSON on stdout
   local bin=$1 w=$2; shift 2
   local extra=(--weights "$w"); [ "$w" = f32-plain ] && extra=(--weights f32 --no-exact-f16)
   "$bin" bench --model "$MODEL" "${extra[@]}" --threads 2 --bandwidth-mib 0 --json "$@"
 }
-for r in 1 2 3; do
+want ab && for r in $(seq "${AB_ROUNDS:-3}"); do
   for w in f32 f32-plain bf16 q8 q4; do
     log "round $r $w"
     bench "$BEFORE/musicgen" $w --steps 200 --repeats 1 > "$OUT/ab-$w-before-$r.json"
@@ -80,13 +92,15 @@ long() {  # BIN NAME [extra...]: one 1500-step run, after a bandwidth probe
   "$bin" bench --model "$MODEL" --steps "${LONG_STEPS:-1500}" --repeats 1 --threads 2 --json "$@" \
     > "$OUT/long-$name.json"
 }
-for w in f32 bf16 q8 q4; do long "$MG" $w --weights $w; done
-for w in q8 q4; do long "$MG" $w-kv8 --weights $w --kv-cache q8; done
-long "$BEFORE/musicgen" before-q8 --weights q8
-long "$BEFORE/musicgen" before-q8-kv8 --weights q8 --kv-cache q8
-membw
+if want long; then
+  for w in f32 bf16 q8 q4; do long "$MG" $w --weights $w; done
+  for w in q8 q4; do long "$MG" $w-kv8 --weights $w --kv-cache q8; done
+  long "$BEFORE/musicgen" before-q8 --weights q8
+  long "$BEFORE/musicgen" before-q8-kv8 --weights q8 --kv-cache q8
+  membw
+fi
 
-for r in 1 2 3; do
+want threads && for r in 1 2 3; do
   log "threads round $r"
   "$MG" bench --model "$MODEL" --weights q8 --steps 200 --repeats 1 --threads 1 \
     --bandwidth-mib 0 --json > "$OUT/threads1-q8-$r.json"
@@ -94,14 +108,17 @@ for r in 1 2 3; do
     --bandwidth-mib 0 --json > "$OUT/threads2-q8-$r.json"
 done
 
-if [ -x "$REPO/.venv-ref/bin/python" ]; then
+if want reference && [ -x "$REPO/.venv-ref/bin/python" ]; then
   log "transformers side by side"
   "$REPO/.venv-ref/bin/python" "$REPO/bench/compare_reference.py" --model "$MODEL" --threads 2 \
     --steps 200 --repeats 3 --ref-repeats 1 --weights f32 bf16 q8 q4 --musicgen "$MG" \
     --json-out "$OUT/reference.json" > "$OUT/reference.txt" 2>&1
 fi
 
-for w in f32 q8; do
+want batcher && for w in f32 q8; do
+  log "batcher before $w"
+  "$BEFORE/batcher_bench" --model "$MODEL" --requests 8 --steps 100 --threads 2 \
+    --mode sample --weights $w > "$OUT/batcher-before-$w.json" 2> "$OUT/batcher-before-$w.err"
   log "batcher $w"
   "$REPO/build/bench/batcher_bench" --model "$MODEL" --requests 8 --steps 100 --threads 2 \
     --mode sample --weights $w > "$OUT/batcher-$w.json" 2> "$OUT/batcher-$w.err"

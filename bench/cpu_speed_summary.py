@@ -62,15 +62,17 @@ def main():
                 print(f"| {w} | {b[0]:.1f} | {a[0]:.1f} ({b[0] / a[0]:.2f}x) | {b[1]:.1f} | {a[1]:.1f} ({b[1] / a[1]:.2f}x) |")
         print()
 
-    att = {}
+    runs = {}
     for f in glob.glob(os.path.join(out, "attention-*-t*.txt")):
-        which, t = re.search(r"attention-(\w+)-t(\d)", f).groups()
+        which, t = re.search(r"attention-([a-z]+)-t(\d)", os.path.basename(f)).groups()
         for line in open(f):
             k = re.match(r"^(f32|f16|q8)\s+([\d.]+) ms per pass\s+([\d.]+) GB/s", line)
             if k:
-                att[(k.group(1), which, t)] = (float(k.group(2)), float(k.group(3)))
+                runs.setdefault((k.group(1), which, t), []).append((float(k.group(2)), float(k.group(3))))
+    # Median of the rounds (by time), with its bandwidth.
+    att = {key: sorted(v)[len(v) // 2] for key, v in runs.items()}
     if att:
-        print("| attention_bench, 768 heads x 1500 keys (ms per pass, GB/s of KV) | 1 thread before | after | 2 threads before | after |")
+        print("| attention_bench, 768 heads x 1500 keys (ms per pass, GB/s of KV; median of the rounds) | 1 thread before | after | 2 threads before | after |")
         print("|---|---|---|---|---|")
         for w in ["f32", "f16", "q8"]:
             cells = [att.get((w, which, t)) for t in "12" for which in ("before", "after")]
@@ -91,7 +93,8 @@ def main():
         print(f"| {w} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
     print()
 
-    print("| decoder steps/s (200 steps, 2 threads, median of 3 alternating rounds) | before | after | after / before |")
+    rounds = len(glob.glob(os.path.join(out, "ab-q8-after-*.json")))
+    print(f"| decoder steps/s (200 steps, 2 threads, median of {rounds} alternating rounds) | before | after | after / before |")
     print("|---|---|---|---|")
     ab = {}
     for w in ["f32", "f32-plain", "bf16", "q8", "q4"]:
@@ -147,10 +150,12 @@ def main():
                   f"end-to-end RTF {o['end_to_end_rtf']:.2f} vs {r['reference']['end_to_end_rtf']:.2f}")
         print()
     for w in ["f32", "q8"]:
-        p = os.path.join(out, f"batcher-{w}.json")
-        if os.path.exists(p):
+        for which in ("before-", ""):
+            p = os.path.join(out, f"batcher-{which}{w}.json")
+            if not os.path.exists(p):
+                continue
             b = load(p)
-            print(f"batcher {w}: one at a time {b['one_at_a_time']['aggregate_steps_per_s']:.2f}, "
+            print(f"batcher {which}{w}: one at a time {b['one_at_a_time']['aggregate_steps_per_s']:.2f}, "
                   f"batched {b['batched']['aggregate_steps_per_s']:.2f} steps/s: {b['speedup']:.2f}x, "
                   f"identical {b['identical_codes_and_audio']}")
 
