@@ -202,8 +202,18 @@ TEST_F(RedisQueueTest, SubmitClaimProgressComplete) {
   EXPECT_DOUBLE_EQ(rec->progress, 1.0);
   ASSERT_TRUE(client.result(id));
   EXPECT_EQ(*client.result(id), body);  // binary-safe
-  EXPECT_FALSE(worker.complete(*job, "second", "audio/wav"));  // stored once
+  // The same claim again (a retry whose first reply was lost): its own result, kept as it was.
+  EXPECT_TRUE(worker.complete(*job, "second", "audio/wav"));
   EXPECT_EQ(*client.result(id), body);
+  // Any other claim of the job finds it final and stores nothing.
+  ClaimedJob other = *job;
+  ++other.attempts;
+  EXPECT_FALSE(worker.complete(other, "third", "audio/wav"));
+  RedisQueue w2(redis_->url(), opts("w2"));
+  EXPECT_FALSE(w2.complete(*job, "fourth", "audio/wav"));
+  EXPECT_FALSE(w2.fail_job(*job, "late failure"));
+  EXPECT_EQ(*client.result(id), body);
+  EXPECT_EQ(client.get(id)->status, "succeeded");
   EXPECT_FALSE(worker.heartbeat(*job, 0.9, 1));  // final: stop
   EXPECT_FALSE(worker.claim({"small"}, 100));    // nothing left
   EXPECT_FALSE(client.get("0123456789abcdef0123456789abcdef"));

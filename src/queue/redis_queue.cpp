@@ -105,13 +105,19 @@ redis.call('HSET', KEYS[1], 'progress', ARGV[3], 'eta_s', ARGV[4], 'updated', AR
 return 1
 )";
 
-// KEYS: job, stream, audio. ARGV: status, body, content_type, error, ttl, entry, now.
-// 1: this call made the job final; 0: it already was.
+// KEYS: job, stream, audio. ARGV: status, body, content_type, error, ttl, entry, now, claim
+// (consumer#attempt). 1: this claim made the job final (now, or in an earlier call whose reply
+// was lost: the client retries a call whose connection broke, and Redis may have run it); 0:
+// another claim, or a cancel, did.
 const char* kFinishScript = R"(
 redis.call('XACK', KEYS[2], 'workers', ARGV[6])
 redis.call('XDEL', KEYS[2], ARGV[6])
 local st = redis.call('HGET', KEYS[1], 'status')
-if not st or st == 'succeeded' or st == 'failed' or st == 'canceled' then return 0 end
+if not st then return 0 end
+if st == 'succeeded' or st == 'failed' or st == 'canceled' then
+  if redis.call('HGET', KEYS[1], 'finished_by') == ARGV[8] then return 1 end
+  return 0
+end
 local status = ARGV[1]
 if status == 'failed' and redis.call('HGET', KEYS[1], 'cancel') == '1' then status = 'canceled' end
 if status == 'succeeded' then
@@ -119,7 +125,7 @@ if status == 'succeeded' then
   redis.call('HSET', KEYS[1], 'progress', '1', 'eta_s', '0')
 end
 redis.call('HSET', KEYS[1], 'status', status, 'updated', ARGV[7], 'error', ARGV[4],
-           'content_type', ARGV[3])
+           'content_type', ARGV[3], 'finished_by', ARGV[8])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 return 1
 )";
@@ -510,7 +516,8 @@ bool RedisQueue::finish(const ClaimedJob& job, const std::string& status, const 
   Reply r = checked(command(*cmd_, url_, options_.connect_timeout_ms,
                             {"EVAL", kFinishScript, "3", key_job(job.id), job.stream,
                              options_.prefix + ":audio:" + job.id, status, body, content_type,
-                             error, std::to_string(options_.result_ttl_s), job.entry, now_string()}),
+                             error, std::to_string(options_.result_ttl_s), job.entry, now_string(),
+                             options_.consumer + "#" + std::to_string(job.attempts)}),
                     "a job result");
   return r->type == REDIS_REPLY_INTEGER && r->integer == 1;
 }

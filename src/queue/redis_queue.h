@@ -98,7 +98,10 @@ class RedisQueue {
   // ours because another replica re-claimed it after our lease expired).
   bool heartbeat(const ClaimedJob& job, double progress, double eta_s);
   // Stores the result and marks the job succeeded, unless it is already final: true when this
-  // call stored it. The entry is acknowledged either way.
+  // claim stored it. Idempotent for one claim: a retry after a lost reply (Redis ran the call,
+  // the connection broke before the answer) finds its own result and returns true again, so a
+  // replica never calls its own success "stored by another". The entry is acknowledged either
+  // way.
   bool complete(const ClaimedJob& job, const std::string& body, const std::string& content_type);
   // Marks the job failed (or canceled, when it was asked to stop), unless already final.
   bool fail_job(const ClaimedJob& job, const std::string& message);
