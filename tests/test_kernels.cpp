@@ -3,7 +3,10 @@
 #include <cstring>
 #include <atomic>
 #include <chrono>
+#include <map>
+#include <mutex>
 #include <random>
+#include <thread>
 
 #include "core/tensor.h"
 #include "core/thread_pool.h"
@@ -170,20 +173,28 @@ TEST(ThreadPool, SharedTailCoversEveryIndexOnceInWholePieces) {
 }
 
 TEST(ThreadPool, SharedTailHelpsASlowThread) {
-  // Thread 0's static range is slow: the other thread takes the shared pieces, so it runs more
-  // calls than thread 0 (with a static split each would run one).
+  // The thread that gets range [0, ...) is slow: while it sleeps the other thread finishes its
+  // own static range and then every piece of the shared tail (64 * 1/8 = 8). With a static split
+  // each thread would run exactly one range.
   ThreadPool pool(2);
-  std::atomic<int> calls_slow{0}, calls_total{0};
-  pool.parallel_for_shared_tail(64, [&](int64_t b, int64_t e) {
-    ++calls_total;
-    if (b == 0) {
-      ++calls_slow;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::mutex mu;
+  std::map<std::thread::id, int> calls;
+  std::thread::id slow;
+  pool.parallel_for_shared_tail(64, [&](int64_t b, int64_t) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      ++calls[std::this_thread::get_id()];
+      if (b == 0) slow = std::this_thread::get_id();
     }
-    (void)e;
+    if (b == 0) std::this_thread::sleep_for(std::chrono::milliseconds(300));
   });
-  EXPECT_EQ(calls_slow.load(), 1);
-  EXPECT_GT(calls_total.load(), 2);  // 2 static ranges and the 8 tail pieces (64 * 1/8)
+  ASSERT_EQ(calls.size(), 2u);
+  EXPECT_EQ(calls[slow], 1);
+  for (const auto& [id, n] : calls) {
+    if (id != slow) {
+      EXPECT_EQ(n, 9);  // its static range and the 8 tail pieces
+    }
+  }
 }
 
 TEST(LayerNorm, RowsTogetherEqualRowsAlone) {

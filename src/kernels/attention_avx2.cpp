@@ -91,7 +91,8 @@ void attend_generic(const float* q, const T* k, const T* v, int64_t keys, int64_
   std::vector<float> qs(d);
   for (int64_t t = 0; t < d; ++t) qs[t] = q[t] * scale;
   const int64_t d8 = d & ~int64_t{7};
-  // Scores, kKeysPerPass keys at a time; each key's sum is the scalar twin's chain.
+  // Scores, kKeys keys at a time; each key's sum is the scalar twin's chain, reduced in
+  // hsum_pairs order.
   constexpr int kKeys = keys_per_pass<T>();
   int64_t j0 = 0;
   if (d8 == d)

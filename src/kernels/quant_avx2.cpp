@@ -158,7 +158,7 @@ void q4_tile(const QActs& x, int64_t i0, const uint8_t* wq, const uint16_t* ws, 
       }
       if ((b & 3) == 0)  // one 64-byte line of each row per two pairs
         for (int c = 0; c < WR; ++c) prefetch(wq + (c + kPrefetchTiles * WR) * (kp / 2) + b * (kQBlock / 2));
-      const int i = static_cast<int>(b - g);
+      const int i = static_cast<int>(b - g);  // the pair's scales: lanes i and i + 1 of dd
       const __m256i pick = _mm256_setr_epi32(i, i, i, i, i + 1, i + 1, i + 1, i + 1);
       for (int c = 0; c < WR; ++c) {
         const uint8_t* src = wq + c * (kp / 2) + b * (kQBlock / 2);
