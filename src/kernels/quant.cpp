@@ -243,6 +243,14 @@ void prepare_acts(int64_t m, int64_t k, QActs* out) {
 }
 }  // namespace
 
+void fill_offset_sums(QActs* out) {
+  const int64_t lanes = out->m * out->kp / 4;
+  out->c.resize(static_cast<size_t>(lanes));
+  const int8_t* q = out->q.data();
+  for (int64_t l = 0; l < lanes; ++l)
+    out->c[l] = -128 * (q[4 * l] + q[4 * l + 1] + q[4 * l + 2] + q[4 * l + 3]);
+}
+
 void quantize_acts_scalar(const float* x, int64_t ldx, int64_t m, int64_t k, QActs* out) {
   prepare_acts(m, k, out);
   const int64_t nb = q_blocks(k);
@@ -264,6 +272,7 @@ void quantize_acts_scalar(const float* x, int64_t ldx, int64_t m, int64_t k, QAc
       out->s[i * out->nbp + b] = d * static_cast<float>(sum);
     }
   }
+  fill_offset_sums(out);
 }
 
 // ---- Scalar twins ---------------------------------------------------------------------------

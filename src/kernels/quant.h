@@ -93,8 +93,13 @@ struct QActs {
   std::vector<int8_t> q;  // [m][kp], padding 0
   std::vector<float> d;   // [m][nbp]: block scales, padding 0
   std::vector<float> s;   // [m][nbp]: d * sum(q) of each block (the q4 min term), padding 0
+  // [m][kp / 4]: -128 x (q[4l] + q[4l+1] + q[4l+2] + q[4l+3]), the start value of each int32 lane
+  // when the AVX-512 q8 product reads the weights offset to unsigned (q + 128, quant_avx512.cpp).
+  std::vector<int32_t> c;
 };
 void quantize_acts(const float* x, int64_t ldx, int64_t m, int64_t k, QActs* out);
+// Fills out->c from out->q (the quantizers call it last).
+void fill_offset_sums(QActs* out);
 void quantize_acts_scalar(const float* x, int64_t ldx, int64_t m, int64_t k, QActs* out);
 void quantize_acts_avx2(const float* x, int64_t ldx, int64_t m, int64_t k, QActs* out);
 

@@ -324,6 +324,7 @@ void quantize_acts_avx2(const float* x, int64_t ldx, int64_t m, int64_t k, QActs
       out->s[i * out->nbp + b] = d * static_cast<float>(sum);
     }
   }
+  fill_offset_sums(out);
 }
 
 }  // namespace musicgen::kernels

@@ -46,15 +46,22 @@ inline int64_t q8_prefetch_rows(int64_t row_bytes, int wr) {
 // Results of a tile: out[c * kMaxRows + r] for weight row c, activation row r.
 constexpr int kMaxRows = 4;
 
-// R activation rows x WR weight rows of q8, ymm with VNNI (the AVX2 tile with vpdpbusd).
+// R activation rows x WR weight rows of q8, ymm with VNNI. vpdpbusd multiplies unsigned by signed
+// bytes, so the weights are read offset to unsigned (w ^ 0x80 = q + 128, one xor shared by the
+// tile's activation rows) and each lane starts from -128 x (its four activations' sum), x.c:
+// -128 x sum(x) + sum((q + 128) x) = sum(q x), the same exact integer as the AVX2 tile's
+// sign/abs form (no saturation or wrap is reachable: |lane| <= 4 x 255 x 127 + 128 x 508).
 template <int WR, int R>
 void q8_tile(const QActs& x, int64_t i0, const uint8_t* wq, const uint16_t* ws, float* out) {
   const int64_t kp = x.kp, nb = kp / kQBlock, nbp = x.nbp;
   const int64_t ahead = q8_prefetch_rows(kp, WR);
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
   const int8_t* xq[R];
+  const int32_t* xc[R];
   const float* xd[R];
   for (int r = 0; r < R; ++r) {
     xq[r] = x.q.data() + (i0 + r) * kp;
+    xc[r] = x.c.data() + (i0 + r) * (kp / 4);
     xd[r] = x.d.data() + (i0 + r) * nbp;
   }
   __m256 acc[WR][R];
@@ -69,18 +76,18 @@ void q8_tile(const QActs& x, int64_t i0, const uint8_t* wq, const uint16_t* ws, 
     }
     const int64_t ge = std::min(nb, g + 8);
     for (int64_t b = g; b < ge; ++b) {
-      __m256i xv[R];
-      for (int r = 0; r < R; ++r)
+      __m256i xv[R], x0[R];
+      for (int r = 0; r < R; ++r) {
         xv[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[r] + b * kQBlock));
+        x0[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xc[r] + b * (kQBlock / 4)));
+      }
       if ((b & 1) == 0)
         for (int c = 0; c < WR; ++c) prefetch(wq + (c + ahead) * kp + b * kQBlock);
       for (int c = 0; c < WR; ++c) {
-        const __m256i wv =
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + c * kp + b * kQBlock));
-        const __m256i aw = _mm256_sign_epi8(wv, wv);  // |w|: q is never -128
+        const __m256i wu = _mm256_xor_si256(
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + c * kp + b * kQBlock)), flip);
         for (int r = 0; r < R; ++r) {
-          const __m256i p =
-              _mm256_dpbusd_epi32(_mm256_setzero_si256(), aw, _mm256_sign_epi8(xv[r], wv));
+          const __m256i p = _mm256_dpbusd_epi32(x0[r], wu, xv[r]);
           acc[c][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(&dd[c][r][b - g]),
                                       acc[c][r]);
         }
