@@ -336,8 +336,15 @@ TEST(Attention, Q8CacheAvx2MatchesScalarTwinAndTheDequantizedCache) {
     const float scale = 0.125f;
     kernels::attend_q8_scalar(q.data(), k8.data(), ks.data(), v8.data(), vs.data(), keys, d, scale,
                               nullptr, scratch.data(), o1.data());
-    // The dequantized cache through the float kernel: the same numbers up to float rounding.
-    kernels::attend_scalar(q.data(), kd.data(), vd.data(), keys, d, scale, nullptr, scratch.data(),
+    // The scores take the scaled query quantized like a cached row: with it and the cache
+    // dequantized, the float kernel gives the same numbers up to float rounding.
+    std::vector<float> qscaled(d), qd(d);
+    std::vector<int8_t> q8(d);
+    float qscale = 0.0f;
+    for (int t = 0; t < d; ++t) qscaled[t] = q[t] * scale;
+    kernels::quantize_kv_row(qscaled.data(), d, q8.data(), &qscale);
+    for (int t = 0; t < d; ++t) qd[t] = qscale * q8[t];
+    kernels::attend_scalar(qd.data(), kd.data(), vd.data(), keys, d, 1.0f, nullptr, scratch.data(),
                            od.data());
     // And the unquantized cache: the q8 error itself, small against the output's scale.
     kernels::attend_scalar(q.data(), k.data(), v.data(), keys, d, scale, nullptr, scratch.data(),

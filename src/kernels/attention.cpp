@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "core/tensor.h"
@@ -34,19 +35,36 @@ void attend_generic(const float* q, const T* k, const T* v, int64_t keys, int64_
   for (int64_t t = 0; t < d; ++t) qs[t] = q[t] * scale;
   const int64_t d8 = d & ~int64_t{7};
   float mx = -INFINITY;
-  for (int64_t j = 0; j < keys; ++j) {
-    const T* kj = k + j * d;
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int64_t t = 0;
-    for (; t < d8; t += 8)
-      for (int l = 0; l < 8; ++l) acc[l] = std::fma(qs[t + l], load(kj, t + l), acc[l]);
-    float tail = 0.0f;
-    for (; t < d; ++t) tail = std::fma(qs[t], load(kj, t), tail);
-    float s = hsum_pairs(acc) + tail;
-    if (ks != nullptr) s *= ks[j];
-    if (bias != nullptr) s += bias[j];
-    scratch[j] = s;
-    mx = std::max(mx, s);
+  if constexpr (std::is_same_v<T, int8_t>) {
+    // The q8 cache: the scaled query quantized like a cached row (int8 qi, scale sq), each
+    // score an exact integer dot product times sq * ks_j.
+    std::vector<int8_t> qi(d);
+    float sq = 0.0f;
+    quantize_kv_row(qs.data(), d, qi.data(), &sq);
+    for (int64_t j = 0; j < keys; ++j) {
+      const int8_t* kj = k + j * d;
+      int32_t dot = 0;
+      for (int64_t t = 0; t < d; ++t) dot += int32_t{qi[t]} * int32_t{kj[t]};
+      float s = static_cast<float>(dot) * (sq * ks[j]);
+      if (bias != nullptr) s += bias[j];
+      scratch[j] = s;
+      mx = std::max(mx, s);
+    }
+  } else {
+    for (int64_t j = 0; j < keys; ++j) {
+      const T* kj = k + j * d;
+      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      int64_t t = 0;
+      for (; t < d8; t += 8)
+        for (int l = 0; l < 8; ++l) acc[l] = std::fma(qs[t + l], load(kj, t + l), acc[l]);
+      float tail = 0.0f;
+      for (; t < d; ++t) tail = std::fma(qs[t], load(kj, t), tail);
+      float s = hsum_pairs(acc) + tail;
+      if (ks != nullptr) s *= ks[j];
+      if (bias != nullptr) s += bias[j];
+      scratch[j] = s;
+      mx = std::max(mx, s);
+    }
   }
   const int64_t keys8 = keys & ~int64_t{7};
   float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};

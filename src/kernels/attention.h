@@ -5,7 +5,9 @@
 //
 //   s_j = sum_t (scale * q_t) * k_jt + bias_j,   p = softmax(s),   out_t = sum_j p_j * v_jt
 //
-// (q8: s_j = (sum_t (scale * q_t) * k8_jt) * ks_j + bias_j and out_t = sum_j (p_j * vs_j) * v8_jt.)
+// (q8: the scaled query is quantized like a cached row, quantize_kv_row(scale * q) = (qi, sq), and
+// s_j = float(sum_t qi_t * k8_jt) * (sq * ks_j) + bias_j, the sum an exact integer; out_t =
+// sum_j (p_j * vs_j) * v8_jt.)
 //
 // bias ([keys], additive, e.g. -FLT_MAX for masked keys) may be nullptr; scratch holds `keys`
 // floats. A row whose scores are all -FLT_MAX gets uniform weights, as PyTorch's finfo.min masks

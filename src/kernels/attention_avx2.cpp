@@ -59,8 +59,8 @@ inline __m128 hsum4_keys(const __m256* a) {
 }
 
 // Keys whose scores are computed together: independent dot products in flight, reduced in one
-// transposition. Half and int8 rows take 8 (their conversions leave room for the loads of eight
-// rows); float rows take 4 (eight interleaved rows measured 10-15% slower from memory,
+// transposition. Half rows take 8 (their conversions leave room for the loads of eight rows; the
+// int8 rows' integer scores, scores_q8, take 8 too); float rows take 4 (eight interleaved rows measured 10-15% slower from memory,
 // bench/attention_bench).
 template <typename T>
 constexpr int keys_per_pass() {
@@ -83,6 +83,66 @@ void weighted_sum(const T* v, int64_t d, int64_t keys, const float* p, float inv
   for (int r = 0; r < NV; ++r) _mm256_storeu_ps(out + 8 * r, o[r]);
 }
 
+// Scores over the q8 cache (the scalar twin's form): the scaled query quantized like a cached row
+// (qi, sq), then per key the exact integer dot product sum_t qi_t k_jt, times sq * ks_j, plus the
+// bias. 32 values per step: maddubs(|qi|, k with qi's sign) then madd into int32 lanes (a pair
+// is at most 2 x 127 x 127, no saturation); eight keys share one transposed hadd reduction. Integer
+// sums do not depend on their order, so the results are bitwise the twin's.
+void scores_q8(const float* qs, const int8_t* k, const float* ks, int64_t keys, int64_t d,
+               const float* bias, float* scratch) {
+  std::vector<int8_t> qi(d), qa(d);
+  float sq = 0.0f;
+  quantize_kv_row(qs, d, qi.data(), &sq);
+  for (int64_t t = 0; t < d; ++t) qa[t] = static_cast<int8_t>(qi[t] < 0 ? -qi[t] : qi[t]);
+  const int64_t d32 = d & ~int64_t{31};
+  const __m256i ones = _mm256_set1_epi16(1);
+  auto dot32 = [&](const int8_t* kj, int64_t t) {
+    const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qi.data() + t));
+    const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qa.data() + t));
+    const __m256i kv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kj + t));
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(av, _mm256_sign_epi8(kv, qv)), ones);
+  };
+  auto tail_dot = [&](const int8_t* kj) {
+    int32_t s = 0;
+    for (int64_t t = d32; t < d; ++t) s += int32_t{qi[t]} * int32_t{kj[t]};
+    return s;
+  };
+  const __m256 sqv = _mm256_set1_ps(sq);
+  int64_t j0 = 0;
+  for (; j0 + 8 <= keys; j0 += 8) {
+    __m256i acc[8];
+    for (int r = 0; r < 8; ++r) acc[r] = _mm256_setzero_si256();
+    const int8_t* kj = k + j0 * d;
+    for (int64_t t = 0; t < d32; t += 32)
+      for (int r = 0; r < 8; ++r) acc[r] = _mm256_add_epi32(acc[r], dot32(kj + r * d, t));
+    const __m256i h01 = _mm256_hadd_epi32(acc[0], acc[1]), h23 = _mm256_hadd_epi32(acc[2], acc[3]);
+    const __m256i h45 = _mm256_hadd_epi32(acc[4], acc[5]), h67 = _mm256_hadd_epi32(acc[6], acc[7]);
+    const __m256i q0 = _mm256_hadd_epi32(h01, h23), q1 = _mm256_hadd_epi32(h45, h67);
+    __m256i dots = _mm256_add_epi32(_mm256_permute2x128_si256(q0, q1, 0x20),
+                                    _mm256_permute2x128_si256(q0, q1, 0x31));
+    if (d32 < d) {
+      alignas(32) int32_t tails[8];
+      for (int r = 0; r < 8; ++r) tails[r] = tail_dot(kj + r * d);
+      dots = _mm256_add_epi32(dots, _mm256_load_si256(reinterpret_cast<const __m256i*>(tails)));
+    }
+    __m256 sv = _mm256_mul_ps(_mm256_cvtepi32_ps(dots), _mm256_mul_ps(sqv, _mm256_loadu_ps(ks + j0)));
+    if (bias != nullptr) sv = _mm256_add_ps(sv, _mm256_loadu_ps(bias + j0));
+    _mm256_storeu_ps(scratch + j0, sv);
+  }
+  for (int64_t j = j0; j < keys; ++j) {
+    const int8_t* kj = k + j * d;
+    __m256i acc = _mm256_setzero_si256();
+    for (int64_t t = 0; t < d32; t += 32) acc = _mm256_add_epi32(acc, dot32(kj, t));
+    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+    const int32_t dot = _mm_cvtsi128_si32(h) + tail_dot(kj);
+    float s = static_cast<float>(dot) * (sq * ks[j]);
+    if (bias != nullptr) s += bias[j];
+    scratch[j] = s;
+  }
+}
+
 // ks, vs: per-row scales of the q8 cache (nullptr for float and half rows).
 template <typename T>
 void attend_generic(const float* q, const T* k, const T* v, int64_t keys, int64_t d, float scale,
@@ -91,41 +151,45 @@ void attend_generic(const float* q, const T* k, const T* v, int64_t keys, int64_
   std::vector<float> qs(d);
   for (int64_t t = 0; t < d; ++t) qs[t] = q[t] * scale;
   const int64_t d8 = d & ~int64_t{7};
-  // Scores, kKeys keys at a time; each key's sum is the scalar twin's chain, reduced in
-  // hsum_pairs order.
-  constexpr int kKeys = keys_per_pass<T>();
-  int64_t j0 = 0;
-  if (d8 == d)
-    for (; j0 + kKeys <= keys; j0 += kKeys) {
-      __m256 acc[kKeys];
-      for (int r = 0; r < kKeys; ++r) acc[r] = _mm256_setzero_ps();
-      const T* kj = k + j0 * d;
-      for (int64_t t = 0; t < d8; t += 8) {
-        const __m256 qv = _mm256_loadu_ps(qs.data() + t);
-        for (int r = 0; r < kKeys; ++r) acc[r] = _mm256_fmadd_ps(qv, load8(kj + r * d + t), acc[r]);
+  if constexpr (std::is_same_v<T, int8_t>) {
+    scores_q8(qs.data(), k, ks, keys, d, bias, scratch);
+  } else {
+    // Scores, kKeys keys at a time; each key's sum is the scalar twin's chain, reduced in
+    // hsum_pairs order.
+    constexpr int kKeys = keys_per_pass<T>();
+    int64_t j0 = 0;
+    if (d8 == d)
+      for (; j0 + kKeys <= keys; j0 += kKeys) {
+        __m256 acc[kKeys];
+        for (int r = 0; r < kKeys; ++r) acc[r] = _mm256_setzero_ps();
+        const T* kj = k + j0 * d;
+        for (int64_t t = 0; t < d8; t += 8) {
+          const __m256 qv = _mm256_loadu_ps(qs.data() + t);
+          for (int r = 0; r < kKeys; ++r) acc[r] = _mm256_fmadd_ps(qv, load8(kj + r * d + t), acc[r]);
+        }
+        if constexpr (kKeys == 8) {
+          __m256 sv = hsum8_keys(acc);
+          if (ks != nullptr) sv = _mm256_mul_ps(sv, _mm256_loadu_ps(ks + j0));
+          if (bias != nullptr) sv = _mm256_add_ps(sv, _mm256_loadu_ps(bias + j0));
+          _mm256_storeu_ps(scratch + j0, sv);
+        } else {
+          __m128 sv = hsum4_keys(acc);
+          if (ks != nullptr) sv = _mm_mul_ps(sv, _mm_loadu_ps(ks + j0));
+          if (bias != nullptr) sv = _mm_add_ps(sv, _mm_loadu_ps(bias + j0));
+          _mm_storeu_ps(scratch + j0, sv);
+        }
       }
-      if constexpr (kKeys == 8) {
-        __m256 sv = hsum8_keys(acc);
-        if (ks != nullptr) sv = _mm256_mul_ps(sv, _mm256_loadu_ps(ks + j0));
-        if (bias != nullptr) sv = _mm256_add_ps(sv, _mm256_loadu_ps(bias + j0));
-        _mm256_storeu_ps(scratch + j0, sv);
-      } else {
-        __m128 sv = hsum4_keys(acc);
-        if (ks != nullptr) sv = _mm_mul_ps(sv, _mm_loadu_ps(ks + j0));
-        if (bias != nullptr) sv = _mm_add_ps(sv, _mm_loadu_ps(bias + j0));
-        _mm_storeu_ps(scratch + j0, sv);
-      }
+    for (int64_t j = j0; j < keys; ++j) {  // the rest one key at a time, in the same order
+      const T* kj = k + j * d;
+      __m256 acc = _mm256_setzero_ps();
+      for (int64_t t = 0; t < d8; t += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(qs.data() + t), load8(kj + t), acc);
+      float tail = 0.0f;
+      for (int64_t t = d8; t < d; ++t) tail = std::fma(qs[t], load1(kj + t), tail);
+      float s = hsum_pairs(acc) + tail;
+      if (ks != nullptr) s *= ks[j];
+      if (bias != nullptr) s += bias[j];
+      scratch[j] = s;
     }
-  for (int64_t j = j0; j < keys; ++j) {  // the rest one key at a time, in the same order
-    const T* kj = k + j * d;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t t = 0; t < d8; t += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(qs.data() + t), load8(kj + t), acc);
-    float tail = 0.0f;
-    for (int64_t t = d8; t < d; ++t) tail = std::fma(qs[t], load1(kj + t), tail);
-    float s = hsum_pairs(acc) + tail;
-    if (ks != nullptr) s *= ks[j];
-    if (bias != nullptr) s += bias[j];
-    scratch[j] = s;
   }
   float mx = -INFINITY;
   for (int64_t j = 0; j < keys; ++j) mx = std::max(mx, scratch[j]);
