@@ -98,7 +98,7 @@ struct QActs {
   std::vector<int32_t> c;
 };
 void quantize_acts(const float* x, int64_t ldx, int64_t m, int64_t k, QActs* out);
-// Fills out->c from out->q (the quantizers call it last).
+// Fills out->c from out->q (the scalar quantizer calls it last; the AVX2 one forms c as it goes).
 void fill_offset_sums(QActs* out);
 void quantize_acts_scalar(const float* x, int64_t ldx, int64_t m, int64_t k, QActs* out);
 void quantize_acts_avx2(const float* x, int64_t ldx, int64_t m, int64_t k, QActs* out);

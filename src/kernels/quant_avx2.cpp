@@ -281,6 +281,7 @@ void quantize_acts_avx2(const float* x, int64_t ldx, int64_t m, int64_t k, QActs
   out->kp = q_padded_k(k);
   out->nbp = q_scale_stride(k);
   out->q.resize(static_cast<size_t>(m * out->kp));
+  out->c.resize(static_cast<size_t>(m * out->kp / 4));
   out->d.assign(static_cast<size_t>(m * out->nbp), 0.0f);
   out->s.assign(static_cast<size_t>(m * out->nbp), 0.0f);
   const int64_t nb = q_blocks(k);
@@ -320,11 +321,15 @@ void quantize_acts_avx2(const float* x, int64_t ldx, int64_t m, int64_t k, QActs
       const __m256i p16b = _mm256_packs_epi32(q[2], q[3]);
       const __m256i p8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p16a, p16b), perm);
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(out->q.data() + i * out->kp + p0), p8);
+      // -128 x the sum of each four consecutive values (QActs::c): maddubs(1, q) sums pairs into
+      // int16, madd(-128) pairs of those into int32.
+      const __m256i c4 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), p8),
+                                           _mm256_set1_epi16(-128));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out->c.data() + i * (out->kp / 4) + p0 / 4), c4);
       out->d[i * out->nbp + b] = d;
       out->s[i * out->nbp + b] = d * static_cast<float>(sum);
     }
   }
-  fill_offset_sums(out);
 }
 
 }  // namespace musicgen::kernels
