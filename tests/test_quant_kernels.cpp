@@ -127,6 +127,7 @@ TEST(QuantActs, Avx2MatchesScalarTwin) {
     EXPECT_EQ(a.d, b.d) << m << "x" << k;
     EXPECT_EQ(a.s, b.s) << m << "x" << k;
     EXPECT_EQ(a.c, b.c) << m << "x" << k;
+    EXPECT_EQ(a.qp, b.qp) << m << "x" << k;
   }
 }
 

@@ -243,6 +243,21 @@ void prepare_acts(int64_t m, int64_t k, QActs* out) {
 }
 }  // namespace
 
+void fill_pairs(QActs* out) {
+  const int64_t kp = out->kp, nb = kp / kQBlock, half = kQBlock / 2;
+  out->kpp = (kp + 2 * kQBlock - 1) / (2 * kQBlock) * (2 * kQBlock);
+  out->qp.assign(static_cast<size_t>(out->m * out->kpp), 0);
+  for (int64_t i = 0; i < out->m; ++i) {
+    const int8_t* q = out->q.data() + i * kp;
+    int8_t* qp = out->qp.data() + i * out->kpp;
+    for (int64_t b = 0; b < nb; ++b) {  // block b: its halves at pair offsets 0 / 32 (+16 if odd)
+      int8_t* dst = qp + (b / 2) * 2 * kQBlock + (b % 2) * half;
+      std::memcpy(dst, q + b * kQBlock, half);
+      std::memcpy(dst + kQBlock, q + b * kQBlock + half, half);
+    }
+  }
+}
+
 void fill_offset_sums(QActs* out) {
   const int64_t lanes = out->m * out->kp / 4;
   out->c.resize(static_cast<size_t>(lanes));
@@ -273,6 +288,7 @@ void quantize_acts_scalar(const float* x, int64_t ldx, int64_t m, int64_t k, QAc
     }
   }
   fill_offset_sums(out);
+  fill_pairs(out);
 }
 
 // ---- Scalar twins ---------------------------------------------------------------------------

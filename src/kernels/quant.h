@@ -96,10 +96,17 @@ struct QActs {
   // [m][kp / 4]: -128 x (q[4l] + q[4l+1] + q[4l+2] + q[4l+3]), the start value of each int32 lane
   // when the AVX-512 q8 product reads the weights offset to unsigned (q + 128, quant_avx512.cpp).
   std::vector<int32_t> c;
+  // [m][kpp], kpp = kp rounded up to 64: q in the q4 pair order (quant.h, "q4 block pairs"),
+  // per pair of blocks (b, b + 1): elements 0-15 of b, 0-15 of b + 1, 16-31 of b, 16-31 of
+  // b + 1; a last block without a partner pairs with zeros. The q4 products load it as it is.
+  std::vector<int8_t> qp;
+  int64_t kpp = 0;
 };
 void quantize_acts(const float* x, int64_t ldx, int64_t m, int64_t k, QActs* out);
 // Fills out->c from out->q (the scalar quantizer calls it last; the AVX2 one forms c as it goes).
 void fill_offset_sums(QActs* out);
+// Fills out->qp from out->q (both quantizers call it last).
+void fill_pairs(QActs* out);
 void quantize_acts_scalar(const float* x, int64_t ldx, int64_t m, int64_t k, QActs* out);
 void quantize_acts_avx2(const float* x, int64_t ldx, int64_t m, int64_t k, QActs* out);
 

@@ -122,11 +122,11 @@ void q4_tile(const QActs& x, int64_t i0, const uint8_t* wq, const uint16_t* ws, 
   const __m256i ones = _mm256_set1_epi16(1);
   const __m256i low4 = _mm256_set1_epi8(0x0f);
   __m256 acc[WR][R], mins[WR][R];
-  const int8_t* xq[R];
+  const int8_t* xq[R];  // the pair order (QActs::qp): pair b / 2 at xq + b * 32
   const float* xd[R];
   const float* xs[R];
   for (int r = 0; r < R; ++r) {
-    xq[r] = x.q.data() + (i0 + r) * kp;
+    xq[r] = x.qp.data() + (i0 + r) * x.kpp;
     xd[r] = x.d.data() + (i0 + r) * nbp;
     xs[r] = x.s.data() + (i0 + r) * nbp;
   }
@@ -149,12 +149,8 @@ void q4_tile(const QActs& x, int64_t i0, const uint8_t* wq, const uint16_t* ws, 
       const bool whole = b + 1 < nb;  // else block b + 1 is padding: zero weights and activations
       __m256i xa[R], xh[R];  // elements 0-15 of blocks b and b + 1; elements 16-31 of both
       for (int r = 0; r < R; ++r) {
-        const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[r] + b * kQBlock));
-        const __m256i hi = whole ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(
-                                       xq[r] + (b + 1) * kQBlock))
-                                 : _mm256_setzero_si256();
-        xa[r] = _mm256_permute2x128_si256(lo, hi, 0x20);
-        xh[r] = _mm256_permute2x128_si256(lo, hi, 0x31);
+        xa[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[r] + b * kQBlock));
+        xh[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[r] + b * kQBlock + kQBlock));
       }
       if ((b & 3) == 0)  // one 64-byte line of each row per two pairs
         for (int c = 0; c < WR; ++c) prefetch(wq + (c + kPrefetchTiles * WR) * (kp / 2) + b * (kQBlock / 2));
@@ -330,6 +326,7 @@ void quantize_acts_avx2(const float* x, int64_t ldx, int64_t m, int64_t k, QActs
       out->s[i * out->nbp + b] = d * static_cast<float>(sum);
     }
   }
+  fill_pairs(out);
 }
 
 }  // namespace musicgen::kernels

@@ -114,7 +114,7 @@ void q4_tile(const QActs& x, int64_t i0, const uint8_t* wq, const uint16_t* ws, 
   const float* xd[R];
   const float* xs[R];
   for (int r = 0; r < R; ++r) {
-    xq[r] = x.q.data() + (i0 + r) * kp;
+    xq[r] = x.qp.data() + (i0 + r) * x.kpp;  // the pair order: pair b / 2 at b * 32
     xd[r] = x.d.data() + (i0 + r) * nbp;
     xs[r] = x.s.data() + (i0 + r) * nbp;
   }
@@ -139,12 +139,8 @@ void q4_tile(const QActs& x, int64_t i0, const uint8_t* wq, const uint16_t* ws, 
       // Activations: a = elements 0-15 of blocks b and b + 1, h = elements 16-31 of both.
       __m256i xa[R], xh[R];
       for (int r = 0; r < R; ++r) {
-        const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[r] + b * kQBlock));
-        const __m256i hi = whole ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(
-                                       xq[r] + (b + 1) * kQBlock))
-                                 : _mm256_setzero_si256();
-        xa[r] = _mm256_permute2x128_si256(lo, hi, 0x20);
-        xh[r] = _mm256_permute2x128_si256(lo, hi, 0x31);
+        xa[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[r] + b * kQBlock));
+        xh[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[r] + b * kQBlock + kQBlock));
       }
       if ((b & 3) == 0)  // one 64-byte line of each row per two pairs
         for (int c = 0; c < WR; ++c)
