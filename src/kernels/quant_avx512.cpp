@@ -1,6 +1,7 @@
 // AVX-512 level of the q8 and q4 products (quant.h): the AVX2 tiles with VNNI's vpdpbusd, which
 // forms each int32 lane's sum of four u8 x s8 products in one instruction where AVX2 needs
-// maddubs + madd (exactly the same sums: no saturation is reachable, |q| <= 127). 256-bit
+// maddubs + madd (exactly the same sums: no saturation is reachable, |q| <= 127; q8 reads its
+// weights offset to unsigned, q4 its activations in the pair order, see the tiles). 256-bit
 // registers (AVX512VL): on Zen 4, which runs a zmm instruction as two halves, 512-bit variants
 // (two activation rows per zmm, +128 offset trick, vpermps for the scales) measured 0.86-0.95x
 // of AVX2 while this one gives 1.25x (docs/PERFORMANCE.md). Compiled with per-file flags and
