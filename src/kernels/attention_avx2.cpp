@@ -60,8 +60,8 @@ inline __m128 hsum4_keys(const __m256* a) {
 
 // Keys whose scores are computed together: independent dot products in flight, reduced in one
 // transposition. Half rows take 8 (their conversions leave room for the loads of eight rows; the
-// int8 rows' integer scores, scores_q8, take 8 too); float rows take 4 (eight interleaved rows measured 10-15% slower from memory,
-// bench/attention_bench).
+// int8 rows' integer scores, scores_q8, take 8 too); float rows take 4 (eight interleaved rows
+// measured 10-15% slower from memory, bench/attention_bench).
 template <typename T>
 constexpr int keys_per_pass() {
   return std::is_same_v<T, float> ? 4 : 8;
