@@ -122,6 +122,10 @@ TEST(QuantActs, Avx2MatchesScalarTwin) {
     if (k >= 32) std::fill_n(x.begin(), 32, 0.0f);  // an all-zero block
     kernels::QActs a, b;
     kernels::quantize_acts_scalar(x.data(), k, m, k, &a);
+    // b reused, as the products' scratch is, after a wider row: every byte must be rewritten,
+    // padding included.
+    const auto other = random_vec(m * (k + 32), 32);
+    kernels::quantize_acts_avx2(other.data(), k + 32, m, k + 32, &b);
     kernels::quantize_acts_avx2(x.data(), k, m, k, &b);
     EXPECT_EQ(a.q, b.q) << m << "x" << k;
     EXPECT_EQ(a.d, b.d) << m << "x" << k;

@@ -90,15 +90,18 @@ void weighted_sum(const T* v, int64_t d, int64_t keys, const float* p, float inv
 // sums do not depend on their order, so the results are bitwise the twin's.
 void scores_q8(const float* qs, const int8_t* k, const float* ks, int64_t keys, int64_t d,
                const float* bias, float* scratch) {
-  std::vector<int8_t> qi(d), qa(d);
+  thread_local std::vector<int8_t> buf;  // the quantized query and its magnitudes
+  buf.resize(static_cast<size_t>(2 * d));
+  int8_t* qi = buf.data();
+  int8_t* qa = qi + d;
   float sq = 0.0f;
-  quantize_kv_row(qs, d, qi.data(), &sq);
+  quantize_kv_row(qs, d, qi, &sq);
   for (int64_t t = 0; t < d; ++t) qa[t] = static_cast<int8_t>(qi[t] < 0 ? -qi[t] : qi[t]);
   const int64_t d32 = d & ~int64_t{31};
   const __m256i ones = _mm256_set1_epi16(1);
   auto dot32 = [&](const int8_t* kj, int64_t t) {
-    const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qi.data() + t));
-    const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qa.data() + t));
+    const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qi + t));
+    const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qa + t));
     const __m256i kv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kj + t));
     return _mm256_madd_epi16(_mm256_maddubs_epi16(av, _mm256_sign_epi8(kv, qv)), ones);
   };

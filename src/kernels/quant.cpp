@@ -245,7 +245,7 @@ void prepare_acts(int64_t m, int64_t k, QActs* out) {
 
 void fill_pairs(QActs* out) {
   const int64_t kp = out->kp, nb = kp / kQBlock, half = kQBlock / 2;
-  out->kpp = (kp + 2 * kQBlock - 1) / (2 * kQBlock) * (2 * kQBlock);
+  out->kpp = q_paired_k(kp);
   out->qp.assign(static_cast<size_t>(out->m * out->kpp), 0);
   for (int64_t i = 0; i < out->m; ++i) {
     const int8_t* q = out->q.data() + i * kp;

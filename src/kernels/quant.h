@@ -47,6 +47,8 @@ const char* qtype_name(QType type);
 constexpr int64_t kQBlock = 32;
 inline int64_t q_padded_k(int64_t k) { return (k + kQBlock - 1) / kQBlock * kQBlock; }
 inline int64_t q_blocks(int64_t k) { return q_padded_k(k) / kQBlock; }
+// Activation bytes per row in the q4 pair order (QActs::qp): padded K rounded up to two blocks.
+inline int64_t q_paired_k(int64_t kp) { return (kp + 2 * kQBlock - 1) / (2 * kQBlock) * (2 * kQBlock); }
 // Scale entries per row (blocks rounded up to 8, the AVX2 group).
 inline int64_t q_scale_stride(int64_t k) { return (q_blocks(k) + 7) / 8 * 8; }
 
@@ -96,7 +98,7 @@ struct QActs {
   // [m][kp / 4]: -128 x (q[4l] + q[4l+1] + q[4l+2] + q[4l+3]), the start value of each int32 lane
   // when the AVX-512 q8 product reads the weights offset to unsigned (q + 128, quant_avx512.cpp).
   std::vector<int32_t> c;
-  // [m][kpp], kpp = kp rounded up to 64: q in the q4 pair order (quant.h, "q4 block pairs"),
+  // [m][kpp], kpp = q_paired_k(kp): q in the q4 pair order (quant.h, "q4 block pairs"),
   // per pair of blocks (b, b + 1): elements 0-15 of b, 0-15 of b + 1, 16-31 of b, 16-31 of
   // b + 1; a last block without a partner pairs with zeros. The q4 products load it as it is.
   std::vector<int8_t> qp;
@@ -105,7 +107,7 @@ struct QActs {
 void quantize_acts(const float* x, int64_t ldx, int64_t m, int64_t k, QActs* out);
 // Fills out->c from out->q (the scalar quantizer calls it last; the AVX2 one forms c as it goes).
 void fill_offset_sums(QActs* out);
-// Fills out->qp from out->q (both quantizers call it last).
+// Fills out->qp from out->q (the scalar quantizer calls it last; the AVX2 one stores qp as it goes).
 void fill_pairs(QActs* out);
 void quantize_acts_scalar(const float* x, int64_t ldx, int64_t m, int64_t k, QActs* out);
 void quantize_acts_avx2(const float* x, int64_t ldx, int64_t m, int64_t k, QActs* out);

@@ -278,6 +278,8 @@ void quantize_acts_avx2(const float* x, int64_t ldx, int64_t m, int64_t k, QActs
   out->nbp = q_scale_stride(k);
   out->q.resize(static_cast<size_t>(m * out->kp));
   out->c.resize(static_cast<size_t>(m * out->kp / 4));
+  out->kpp = q_paired_k(out->kp);
+  out->qp.resize(static_cast<size_t>(m * out->kpp));
   out->d.assign(static_cast<size_t>(m * out->nbp), 0.0f);
   out->s.assign(static_cast<size_t>(m * out->nbp), 0.0f);
   const int64_t nb = q_blocks(k);
@@ -322,11 +324,19 @@ void quantize_acts_avx2(const float* x, int64_t ldx, int64_t m, int64_t k, QActs
       const __m256i c4 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), p8),
                                            _mm256_set1_epi16(-128));
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(out->c.data() + i * (out->kp / 4) + p0 / 4), c4);
+      // The pair order (QActs::qp): this block's halves at offsets 0 and 32 of its pair, + 16 for
+      // the pair's second block; a last block without a partner leaves that partner zero.
+      int8_t* pair = out->qp.data() + i * out->kpp + (b / 2) * 2 * kQBlock + (b % 2) * (kQBlock / 2);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(pair), _mm256_castsi256_si128(p8));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(pair + kQBlock), _mm256_extracti128_si256(p8, 1));
+      if (b % 2 == 0 && b + 1 == nb) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(pair + kQBlock / 2), _mm_setzero_si128());
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(pair + kQBlock + kQBlock / 2), _mm_setzero_si128());
+      }
       out->d[i * out->nbp + b] = d;
       out->s[i * out->nbp + b] = d * static_cast<float>(sum);
     }
   }
-  fill_pairs(out);
 }
 
 }  // namespace musicgen::kernels
