@@ -221,6 +221,37 @@ TEST(LayerNorm, RowsTogetherEqualRowsAlone) {
     }
 }
 
+TEST(LayerNorm, Avx2MatchesScalarTwinAndADoubleReference) {
+  if (!kernels::at_least(kernels::detect_isa(), kernels::Isa::kAvx2))
+    GTEST_SKIP() << "SKIPPED: no AVX2+FMA+F16C on this CPU";
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.5f, 3.0f);
+  // Widths below, at and around the 16-element step (tails of every length), and the model's.
+  for (int n : {1, 5, 15, 16, 17, 31, 33, 100, 1000, 1024, 1536})
+    for (int rows : {1, 2, 3}) {
+      std::vector<float> x(rows * n), g(n), b(n), simd(rows * n), twin(rows * n);
+      for (auto& v : x) v = nd(rng) + 40.0f;  // a large mean: the variance pass must subtract it
+      for (auto& v : g) v = nd(rng);
+      for (auto& v : b) v = nd(rng);
+      kernels::layer_norm_avx2(x.data(), g.data(), b.data(), simd.data(), rows, n, 1e-5f);
+      kernels::layer_norm_scalar(x.data(), g.data(), b.data(), twin.data(), rows, n, 1e-5f);
+      ASSERT_EQ(std::memcmp(simd.data(), twin.data(), simd.size() * 4), 0) << rows << " x " << n;
+      // Against long double two-pass sums.
+      for (int r = 0; r < rows; ++r) {
+        long double m = 0, v = 0;
+        for (int i = 0; i < n; ++i) m += x[r * n + i];
+        m /= n;
+        for (int i = 0; i < n; ++i) v += (x[r * n + i] - m) * (x[r * n + i] - m);
+        v /= n;
+        const long double inv = 1.0L / std::sqrt(v + 1e-5L);
+        for (int i = 0; i < n; ++i) {
+          const double want = static_cast<double>((x[r * n + i] - m) * inv * g[i] + b[i]);
+          EXPECT_NEAR(twin[r * n + i], want, 1e-5 * (1.0 + std::fabs(want))) << r << " " << i;
+        }
+      }
+    }
+}
+
 TEST(ThreadPool, StatsCountRegionsAndTheirTime) {
   ThreadPool pool(2);
   pool.reset_stats();

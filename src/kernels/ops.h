@@ -1,5 +1,5 @@
-// Row-wise and element-wise float32 operations (scalar code; the compiler vectorises the simple
-// loops). Shapes are given as row count and row width.
+// Row-wise and element-wise float32 operations (scalar code, the compiler vectorising the simple
+// loops, except layer_norm, which has an AVX2 variant in ops_avx2.cpp). Shapes are given as row count and row width.
 #pragma once
 
 #include <cstdint>
@@ -7,8 +7,14 @@
 namespace musicgen::kernels {
 
 // y = (x - mean) / sqrt(var + eps) * gamma + beta, per row of width n (biased variance).
+// Mean and variance are double sums in a fixed order (16 interleaved partial sums, reduced in a
+// fixed tree); the AVX2 variant and the scalar twin are bitwise equal, rows are independent.
 void layer_norm(const float* x, const float* gamma, const float* beta, float* y, int64_t rows,
                 int64_t n, float eps);
+void layer_norm_scalar(const float* x, const float* gamma, const float* beta, float* y,
+                       int64_t rows, int64_t n, float eps);
+void layer_norm_avx2(const float* x, const float* gamma, const float* beta, float* y,
+                     int64_t rows, int64_t n, float eps);
 // T5 RMS norm: y = gamma * x / sqrt(mean(x^2) + eps), per row.
 void rms_norm(const float* x, const float* gamma, float* y, int64_t rows, int64_t n, float eps);
 // In-place softmax over a row of n values. -inf entries become 0; a row of all -inf stays finite
