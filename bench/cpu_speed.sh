@@ -10,6 +10,7 @@
 #   isa-*           kernel_bench --compare-isa before and after: each kernel's compute cost in cache
 #   kernels-*       kernel_bench before and after, 1 and 2 threads (weights streamed from memory)
 #   attention-*     attention_bench before and after, 1 and 2 threads (768 heads of 1500 keys)
+#   attention_strided-*  the same with the decoder's layout: 300 keys of 1500 rows per head
 #   ab-W-WHICH-R    musicgen-small, weight type W, 200 steps, before and after, alternating, 3 rounds
 #   long-W          1500 steps (30 s of audio), after: first/last 100 steps, floor fraction
 #   long-W-kv8      the same for q8 and q4 with the q8 KV cache (--kv-cache q8)
@@ -67,6 +68,14 @@ if want attention; then
     for t in 1 2; do
       "$BEFORE/attention_bench" --threads $t > "$OUT/attention-before-t$t-r$r.txt" 2>&1
       "$REPO/build/bench/attention_bench" --threads $t > "$OUT/attention-after-t$t-r$r.txt" 2>&1
+      # The decoder's layout: 300 keys read of each head's 1500 rows (BEFORE's attention_bench
+      # must know --capacity; skipped when it does not).
+      if grep -aq -- --capacity "$BEFORE/attention_bench"; then
+        "$BEFORE/attention_bench" --threads $t --keys 300 --capacity 1500 \
+          > "$OUT/attention_strided-before-t$t-r$r.txt" 2>&1
+        "$REPO/build/bench/attention_bench" --threads $t --keys 300 --capacity 1500 \
+          > "$OUT/attention_strided-after-t$t-r$r.txt" 2>&1
+      fi
     done
   done
 fi

@@ -62,22 +62,24 @@ def main():
                 print(f"| {w} | {b[0]:.1f} | {a[0]:.1f} ({b[0] / a[0]:.2f}x) | {b[1]:.1f} | {a[1]:.1f} ({b[1] / a[1]:.2f}x) |")
         print()
 
-    runs = {}
-    for f in glob.glob(os.path.join(out, "attention-*-t*.txt")):
-        which, t = re.search(r"attention-([a-z]+)-t(\d)", os.path.basename(f)).groups()
-        for line in open(f):
-            k = re.match(r"^(f32|f16|q8)\s+([\d.]+) ms per pass\s+([\d.]+) GB/s", line)
-            if k:
-                runs.setdefault((k.group(1), which, t), []).append((float(k.group(2)), float(k.group(3))))
-    # Median of the rounds (by time), with its bandwidth.
-    att = {key: sorted(v)[len(v) // 2] for key, v in runs.items()}
-    if att:
-        print("| attention_bench, 768 heads x 1500 keys (ms per pass, GB/s of KV; median of the rounds) | 1 thread before | after | 2 threads before | after |")
-        print("|---|---|---|---|---|")
-        for w in ["f32", "f16", "q8"]:
-            cells = [att.get((w, which, t)) for t in "12" for which in ("before", "after")]
-            print(f"| {w} | " + " | ".join(f"{c[0]:.2f} ({c[1]:.1f})" if c else "-" for c in cells) + " |")
-        print()
+    for prefix, title in [("attention", "768 heads x 1500 keys"),
+                          ("attention_strided", "768 heads, 300 keys of 1500 rows each (the decoder's layout)")]:
+        runs = {}
+        for f in glob.glob(os.path.join(out, prefix + "-*-t*.txt")):
+            which, t = re.search(prefix + r"-([a-z]+)-t(\d)", os.path.basename(f)).groups()
+            for line in open(f):
+                k = re.match(r"^(f32|f16|q8)\s+([\d.]+) ms per pass\s+([\d.]+) GB/s", line)
+                if k:
+                    runs.setdefault((k.group(1), which, t), []).append((float(k.group(2)), float(k.group(3))))
+        # Median of the rounds (by time), with its bandwidth.
+        att = {key: sorted(v)[len(v) // 2] for key, v in runs.items()}
+        if att:
+            print(f"| attention_bench, {title} (ms per pass, GB/s of KV; median of the rounds) | 1 thread before | after | 2 threads before | after |")
+            print("|---|---|---|---|---|")
+            for w in ["f32", "f16", "q8"]:
+                cells = [att.get((w, which, t)) for t in "12" for which in ("before", "after")]
+                print(f"| {w} | " + " | ".join(f"{c[0]:.2f} ({c[1]:.1f})" if c else "-" for c in cells) + " |")
+            print()
 
     print("| kernel_bench (GB/s of weights) | 1 thread before | after | 2 threads before | after |")
     print("|---|---|---|---|---|")
