@@ -22,6 +22,13 @@ constexpr float kLayerNormEps = 1e-5f;
 // runs on the pool.
 constexpr int64_t kMinParallelAttention = 256 * 1024;
 
+// Asks for the cache lines of [p, p + bytes) ahead of a write (a hint: changes no result).
+inline void prefetch_for_write(const void* p, int64_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 1, 3);
+  __builtin_prefetch(c + bytes - 1, 1, 3);  // the last line when the row straddles one more
+}
+
 template <typename Fn>
 void parallel_or_inline(ThreadPool* pool, bool parallel, int64_t n, Fn&& fn) {
   if (parallel && pool != nullptr)
@@ -372,6 +379,27 @@ void MusicgenDecoder::forward_multi(const std::vector<SeqStep>& seqs, ThreadPool
     const Linear::Input self_in = Linear::prepare(a.data(), rows, qkv, 3, &acts);
     auto self_attention = [&](int64_t h0, int64_t h1) {
       thread_local std::vector<float> scores;
+      // The cache rows this range writes below: untouched since the cache was allocated (or
+      // evicted by a step's weights), each store would otherwise wait for its line from memory.
+      // Asked for now, they arrive while the projections run.
+      for (int i = 0; i < count; ++i) {
+        const DecoderState& st = *seqs[i].state;
+        for (int64_t b = 0; b < st.batch; ++b)
+          for (int64_t hh = h0; hh < h1; ++hh)
+            for (int s = 0; s < N[i]; ++s) {
+              const int64_t dst = ((b * nh + hh) * st.capacity + P[i] + s) * hd;
+              if (st.kv_q8) {
+                prefetch_for_write(st.self_k8[l].data() + dst, hd);
+                prefetch_for_write(st.self_v8[l].data() + dst, hd);
+              } else if (st.kv_f16) {
+                prefetch_for_write(st.self_k16[l].data() + dst, hd * 2);
+                prefetch_for_write(st.self_v16[l].data() + dst, hd * 2);
+              } else {
+                prefetch_for_write(st.self_k[l].data() + dst, hd * 4);
+                prefetch_for_write(st.self_v[l].data() + dst, hd * 4);
+              }
+            }
+      }
       L.q.forward_cols(self_in, q.data(), h0 * hd, h1 * hd);
       L.k.forward_cols(self_in, kk.data(), h0 * hd, h1 * hd);
       L.v.forward_cols(self_in, vv.data(), h0 * hd, h1 * hd);
