@@ -69,7 +69,7 @@ inline void prefetch_bytes(const void* p, int64_t bytes) {
   const char* c = static_cast<const char*>(p);
   for (int64_t off = 0; off < bytes; off += 64) _mm_prefetch(c + off, _MM_HINT_T0);
 }
-// K rows [j, j + n) and V rows [j, j + n) of `keys`, clipped.
+// Rows [j, j + n) of a K or V block of `keys` rows of width d, clipped to the block.
 template <typename T>
 inline void prefetch_rows(const T* rows, int64_t d, int64_t j, int64_t n, int64_t keys) {
   if (j >= keys) return;

@@ -1,5 +1,6 @@
-// Row-wise and element-wise float32 operations (scalar code, the compiler vectorising the simple
-// loops, except layer_norm, which has an AVX2 variant in ops_avx2.cpp). Shapes are given as row count and row width.
+// Row-wise and element-wise float32 operations: scalar code whose simple loops the compiler
+// vectorises, except layer_norm, which has an AVX2 variant (ops_avx2.cpp). Shapes are given as
+// row count and row width.
 #pragma once
 
 #include <cstdint>
