@@ -6,6 +6,9 @@
 // demand: a transfer cut halfway, a corrupt body, a token-protected repo, slow transfers.
 #include <httplib.h>
 #include <openssl/evp.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -641,32 +644,53 @@ TEST_F(HubTest, ConcurrentPullsOfTheSameModelBothSucceed) {
     EXPECT_EQ(e.path().extension(), "") << e.path();
 }
 
+// Two `musicgen pull` processes at once. They are started with posix_spawn, not fork(): a child
+// forked while the fake hub's server thread runs can inherit a lock that thread holds (the
+// sanitizers' allocator among them) and hang; one that execs a fresh program cannot.
 TEST_F(HubTest, ConcurrentPullsFromTwoProcesses) {
   hub_->slow_chunk_ms = 10;
   const RepoFile& weights = hub_->repo(kRepo).files.at("model.safetensors");
-  pid_t pids[2];
-  for (auto& pid : pids) {
-    pid = ::fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {  // the child only uses the client side; the server runs in the parent
-      try {
-        ResolveOptions o = options_;
-        o.refresh = true;
-        resolve_model(kRepo, o);
-        ::_exit(0);
-      } catch (...) {
-        ::_exit(1);
-      }
-    }
+  const std::string logs = testing::make_temp_dir("hub-two-processes");
+  const std::string cli = MUSICGEN_CLI;
+  pid_t pids[2] = {-1, -1};
+  for (int i = 0; i < 2; ++i) {
+    const std::string err = logs + "/err" + std::to_string(i);
+    posix_spawn_file_actions_t actions;
+    ASSERT_EQ(posix_spawn_file_actions_init(&actions), 0);
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    std::vector<std::string> args = {cli, "pull", kRepo};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const int rc = posix_spawn(&pids[i], cli.c_str(), &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    ASSERT_EQ(rc, 0) << std::strerror(rc);
   }
-  for (pid_t pid : pids) {
+  // Wait with a deadline: a hung pull fails this test instead of ctest's 600 s timeout.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  for (int i = 0; i < 2; ++i) {
     int status = 0;
-    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    pid_t done = 0;
+    while ((done = ::waitpid(pids[i], &status, WNOHANG)) == 0 &&
+           std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (done == 0) {
+      ::kill(pids[i], SIGKILL);
+      ::waitpid(pids[i], &status, 0);
+      ADD_FAILURE() << "pull " << i << " did not finish within 120 s";
+      continue;
+    }
+    ASSERT_EQ(done, pids[i]);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << "pull " << i << ": " << read_file(logs + "/err" + std::to_string(i));
   }
+  fs::remove_all(logs);
   EXPECT_EQ(sha256(read_file(repo_dir() / "snapshots" / kCommit / "model.safetensors")),
             weights.etag);
-  EXPECT_EQ(hub_->count("GET", "/cdn/" + weights.etag), 1u);
+  EXPECT_EQ(hub_->count("GET", "/cdn/" + weights.etag), 1u)
+      << "the lock lets one pull download, the other reuse";
 }
 
 TEST_F(HubTest, OfflineAndNotCachedGivesTheHelpfulError) {
