@@ -63,6 +63,9 @@ class RedisProcess {
     fs::remove_all(dir_);
   }
   bool start() {
+    // Everything the child needs is made before fork(): between fork and exec it only calls
+    // async-signal-safe functions (no allocation that could meet a lock another thread held).
+    const std::string port = std::to_string(port_), dir = dir_.string();
     pid_ = fork();
     if (pid_ == 0) {
       // Dies with the test process, and never holds the test's output (ctest waits for it).
@@ -73,7 +76,6 @@ class RedisProcess {
         dup2(null_fd, 1);
         dup2(null_fd, 2);
       }
-      const std::string port = std::to_string(port_), dir = dir_.string();
       execl(redis_binary(), "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1",
             "--dir", dir.c_str(), "--appendonly", "yes", "--appendfsync", "always", "--save", "",
             "--daemonize", "no", "--loglevel", "warning", static_cast<char*>(nullptr));
