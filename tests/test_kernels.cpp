@@ -151,7 +151,7 @@ TEST(ThreadPool, CoversEveryIndexOnce) {
   for (int h : hits) EXPECT_EQ(h, 1);
 }
 
-TEST(ThreadPool, SharedTailCoversEveryIndexOnceInWholePieces) {
+TEST(ThreadPool, StealingCoversEveryIndexOnceInWholePieces) {
   for (int threads : {1, 2, 3}) {
     ThreadPool pool(threads);
     for (int64_t n : {1, 2, 7, 16, 64, 257, 1000})
@@ -160,7 +160,7 @@ TEST(ThreadPool, SharedTailCoversEveryIndexOnceInWholePieces) {
         std::atomic<int> bad{0};
         for (int rep = 0; rep < 3; ++rep) {
           for (auto& h : hits) h = 0;
-          pool.parallel_for_shared_tail(n, [&](int64_t b, int64_t e) {
+          pool.parallel_for_stealing(n, [&](int64_t b, int64_t e) {
             // Ranges start on a piece boundary and hold whole pieces (but the last).
             if (b % grain != 0 || ((e - b) % grain != 0 && e != n)) ++bad;
             for (int64_t i = b; i < e; ++i) ++hits[static_cast<size_t>(i)];
@@ -172,28 +172,48 @@ TEST(ThreadPool, SharedTailCoversEveryIndexOnceInWholePieces) {
   }
 }
 
-TEST(ThreadPool, SharedTailHelpsASlowThread) {
-  // The thread that gets range [0, ...) is slow: while it sleeps the other thread finishes its
-  // own static range and then every piece of the shared tail (64 * 1/8 = 8). With a static split
-  // each thread would run exactly one range.
+TEST(ThreadPool, StealingHelpsASlowThreadAndKeepsSharesContiguous) {
+  // Two threads, 64 pieces: each owns 32. The thread that runs piece 0 first takes a quarter of
+  // its share ([0, 8)) and sleeps; the other runs its own share [32, 64), then takes the slow
+  // thread's pieces one at a time from the back (31, 30, ..., 8). With a static split each would
+  // run 32.
   ThreadPool pool(2);
   std::mutex mu;
-  std::map<std::thread::id, int> calls;
-  std::thread::id slow;
-  pool.parallel_for_shared_tail(64, [&](int64_t b, int64_t) {
+  std::map<std::thread::id, std::vector<std::pair<int64_t, int64_t>>> calls;
+  pool.parallel_for_stealing(64, [&](int64_t b, int64_t e) {
     {
       std::lock_guard<std::mutex> lock(mu);
-      ++calls[std::this_thread::get_id()];
-      if (b == 0) slow = std::this_thread::get_id();
+      calls[std::this_thread::get_id()].push_back({b, e});
     }
     if (b == 0) std::this_thread::sleep_for(std::chrono::milliseconds(300));
   });
   ASSERT_EQ(calls.size(), 2u);
-  EXPECT_EQ(calls[slow], 1);
-  for (const auto& [id, n] : calls) {
-    if (id != slow) {
-      EXPECT_EQ(n, 9);  // its static range and the 8 tail pieces
+  for (const auto& [id, ranges] : calls) {
+    if (ranges.front().first == 0) {  // the slow thread: one call
+      ASSERT_EQ(ranges.size(), 1u);
+      EXPECT_EQ(ranges[0].second, 8);
+      continue;
     }
+    // The fast thread: its own share front to back in calls that do not grow, then single
+    // pieces from 31 down to 8.
+    int64_t next = 32, covered = 0;
+    size_t i = 0;
+    for (; i < ranges.size() && ranges[i].first >= 32; ++i) {
+      EXPECT_EQ(ranges[i].first, next);
+      if (i > 0) {
+        EXPECT_LE(ranges[i].second - ranges[i].first, ranges[i - 1].second - ranges[i - 1].first);
+      }
+      next = ranges[i].second;
+      covered += ranges[i].second - ranges[i].first;
+    }
+    EXPECT_EQ(next, 64);
+    EXPECT_EQ(ranges.size() - i, 24u);
+    for (int64_t p = 31; i < ranges.size(); ++i, --p) {
+      EXPECT_EQ(ranges[i].first, p);
+      EXPECT_EQ(ranges[i].second, p + 1);
+      covered += 1;
+    }
+    EXPECT_EQ(covered, 56);
   }
 }
 

@@ -40,6 +40,7 @@ ThreadPool::ThreadPool(int n_threads) {
   if (n_threads <= 0) n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   n_threads_ = n_threads;
   times_.resize(static_cast<size_t>(n_threads_));
+  shares_ = std::make_unique<Share[]>(static_cast<size_t>(n_threads_));
   for (int i = 1; i < n_threads_; ++i) threads_.emplace_back([this, i] { worker(i); });
 }
 
@@ -78,16 +79,49 @@ void ThreadPool::worker(int index) {
   }
 }
 
+namespace {
+constexpr uint64_t pack(uint64_t front, uint64_t back) { return front << 32 | back; }
+}  // namespace
+
 void ThreadPool::run_share(int index) {
   const std::function<void(int64_t, int64_t)>& job = *job_;
-  const int64_t begin = std::min<int64_t>(job_static_, index * job_chunk_);
-  const int64_t end = std::min<int64_t>(job_static_, begin + job_chunk_);
-  if (begin < end) job(begin, end);
-  if (job_static_ >= job_n_) return;
+  if (!job_stealing_) {
+    const int64_t begin = std::min<int64_t>(job_n_, index * job_chunk_);
+    const int64_t end = std::min<int64_t>(job_n_, begin + job_chunk_);
+    if (begin < end) job(begin, end);
+    return;
+  }
+  const int64_t piece = job_piece_, n = job_n_;
+  auto run = [&](uint64_t p0, uint64_t p1) {
+    job(static_cast<int64_t>(p0) * piece, std::min<int64_t>(n, static_cast<int64_t>(p1) * piece));
+  };
+  // Own share, front to back: a quarter of what is left per call (at least one piece), so the
+  // last calls are single pieces and a thief finds little left to take.
+  std::atomic<uint64_t>& own = shares_[static_cast<size_t>(index)].range;
+  uint64_t cur = own.load(std::memory_order_acquire);
   for (;;) {
-    const int64_t b = tail_next_.fetch_add(job_piece_, std::memory_order_relaxed);
-    if (b >= job_n_) return;
-    job(b, std::min(job_n_, b + job_piece_));
+    const uint64_t front = cur >> 32, back = cur & 0xffffffffu;
+    if (front >= back) break;
+    const uint64_t take = std::max<uint64_t>(1, (back - front) / 4);
+    if (own.compare_exchange_weak(cur, pack(front + take, back), std::memory_order_acq_rel,
+                                  std::memory_order_acquire)) {
+      run(front, front + take);
+      cur = own.load(std::memory_order_acquire);
+    }
+  }
+  // Then single pieces from the back of the others' shares.
+  for (int d = 1; d < n_threads_; ++d) {
+    std::atomic<uint64_t>& other = shares_[static_cast<size_t>((index + d) % n_threads_)].range;
+    cur = other.load(std::memory_order_acquire);
+    for (;;) {
+      const uint64_t front = cur >> 32, back = cur & 0xffffffffu;
+      if (front >= back) break;
+      if (other.compare_exchange_weak(cur, pack(front, back - 1), std::memory_order_acq_rel,
+                                      std::memory_order_acquire)) {
+        run(back - 1, back);
+        cur = other.load(std::memory_order_acquire);
+      }
+    }
   }
 }
 
@@ -101,33 +135,38 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     fn(0, n);
     return;
   }
-  run_job(n, fn, (n + parts - 1) / parts, n, grain);
+  run_job(n, fn, (n + parts - 1) / parts, grain, false);
 }
 
-void ThreadPool::parallel_for_shared_tail(int64_t n,
-                                          const std::function<void(int64_t, int64_t)>& fn,
-                                          int64_t grain) {
+void ThreadPool::parallel_for_stealing(int64_t n, const std::function<void(int64_t, int64_t)>& fn,
+                                       int64_t grain) {
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
-  const int64_t pieces = n / grain;
+  const int64_t pieces = (n + grain - 1) / grain;
   if (n_threads_ <= 1 || pieces < 2) {
     fn(0, n);
     return;
   }
-  // Whole pieces: 7/8 of them static, one range per thread; the rest shared.
-  const int64_t static_pieces = pieces * 7 / 8 / n_threads_ * n_threads_;
-  const int64_t chunk = static_pieces / n_threads_ * grain;
-  run_job(n, fn, chunk, chunk * n_threads_, grain);
+  if (pieces > 0xffffffffLL) {  // the packed counters hold 32 bits: coarser pieces
+    parallel_for_stealing(n, fn, (n + 0xfffffffeLL) / 0xffffffffLL);
+    return;
+  }
+  run_job(n, fn, 0, grain, true);
 }
 
 void ThreadPool::run_job(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t chunk,
-                         int64_t static_n, int64_t piece) {
+                         int64_t piece, bool stealing) {
   job_ = &fn;
   job_n_ = n;
   job_chunk_ = chunk;
-  job_static_ = static_n;
   job_piece_ = piece;
-  tail_next_.store(static_n, std::memory_order_relaxed);
+  job_stealing_ = stealing;
+  if (stealing) {  // contiguous shares of the pieces, in thread order
+    const uint64_t pieces = static_cast<uint64_t>((n + piece - 1) / piece);
+    for (int i = 0; i < n_threads_; ++i)
+      shares_[static_cast<size_t>(i)].range.store(
+          pack(pieces * i / n_threads_, pieces * (i + 1) / n_threads_), std::memory_order_relaxed);
+  }
   pending_.store(n_threads_ - 1, std::memory_order_relaxed);
   const int64_t call_start = now_ns();
   {

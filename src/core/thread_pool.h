@@ -14,6 +14,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -35,13 +36,15 @@ class ThreadPool {
   // depends only on n, grain and size(). Not reentrant: one caller at a time.
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t grain = 1);
 
-  // As parallel_for, but only the first 7/8 of [0, n) is split statically (one contiguous range
-  // per thread); the rest goes out `grain` at a time to whichever thread is free first, so a
-  // thread that ran slower (a shared memory bus, a virtual CPU that lost its core for a while)
-  // is helped instead of waited for. fn may be called several times per thread; it must not
-  // depend on how [0, n) is cut.
-  void parallel_for_shared_tail(int64_t n, const std::function<void(int64_t, int64_t)>& fn,
-                                int64_t grain = 1);
+  // As parallel_for, but balanced by stealing: [0, n) is cut into pieces of `grain` and each
+  // thread owns a contiguous share of them, which it runs front to back (a few pieces per call,
+  // fewer as its share runs out), so its reads stay one sequential stream. A thread whose share
+  // is done takes single pieces from the back of another thread's share: a thread that ran slower
+  // (a shared memory bus, a virtual CPU that lost its core for a while) is helped instead of
+  // waited for, and no piece of a share that its owner keeps up with is taken from it. fn may be
+  // called several times per thread; it must not depend on how [0, n) is cut.
+  void parallel_for_stealing(int64_t n, const std::function<void(int64_t, int64_t)>& fn,
+                             int64_t grain = 1);
 
   // How long a waiting thread spins before it sleeps.
   static constexpr int kSpinMicros = 300;
@@ -60,10 +63,11 @@ class ThreadPool {
 
  private:
   void worker(int index);
-  // One thread's share of the current job: its static range, then pieces of the shared tail.
+  // One thread's share of the current job: its static range, or (stealing) its own pieces, then
+  // pieces taken from the others.
   void run_share(int index);
   void run_job(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t chunk,
-               int64_t static_n, int64_t piece);
+               int64_t piece, bool stealing);
 
   int n_threads_;
   std::vector<std::thread> threads_;
@@ -75,11 +79,15 @@ class ThreadPool {
   const std::function<void(int64_t, int64_t)>* job_ = nullptr;
   int64_t job_n_ = 0;
   int64_t job_chunk_ = 0;
-  // parallel_for_shared_tail: static ranges cover [0, job_static_); the rest is handed out from
-  // tail_next_ in pieces of job_piece_ (job_static_ == job_n_ for plain parallel_for).
-  int64_t job_static_ = 0;
+  // parallel_for_stealing: pieces of job_piece_; per thread, the pieces [front, back) of its
+  // share not yet taken, packed as front << 32 | back. The owner takes from the front, others take
+  // from the back, each with a compare-and-swap. One cache line per thread.
+  bool job_stealing_ = false;
   int64_t job_piece_ = 1;
-  std::atomic<int64_t> tail_next_{0};
+  struct alignas(64) Share {
+    std::atomic<uint64_t> range{0};
+  };
+  std::unique_ptr<Share[]> shares_;
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};
   std::atomic<bool> stop_{false};

@@ -32,7 +32,7 @@ inline void prefetch_for_write(const void* p, int64_t bytes) {
 template <typename Fn>
 void parallel_or_inline(ThreadPool* pool, bool parallel, int64_t n, Fn&& fn) {
   if (parallel && pool != nullptr)
-    pool->parallel_for_shared_tail(n, fn);
+    pool->parallel_for_stealing(n, fn);
   else
     fn(0, n);
 }

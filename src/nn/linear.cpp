@@ -129,7 +129,7 @@ void Linear::forward_many(const Linear* const* layers, size_t count, const float
   }
   constexpr int64_t kCols = 16;  // whole tiles of every kernel
   const int64_t blocks = (total + kCols - 1) / kCols;
-  pool->parallel_for_shared_tail(blocks, [&](int64_t b0, int64_t b1) {
+  pool->parallel_for_stealing(blocks, [&](int64_t b0, int64_t b1) {
     run(b0 * kCols, std::min(total, b1 * kCols));
   });
 }
