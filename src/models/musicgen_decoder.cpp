@@ -314,7 +314,11 @@ void MusicgenDecoder::forward_multi(const std::vector<SeqStep>& seqs, ThreadPool
 
   // Prefix rows (melody conditioning), then token embeddings summed over codebooks, then
   // positions over the whole sequence.
-  std::vector<float> x(rows * H, 0.0f);  // per sequence [B, n, H]
+  // Activations of the step, reused from the thread's previous step: no allocation, no page
+  // faults and no zero fill per step (every buffer but x is written in full before it is read).
+  thread_local Scratch scratch;
+  std::vector<float>& x = scratch.x;
+  x.assign(static_cast<size_t>(rows * H), 0.0f);  // per sequence [B, n, H]
   for (int i = 0; i < count; ++i) {
     const SeqStep& q = seqs[i];
     const int B = q.state->batch, n = N[i], n_tokens = q.n, prefix_len = q.prefix_len;
@@ -345,8 +349,10 @@ void MusicgenDecoder::forward_multi(const std::vector<SeqStep>& seqs, ThreadPool
     any_text = any_text || st.text_length > 0;
   }
 
-  std::vector<float> a(rows * H), q(rows * H), kk(rows * H), vv(rows * H), att(rows * H),
-      o(rows * H), ff(rows * cfg_.ffn_dim);
+  std::vector<float>&a = scratch.a, &q = scratch.q, &kk = scratch.k, &vv = scratch.v,
+                     &att = scratch.att, &o = scratch.o, &ff = scratch.ff;
+  for (std::vector<float>* v : {&a, &q, &kk, &vv, &att, &o}) v->resize(static_cast<size_t>(rows * H));
+  ff.resize(static_cast<size_t>(rows * cfg_.ffn_dim));
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   kernels::QActs acts;  // the quantized input of a fused region (q8/q4 weights)
   // Epilogues of the products, run by the thread that computed columns [c0, c1) of every row:
@@ -522,7 +528,8 @@ void MusicgenDecoder::forward_multi(const std::vector<SeqStep>& seqs, ThreadPool
     out0[i + 1] = out0[i] + static_cast<int64_t>(seqs[i].state->batch) *
                                 (seqs[i].all_positions ? seqs[i].n : 1);
   const int64_t out_rows = out0[count];
-  std::vector<float> hsel(out_rows * H);
+  std::vector<float>& hsel = scratch.hsel;
+  hsel.resize(static_cast<size_t>(out_rows * H));
   for (int i = 0; i < count; ++i) {
     const SeqStep& sq = seqs[i];
     const int out_pos = sq.all_positions ? sq.n : 1, n = N[i];
@@ -538,7 +545,8 @@ void MusicgenDecoder::forward_multi(const std::vector<SeqStep>& seqs, ThreadPool
   // One read of each head for all rows: [out_rows, H] x [V, H]^T.
   // All K heads in one parallel region: tmp [K][out_rows, V].
   const int64_t head_out = out_rows * V;
-  std::vector<float> tmp(K * head_out);
+  std::vector<float>& tmp = scratch.heads;
+  tmp.resize(static_cast<size_t>(K * head_out));
   std::vector<const Linear*> heads;
   std::vector<float*> outs;
   for (int k = 0; k < K; ++k) {
@@ -549,7 +557,7 @@ void MusicgenDecoder::forward_multi(const std::vector<SeqStep>& seqs, ThreadPool
   for (int i = 0; i < count; ++i) {
     const SeqStep& sq = seqs[i];
     const int B = sq.state->batch, out_pos = sq.all_positions ? sq.n : 1;
-    sq.logits->assign(static_cast<size_t>(B) * K * out_pos * V, 0.0f);
+    sq.logits->resize(static_cast<size_t>(B) * K * out_pos * V);  // every element copied below
     for (int k = 0; k < K; ++k)
       for (int b = 0; b < B; ++b)
         std::copy_n(tmp.data() + k * head_out + (out0[i] + static_cast<int64_t>(b) * out_pos) * V,

@@ -128,6 +128,10 @@ class MusicgenDecoder {
     Norm final_norm;
     Linear fc1, fc2;
   };
+  // forward_multi's activations, kept per calling thread between steps.
+  struct Scratch {
+    std::vector<float> x, a, q, k, v, att, o, ff, hsel, heads;
+  };
   void add_positions(float* h, int rows_per_batch, int batch, int start) const;
 
   DecoderConfig cfg_;
