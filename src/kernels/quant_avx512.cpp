@@ -134,20 +134,18 @@ void q4_tile(const QActs& x, int64_t i0, const uint8_t* wq, const uint16_t* ws, 
         mins[c][r] = _mm256_fmadd_ps(mw, _mm256_loadu_ps(xs[r] + g), mins[c][r]);
       }
     }
-    const int64_t ge = std::min(nb, g + 8);
-    for (int64_t b = g; b < ge; b += 2) {
-      const bool whole = b + 1 < nb;  // else block b + 1 is padding: zero weights and activations
+    // One pair of blocks (b, b + 1); pick selects its scales, lanes i and i + 1 of dd.
+    auto pair = [&](int64_t b, const __m256i pick, bool whole, bool fetch) {
+      // whole: else block b + 1 is padding (zero weights and activations).
       // Activations: a = elements 0-15 of blocks b and b + 1, h = elements 16-31 of both.
       __m256i xa[R], xh[R];
       for (int r = 0; r < R; ++r) {
         xa[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[r] + b * kQBlock));
         xh[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[r] + b * kQBlock + kQBlock));
       }
-      if ((b & 3) == 0)  // one 64-byte line of each row per two pairs
+      if (fetch)  // one 64-byte line of each row per two pairs
         for (int c = 0; c < WR; ++c)
           prefetch(wq + (c + ahead) * row_bytes + b * (kQBlock / 2));
-      const int i = static_cast<int>(b - g);  // the pair's scales: lanes i and i + 1 of dd
-      const __m256i pick = _mm256_setr_epi32(i, i, i, i, i + 1, i + 1, i + 1, i + 1);
       for (int c = 0; c < WR; ++c) {
         const uint8_t* src = wq + c * row_bytes + b * (kQBlock / 2);
         const __m256i both =
@@ -161,6 +159,18 @@ void q4_tile(const QActs& x, int64_t i0, const uint8_t* wq, const uint16_t* ws, 
           const __m256 d = _mm256_permutevar8x32_ps(_mm256_load_ps(dd[c][r]), pick);
           acc[c][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), d, acc[c][r]);
         }
+      }
+    };
+    if (g + 8 <= nb) {  // a whole group: four whole pairs, their scale picks constants
+      pair(g, _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1), true, true);
+      pair(g + 2, _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3), true, false);
+      pair(g + 4, _mm256_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5), true, true);
+      pair(g + 6, _mm256_setr_epi32(6, 6, 6, 6, 7, 7, 7, 7), true, false);
+    } else {
+      for (int64_t b = g; b < nb; b += 2) {
+        const int i = static_cast<int>(b - g);
+        pair(b, _mm256_setr_epi32(i, i, i, i, i + 1, i + 1, i + 1, i + 1), b + 1 < nb,
+             (b & 3) == 0);
       }
     }
   }

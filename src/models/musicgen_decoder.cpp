@@ -10,6 +10,7 @@
 #include "kernels/matmul.h"
 #include "kernels/quant.h"
 #include "kernels/ops.h"
+#include "kernels/prefetch.h"
 #include "models/weight_policy.h"
 
 namespace musicgen {
@@ -22,12 +23,10 @@ constexpr float kLayerNormEps = 1e-5f;
 // runs on the pool.
 constexpr int64_t kMinParallelAttention = 256 * 1024;
 
-// Asks for the cache lines of [p, p + bytes) ahead of a write (a hint: changes no result).
-inline void prefetch_for_write(const void* p, int64_t bytes) {
-  const char* c = static_cast<const char*>(p);
-  for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 1, 3);
-  __builtin_prefetch(c + bytes - 1, 1, 3);  // the last line when the row straddles one more
-}
+// Cache rows asked for before a (stream, head)'s attention starts: the first K rows of the next
+// (stream, head) a thread will attend, so its stream does not start cold (16 rows = 2 KiB of a
+// half cache, what the attention kernel's own prefetch keeps ahead once it runs).
+constexpr int64_t kNextHeadRows = 16;
 
 template <typename Fn>
 void parallel_or_inline(ThreadPool* pool, bool parallel, int64_t n, Fn&& fn) {
@@ -394,18 +393,19 @@ void MusicgenDecoder::forward_multi(const std::vector<SeqStep>& seqs, ThreadPool
           for (int64_t hh = h0; hh < h1; ++hh)
             for (int s = 0; s < N[i]; ++s) {
               const int64_t dst = ((b * nh + hh) * st.capacity + P[i] + s) * hd;
-              if (st.kv_q8) {
-                prefetch_for_write(st.self_k8[l].data() + dst, hd);
-                prefetch_for_write(st.self_v8[l].data() + dst, hd);
-              } else if (st.kv_f16) {
-                prefetch_for_write(st.self_k16[l].data() + dst, hd * 2);
-                prefetch_for_write(st.self_v16[l].data() + dst, hd * 2);
-              } else {
-                prefetch_for_write(st.self_k[l].data() + dst, hd * 4);
-                prefetch_for_write(st.self_v[l].data() + dst, hd * 4);
-              }
+              kernels::prefetch(st.kv_at(l, true, dst), hd * st.kv_bytes(), true);
+              kernels::prefetch(st.kv_at(l, false, dst), hd * st.kv_bytes(), true);
             }
       }
+      // The first K rows of (sequence i, stream b, head hh), asked for before the attention of
+      // the (stream, head) before it in this range, and the first one's before the projections.
+      auto prefetch_keys = [&](int i, int64_t b, int64_t hh) {
+        const DecoderState& st = *seqs[i].state;
+        const int64_t rows = std::min<int64_t>(kNextHeadRows, P[i] + N[i]);
+        kernels::prefetch(st.kv_at(l, true, (b * nh + hh) * st.capacity * hd),
+                          rows * hd * st.kv_bytes());
+      };
+      prefetch_keys(0, 0, h0);
       L.q.forward_cols(self_in, q.data(), h0 * hd, h1 * hd);
       L.k.forward_cols(self_in, kk.data(), h0 * hd, h1 * hd);
       L.v.forward_cols(self_in, vv.data(), h0 * hd, h1 * hd);
@@ -416,6 +416,9 @@ void MusicgenDecoder::forward_multi(const std::vector<SeqStep>& seqs, ThreadPool
         for (int64_t b = 0; b < st.batch; ++b)
           for (int64_t hh = h0; hh < h1; ++hh) {
             const int64_t bh = b * nh + hh;
+            if (hh + 1 < h1) prefetch_keys(i, b, hh + 1);
+            else if (b + 1 < st.batch) prefetch_keys(i, b + 1, h0);
+            else if (i + 1 < count) prefetch_keys(i + 1, 0, h0);
             for (int s = 0; s < n; ++s) {
               const int64_t src = (row0[i] + b * n + s) * H + hh * hd;
               const int64_t dst = (bh * st.capacity + P[i] + s) * hd;

@@ -36,6 +36,14 @@ struct DecoderState {
   int text_length = 0;          // S_text
   std::vector<float> cross_bias;  // [B, S_text]: 0 for real tokens, -FLT_MAX for padding
   std::vector<uint8_t> cross_active;  // [B]: 0 when the row's text mask is all zero (output 0)
+
+  // Bytes per cached value, and the address of element `offset` of layer l's K (k) or V cache.
+  int64_t kv_bytes() const { return kv_q8 ? 1 : kv_f16 ? 2 : 4; }
+  const void* kv_at(size_t l, bool k, int64_t offset) const {
+    if (kv_q8) return (k ? self_k8 : self_v8)[l].data() + offset;
+    if (kv_f16) return (k ? self_k16 : self_v16)[l].data() + offset;
+    return (k ? self_k : self_v)[l].data() + offset;
+  }
 };
 
 // How the decoder stores its weights (docs/QUANTIZATION.md lists what stays float32).
