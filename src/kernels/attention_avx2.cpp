@@ -169,12 +169,11 @@ template <typename T>
 void attend_generic(const float* q, const T* k, const T* v, int64_t keys, int64_t d, float scale,
                     const float* bias, float* scratch, float* out, const float* ks = nullptr,
                     const float* vs = nullptr) {
-  // The scaled query: on the stack for every real head width (one call per head and position,
-  // a heap allocation each was 0.3% of a step).
-  float stack_qs[256];
-  thread_local std::vector<float> heap_qs;
-  if (d > 256) heap_qs.resize(static_cast<size_t>(d));
-  float* qs = d <= 256 ? stack_qs : heap_qs.data();
+  // The scaled query, in the thread's buffer (one call per head and position: a heap allocation
+  // each was 0.3% of a step).
+  thread_local std::vector<float> qs_buf;
+  qs_buf.resize(static_cast<size_t>(d));
+  float* qs = qs_buf.data();
   for (int64_t t = 0; t < d; ++t) qs[t] = q[t] * scale;
   const int64_t d8 = d & ~int64_t{7};
   if constexpr (std::is_same_v<T, int8_t>) {

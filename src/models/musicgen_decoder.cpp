@@ -348,7 +348,7 @@ void MusicgenDecoder::forward_multi(const std::vector<SeqStep>& seqs, ThreadPool
     any_text = any_text || st.text_length > 0;
   }
 
-  std::vector<float>&a = scratch.a, &q = scratch.q, &kk = scratch.k, &vv = scratch.v,
+  std::vector<float> &a = scratch.a, &q = scratch.q, &kk = scratch.k, &vv = scratch.v,
                      &att = scratch.att, &o = scratch.o, &ff = scratch.ff;
   for (std::vector<float>* v : {&a, &q, &kk, &vv, &att, &o}) v->resize(static_cast<size_t>(rows * H));
   ff.resize(static_cast<size_t>(rows * cfg_.ffn_dim));
